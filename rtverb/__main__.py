@@ -1,0 +1,5 @@
+import sys
+
+from rtverb.cli import main
+
+sys.exit(main())
