@@ -1,0 +1,145 @@
+"""CHAIN text parsing: built-ins, external plugin paths, and every kind of bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pedalboard
+import pytest
+
+from rtverb import chain
+from rtverb.chain import ChainError, builtin_plugins, parse_chain
+
+SAMPLE_RATE_HZ = 48000
+
+
+def test_parses_the_readme_example_into_configured_plugins() -> None:
+    board = parse_chain(
+        "HighpassFilter(cutoff_frequency_hz=80) | Compressor(threshold_db=-18, ratio=3)"
+    )
+    assert isinstance(board, pedalboard.Pedalboard)
+    assert [type(p).__name__ for p in board] == ["HighpassFilter", "Compressor"]
+    assert board[0].cutoff_frequency_hz == pytest.approx(80)
+    assert board[1].threshold_db == pytest.approx(-18)
+    assert board[1].ratio == pytest.approx(3)
+
+
+def test_enums_bools_bare_names_and_negative_numbers() -> None:
+    board = parse_chain(
+        "LadderFilter(mode=HPF24, cutoff_hz=300) | Invert | BrickwallLimiter(true_peak=True)"
+        " | Gain(gain_db=-3.5) | Resample(target_sample_rate=16000, quality=Linear)"
+    )
+    assert board[0].mode == pedalboard.LadderFilter.Mode.HPF24
+    assert isinstance(board[1], pedalboard.Invert)
+    assert board[2].true_peak is True
+    assert board[3].gain_db == pytest.approx(-3.5)
+    assert board[4].quality == pedalboard.Resample.Quality.Linear
+
+
+def test_parsed_chain_processes_like_the_hand_built_one() -> None:
+    rng = np.random.default_rng(0)
+    audio = rng.standard_normal((2, 4096)).astype(np.float32) * 0.1
+    parsed = parse_chain("HighpassFilter(cutoff_frequency_hz=120)|Gain(gain_db=6)")
+    manual = pedalboard.Pedalboard(
+        [pedalboard.HighpassFilter(cutoff_frequency_hz=120), pedalboard.Gain(gain_db=6)]
+    )
+    np.testing.assert_array_equal(parsed(audio, SAMPLE_RATE_HZ), manual(audio, SAMPLE_RATE_HZ))
+
+
+def test_every_listed_builtin_builds_with_its_defaults() -> None:
+    for name, params in builtin_plugins().items():
+        if any(p.default == "required" for p in params):
+            continue
+        board = parse_chain(f"{name}()")
+        assert type(board[0]).__name__ == name
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "empty chain"),
+        ("   ", "empty chain"),
+        ("Gain(gain_db=1) |", "empty plugin"),
+        ("Compresor(ratio=2)", "Did you mean Compressor"),
+        ("Foo()", "Built-in plugins:\n  Bitcrush"),
+        ("Compressor(rato=2)", "Valid parameters (with defaults): threshold_db=0, ratio=1"),
+        ("Compressor(2)", "by name"),
+        ("Compressor(ratio=0.5)", "ratio must be a value >= 1.0"),
+        ("Gain(gain_db=True)", "expected a number"),
+        ("Gain(gain_db='3')", "expected a number"),
+        ("Gain(gain_db=1e999)", "finite"),
+        ("HighpassFilter(cutoff_frequency_hz=0)", "> 0 Hz"),
+        ("BrickwallLimiter(true_peak=1)", "True or False"),
+        ("LadderFilter(mode=HPF13)", "one of LPF12, HPF12"),
+        ("Gain(gain_db=__import__('os').getpid())", "not a literal"),
+        ("os.system('true')", "expected Name(param=value"),
+        ("Gain(gain_db=1", "unbalanced"),
+        ("Gain(**{'gain_db': 1})", "not **mapping"),
+        ("Gain(gain_db=1) Gain()", "cannot parse"),
+        ("Convolution(impulse_response_filename='/no/such.wav')", "no such file"),
+        ("Convolution(mix=0.5)", "missing impulse_response_filename"),
+        ("Pedalboard()", "unknown plugin"),
+        ("/no/such/Plugin.vst3 mix=0.5", "no such plugin file"),
+    ],
+)
+def test_bad_chains_raise_clear_errors(text: str, expected: str) -> None:
+    with pytest.raises(ChainError) as info:
+        parse_chain(text)
+    assert expected in str(info.value)
+
+
+def test_chain_error_is_a_value_error() -> None:
+    assert issubclass(ChainError, ValueError)
+
+
+class _FakeExternal:
+    """Stands in for a loaded VST3: pedalboard exposes `parameters` and settable attributes."""
+
+    def __init__(self) -> None:
+        self.parameters = {"mix": object(), "drive_db": object(), "mode": object()}
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "mix" and not 0 <= float(value) <= 1:  # type: ignore[arg-type]
+            raise ValueError("mix must be in [0, 1]")
+        object.__setattr__(self, name, value)
+
+
+@pytest.fixture
+def fake_plugin(tmp_path, monkeypatch):
+    path = tmp_path / "My Synth.vst3"
+    path.mkdir()
+    loaded: list[str] = []
+
+    def load_plugin(p: str) -> _FakeExternal:
+        loaded.append(p)
+        return _FakeExternal()
+
+    monkeypatch.setattr(chain.pedalboard, "load_plugin", load_plugin)
+    monkeypatch.setattr(chain.pedalboard, "Pedalboard", lambda plugins: list(plugins))
+    return path, loaded
+
+
+def test_external_plugin_path_with_spaces_and_name_value_params(fake_plugin) -> None:
+    path, loaded = fake_plugin
+    board = parse_chain(f"{path} mix=0.25, drive_db=-3 mode=vintage | Gain(gain_db=2)")
+    plugin = board[0]
+    assert loaded == [str(path)]
+    assert plugin.mix == pytest.approx(0.25)
+    assert plugin.drive_db == pytest.approx(-3)
+    assert plugin.mode == "vintage"
+    assert board[1].gain_db == pytest.approx(2)
+
+
+def test_external_plugin_call_form_and_quoted_path(fake_plugin) -> None:
+    path, _ = fake_plugin
+    board = parse_chain(f'"{path}"(mix=0.5)')
+    assert board[0].mix == pytest.approx(0.5)
+
+
+def test_external_plugin_errors_list_its_parameters(fake_plugin) -> None:
+    path, _ = fake_plugin
+    with pytest.raises(ChainError, match="Valid parameters: drive_db, mix, mode"):
+        parse_chain(f"{path} mixx=0.5")
+    with pytest.raises(ChainError, match="mix must be in"):
+        parse_chain(f"{path} mix=3")
+    with pytest.raises(ChainError, match="expected name=value"):
+        parse_chain(f"{path} mix")
