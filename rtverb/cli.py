@@ -11,6 +11,7 @@ import sys
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "presets": ("rtverb.presets", "List the room presets with T30 and C50 of the synthesized IR."),
 }
 
 

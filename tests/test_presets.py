@@ -1,0 +1,103 @@
+"""Presets: every built-in room loads, lies inside the model domain, and has a description."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rtverb import cli
+from rtverb.presets import PRESETS_DIR, list_presets, load_preset, save_preset
+from rtverb.room import Room, RoomError
+
+#: Rooms people know that the issue asks for, by file name.
+REQUIRED = (
+    "vocal_booth",
+    "living_room",
+    "studio_live_room",
+    "classroom",
+    "small_club",
+    "concert_hall",
+    "stone_church",
+    "stairwell",
+)
+
+
+@pytest.fixture(autouse=True)
+def _user_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTVERB_PRESETS_DIR", str(tmp_path / "user"))
+
+
+def test_presets_dir_is_the_repository_folder():
+    assert PRESETS_DIR.name == "presets"
+    assert (PRESETS_DIR.parent / "pyproject.toml").exists()
+
+
+def test_at_least_the_required_presets_exist():
+    names = list_presets()
+    assert len(names) >= 8
+    missing = [n for n in REQUIRED if n not in names]
+    assert not missing, f"missing presets: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in PRESETS_DIR.glob("*.toml")))
+def test_every_preset_is_inside_the_model_domain(name):
+    room = load_preset(name)
+    assert room.domain_warnings() == []
+    assert room.description.strip(), f"{name} has no description"
+    assert room.name != "Untitled room"
+    # round trip through the room file format
+    assert Room.from_dict(room.to_dict()) == room
+
+
+def test_load_by_path_equals_load_by_name():
+    assert load_preset(str(PRESETS_DIR / "classroom.toml")) == load_preset("classroom")
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(RoomError) as e:
+        load_preset("studio_live_rom")
+    message = str(e.value)
+    assert "studio_live_room" in message  # close match and the list
+    assert "stone_church" in message
+
+
+def test_missing_and_broken_files_raise_room_error(tmp_path):
+    with pytest.raises(RoomError, match="no such room file"):
+        load_preset(str(tmp_path / "nope.toml"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = 'x'\n[room\n")
+    with pytest.raises(RoomError, match="not valid TOML"):
+        load_preset(str(bad))
+    with pytest.raises(RoomError):
+        load_preset("")
+
+
+def test_save_user_preset_round_trips_and_is_listed(tmp_path):
+    room = load_preset("living_room").with_values({"room/size/x": 6.0})
+    path = save_preset(room, "my_room")
+    assert path == tmp_path / "user" / "my_room.toml"
+    assert "my_room" in list_presets()
+    assert load_preset("my_room") == room
+
+
+def test_save_never_overwrites_a_builtin_preset():
+    before = (PRESETS_DIR / "classroom.toml").read_bytes()
+    with pytest.raises(RoomError, match="read-only"):
+        save_preset(load_preset("living_room"), "classroom")
+    with pytest.raises(RoomError, match="read-only"):
+        save_preset(load_preset("living_room"), str(PRESETS_DIR / "classroom.toml"))
+    assert (PRESETS_DIR / "classroom.toml").read_bytes() == before
+
+
+@pytest.mark.parametrize("bad", ["../evil", "a b", "x" * 80, "-lead"])
+def test_save_rejects_bad_names(bad):
+    with pytest.raises(RoomError):
+        save_preset(Room(), bad)
+
+
+def test_presets_command_lists_every_preset_as_json(capsys):
+    assert cli.main(["presets", "--json", "--no-measure"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == list_presets()
+    assert all(r["sabine_rt60_mid_s"] > 0 for r in rows)
