@@ -1,0 +1,112 @@
+"""What the model sees and what it predicts, shared by training (``train/``) and the runtime.
+
+The model predicts the late (ray-traced) energy envelope of a room per octave band, in dB,
+on a fixed time grid (`N_FRAMES` frames of `FRAME_S`). Its input is a stack of channels along
+that grid: a time coordinate, time since the direct sound in mean free times, the analytic
+(Eyring, diffuse-field) envelope of every band, and the room's parameters normalized from the
+parameter table (`rtverb.params`), each broadcast along time. The model learns a correction
+to the analytic envelope, so an untrained model already gives the Eyring baseline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtverb.ism import AIR_ABSORPTION_PER_M, MODEL_BANDS_HZ, band_absorption
+from rtverb.params import AXES, PARAMS_BY_NAME
+from rtverb.room import SPEED_OF_SOUND_M_S, Room
+
+#: Frame length of the predicted envelope: two of the simulator's 4 ms histogram bins.
+FRAME_S = 0.008
+N_FRAMES = 512
+HIST_BIN_S = 0.004
+N_BANDS = len(MODEL_BANDS_HZ)
+#: Envelopes are energies per 4 ms bin on the simulator's scale; dB below this are silence.
+FLOOR_DB = -160.0
+#: Diffuse-field late energy = DIFFUSE_GAIN x (1 - a) / (S a), fitted once on simulated rooms
+#: (median over the training set; the learned model corrects it per room).
+DIFFUSE_GAIN = 35.0
+_ENVELOPE_SCALE_DB = 60.0  # envelope input channels are dB / this, to keep them near [-3, 0]
+
+#: Time coordinate of each frame's centre, seconds.
+FRAME_TIMES_S = (np.arange(N_FRAMES) + 0.5) * FRAME_S
+
+
+def decay_times_s(room: Room) -> np.ndarray:
+    """Eyring reverberation time per model band with air absorption, seconds, shape (8,)."""
+    areas = room.surface_areas_m2()
+    alpha = np.clip((areas @ band_absorption(room)) / areas.sum(), 1e-6, 1 - 1e-6)
+    volume = room.volume_m3
+    return 0.161 * volume / (-areas.sum() * np.log1p(-alpha) + 4 * AIR_ABSORPTION_PER_M * volume)
+
+
+def analytic_envelope_db(room: Room) -> np.ndarray:
+    """Diffuse-field (Eyring) late envelope per band, (8, N_FRAMES), dB per 4 ms bin.
+
+    It starts at the direct sound and decays exponentially; air absorption is excluded, as in
+    the simulator's histograms (synthesis applies it). This is also the Sabine/Eyring baseline.
+    """
+    areas = room.surface_areas_m2()
+    alpha = np.clip((areas @ band_absorption(room)) / areas.sum(), 1e-6, 1 - 1e-6)
+    volume = room.volume_m3
+    rt = 0.161 * volume / (-areas.sum() * np.log1p(-alpha))
+    tau = rt / np.log(1e6)  # energy time constant
+    total = DIFFUSE_GAIN * (1 - alpha) / (areas.sum() * alpha)
+    t_direct = room.distance_m / SPEED_OF_SOUND_M_S
+    t = FRAME_TIMES_S - t_direct
+    level = total[:, None] * (HIST_BIN_S / tau[:, None]) * np.exp(-np.maximum(t, 0) / tau[:, None])
+    db = 10 * np.log10(np.maximum(level, 1e-30))
+    return np.where(t[None, :] >= 0, np.maximum(db, FLOOR_DB), FLOOR_DB)
+
+
+def room_vector(room: Room) -> np.ndarray:
+    """The room's parameters normalized from the parameter table, clipped to [-0.5, 1.5].
+
+    Sizes and scattering are scaled by their model domain; positions are fractions of the room;
+    absorption is log-scaled between its domain bounds; plus log decay times, log distance and
+    log volume. Clipping keeps out-of-domain rooms from driving the model far off its data.
+    """
+    parts: list[float] = []
+    for axis in AXES:
+        parts.append(PARAMS_BY_NAME[f"room/size/{axis}"].normalize(room.size_m[AXES.index(axis)]))
+    for pos in (room.source_position_m, room.listener_position_m):
+        parts.extend(p / s for p, s in zip(pos, room.size_m, strict=True))
+    parts.append(PARAMS_BY_NAME["room/scattering"].normalize(room.scattering))
+    lo, hi = np.log(0.01), np.log(1.0)
+    parts.extend(((np.log(room.absorption()) - lo) / (hi - lo)).ravel())
+    parts.extend((np.log(decay_times_s(room)) - np.log(0.05)) / np.log(100.0))
+    parts.append(np.log(room.distance_m / 0.5) / np.log(60.0))
+    parts.append(np.log(room.volume_m3 / 8.8) / np.log(3200.0 / 8.8))
+    return np.clip(np.array(parts, dtype=np.float32), -0.5, 1.5)
+
+
+ROOM_VECTOR_SIZE = 3 + 6 + 1 + 42 + N_BANDS + 2
+N_INPUT_CHANNELS = 2 + N_BANDS + ROOM_VECTOR_SIZE
+
+
+def model_input(room: Room) -> tuple[np.ndarray, np.ndarray]:
+    """The model's input (N_INPUT_CHANNELS, N_FRAMES) float32 and the analytic envelope (dB)."""
+    baseline = analytic_envelope_db(room)
+    areas = room.surface_areas_m2()
+    mean_free_s = 4 * room.volume_m3 / areas.sum() / SPEED_OF_SOUND_M_S
+    since_direct = (FRAME_TIMES_S - room.distance_m / SPEED_OF_SOUND_M_S) / mean_free_s
+    x = np.empty((N_INPUT_CHANNELS, N_FRAMES), dtype=np.float32)
+    x[0] = FRAME_TIMES_S / (N_FRAMES * FRAME_S)
+    x[1] = np.clip(since_direct, -5.0, 50.0) / 10.0
+    peak = baseline.max()
+    x[2 : 2 + N_BANDS] = np.maximum(baseline - peak, -3 * _ENVELOPE_SCALE_DB) / _ENVELOPE_SCALE_DB
+    x[2 + N_BANDS :] = room_vector(room)[:, None]
+    return x, baseline
+
+
+def hist_to_frames_db(hist: np.ndarray) -> np.ndarray:
+    """Simulator histograms (..., 8, 1000 bins of 4 ms) to the model's target (..., 8, N_FRAMES) dB.
+
+    Each frame holds the mean energy per 4 ms bin over its two bins (bins past 4 s are dropped).
+    """
+    n = 2 * N_FRAMES
+    h = np.zeros((*hist.shape[:-1], n), dtype=np.float64)
+    m = min(n, hist.shape[-1])
+    h[..., :m] = hist[..., :m]
+    frames = h.reshape(*hist.shape[:-1], N_FRAMES, 2).mean(axis=-1)
+    return np.maximum(10 * np.log10(np.maximum(frames, 1e-30)), FLOOR_DB).astype(np.float32)

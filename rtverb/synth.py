@@ -1,0 +1,211 @@
+"""Room in, impulse response out: `synthesize(room, sample_rate_hz)`.
+
+The IR is built the way the reference simulator builds it, with the one hard part learned:
+
+- direct sound and image sources up to order 3 come from exact shoebox geometry
+  (`rtverb.ism.early_ir`);
+- the late part is fixed-seed noise, split into octave bands and shaped per band by the energy
+  envelope the Fourier Neural Operator predicts (`rtverb/models/rir_fno.onnx`, run by ONNX
+  Runtime with one thread), with air absorption applied per band.
+
+The result is on pyroomacoustics' scale (the direct sound has amplitude 1 / distance_m), so
+level and direct-to-reverberant ratio differ between rooms as they really do. It is
+deterministic for a given room and sample rate, and works at any rate from 8 kHz up.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from scipy import signal
+
+from rtverb import features
+from rtverb.ism import (
+    AIR_ABSORPTION_PER_M,
+    DELAY_SAMPLES,
+    MODEL_BANDS_HZ,
+    band_count,
+    band_filters,
+    early_ir,
+)
+from rtverb.params import SCHEMA_VERSION, table_hash
+from rtverb.room import SPEED_OF_SOUND_M_S, Room
+
+MODEL_PATH = Path(__file__).parent / "models" / "rir_fno.onnx"
+#: The late part ends where every band is this far below the envelope's peak.
+TAIL_FLOOR_DB = -90.0
+_NOISE_SEED = 20261121
+#: ONNX metadata a model must carry, with the values this runtime expects.
+FEATURE_VERSION = 1
+
+
+class ModelError(RuntimeError):
+    """The model file is missing, unreadable or does not match this version of rtverb."""
+
+
+def expected_metadata() -> dict[str, str]:
+    """Metadata keys whose values must match between a model file and this runtime."""
+    return {
+        "rtverb.schema_version": str(SCHEMA_VERSION),
+        "rtverb.table_hash": table_hash(),
+        "rtverb.feature_version": str(FEATURE_VERSION),
+        "rtverb.n_frames": str(features.N_FRAMES),
+        "rtverb.frame_s": str(features.FRAME_S),
+        "rtverb.bands_hz": json.dumps(list(MODEL_BANDS_HZ)),
+        "rtverb.n_input_channels": str(features.N_INPUT_CHANNELS),
+    }
+
+
+class Synthesizer:
+    """An ONNX Runtime session on the envelope model; load once, call from any one thread.
+
+    Raises:
+        ModelError: the file is missing, corrupt, or was made for another parameter table,
+            feature set or time grid (the message names the file and the mismatch).
+    """
+
+    def __init__(self, model_path: str | Path = MODEL_PATH) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise ModelError(
+                f"{self.path}: model file not found; reinstall rtverb or export one with "
+                "`python -m train.export`"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1  # leave the other core to the audio thread
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises several private exception types
+            raise ModelError(f"{self.path}: not a readable ONNX model ({e})") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        for key, want in expected_metadata().items():
+            got = self.metadata.get(key)
+            if got != want:
+                raise ModelError(
+                    f"{self.path}: model does not match this rtverb: {key} is {got!r}, "
+                    f"expected {want!r}; export a model with this version "
+                    "(`python -m train.export`)"
+                )
+        self._input = self.session.get_inputs()[0].name
+
+    def envelope_db(self, room: Room) -> np.ndarray:
+        """Predicted late energy envelope, (8 bands, N_FRAMES) dB per 4 ms bin."""
+        x, baseline = features.model_input(room)
+        correction = self.session.run(None, {self._input: x[None]})[0][0]
+        return np.maximum(baseline + correction, features.FLOOR_DB)
+
+
+_default: Synthesizer | None = None
+_default_lock = threading.Lock()
+
+
+def default_synthesizer() -> Synthesizer:
+    """The shipped model, loaded once per process."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Synthesizer()
+        return _default
+
+
+def synthesize(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
+    """The room's impulse response, mono (taps,) float32 on pyroomacoustics' scale.
+
+    Warns (`UserWarning`) with every model-domain bound the room exceeds; it still synthesizes.
+    """
+    _check_rate(sample_rate_hz)
+    for message in room.domain_warnings():
+        warnings.warn(f"{room.name}: {message}; the IR is extrapolated", stacklevel=2)
+    return render_ir(room, default_synthesizer().envelope_db(room), sample_rate_hz)
+
+
+def synthesize_analytic(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
+    """The Sabine/Eyring baseline: the same exact early part, a diffuse-field late envelope."""
+    _check_rate(sample_rate_hz)
+    return render_ir(room, features.analytic_envelope_db(room), sample_rate_hz)
+
+
+def _check_rate(sample_rate_hz: float) -> None:
+    if not 8000 <= sample_rate_hz <= 384000:
+        raise ValueError(f"sample_rate_hz must be 8000-384000, got {sample_rate_hz}")
+
+
+def render_ir(room: Room, envelope_db: np.ndarray, sample_rate_hz: float) -> np.ndarray:
+    """Exact early part plus the late part shaped by ``envelope_db`` (8, N_FRAMES)."""
+    fs = float(sample_rate_hz)
+    early = early_ir(room, fs)
+    late = late_ir(envelope_db, fs)
+    out = np.zeros(max(len(early), DELAY_SAMPLES + len(late)), dtype=np.float32)
+    out[DELAY_SAMPLES : DELAY_SAMPLES + len(late)] = late
+    out[: len(early)] += early
+    return out
+
+
+def _bin_samples(fs: float) -> int:
+    return int(np.floor(fs * features.HIST_BIN_S))
+
+
+@cache
+def _noise_tables(fs: float) -> tuple[np.ndarray, np.ndarray]:
+    """Band-split fixed-seed noise in interpolation layout: two (bands, bins + 1, bin) tables.
+
+    Segment s covers samples s*bin - bin/2 ... ; table 0 is weighted by (1 - w), table 1 by w,
+    w rising 0 -> 1 across the segment, so a per-bin amplitude A gives linear interpolation
+    between bin centres: late = sum_b T0[b] * A[b, s] + T1[b] * A[b, s + 1].
+    """
+    hbss = _bin_samples(fs)
+    n_bins = int(np.ceil(2 * features.N_FRAMES * features.HIST_BIN_S * fs / hbss))
+    half = hbss // 2
+    rng = np.random.default_rng(_NOISE_SEED)
+    white = rng.standard_normal((n_bins + 1) * hbss) / np.sqrt(hbss)  # unit energy per bin
+    white[:half] = 0.0
+    h = band_filters(fs)
+    bands = np.stack([signal.fftconvolve(white, h[b], mode="same") for b in range(len(h))])
+    seg = bands.reshape(len(h), n_bins + 1, hbss).astype(np.float32)
+    w = (np.arange(hbss, dtype=np.float32) / hbss)[None, None, :]
+    return np.ascontiguousarray(seg * (1 - w)), np.ascontiguousarray(seg * w)
+
+
+def late_ir(envelope_db: np.ndarray, sample_rate_hz: float) -> np.ndarray:
+    """Late part from an envelope (8, N_FRAMES) in dB per 4 ms bin; starts at time zero."""
+    fs = float(sample_rate_hz)
+    bands = band_count(fs)
+    hbss = _bin_samples(fs)
+    bin_s = hbss / fs
+    t0, t1 = _noise_tables(fs)
+    n_max = t0.shape[1] - 1
+    centres = (np.arange(n_max) + 0.5) * bin_s
+    db = np.stack(
+        [np.interp(centres, features.FRAME_TIMES_S, envelope_db[b]) for b in range(bands)]
+    )
+    air_db = -10 * np.log10(np.e) * AIR_ABSORPTION_PER_M[:bands, None] * SPEED_OF_SOUND_M_S
+    db += air_db * centres[None, :]
+    audible = np.nonzero(db.max(axis=0) > db.max() + TAIL_FLOOR_DB)[0]
+    n_bins = int(audible[-1]) + 1 if len(audible) else 1
+    amp = np.sqrt(10 ** (db[:, :n_bins] / 10) * (bin_s / features.HIST_BIN_S)).astype(np.float32)
+    ext = np.concatenate([amp[:, :1], amp, amp[:, -1:]], axis=1)  # (bands, n_bins + 2)
+    out = np.einsum("bsj,bs->sj", t0[:bands, : n_bins + 1], ext[:, : n_bins + 1])
+    out += np.einsum("bsj,bs->sj", t1[:bands, : n_bins + 1], ext[:, 1 : n_bins + 2])
+    half = hbss // 2
+    return out.ravel()[half : half + n_bins * hbss]
+
+
+__all__ = [
+    "MODEL_BANDS_HZ",
+    "ModelError",
+    "Synthesizer",
+    "default_synthesizer",
+    "render_ir",
+    "synthesize",
+    "synthesize_analytic",
+]
