@@ -12,6 +12,7 @@ import sys
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "presets": ("rtverb.presets", "List the room presets with T30 and C50 of the synthesized IR."),
+    "render": ("rtverb.render_cli", "Render audio files through pre-chain -> room -> post-chain."),
 }
 
 

@@ -1,0 +1,463 @@
+"""Offline rendering: pre-chain -> `rtverb.Engine` -> post-chain, block by block, to a file.
+
+`render_array` renders audio held in memory; `render_file` streams a file through the same
+path and writes the result safely: to a temporary file in the output's folder, flushed,
+fsynced and renamed into place, so the output is either complete or absent, and the input is
+never overwritten. The `rtverb render` command lives in `rtverb.render_cli`.
+
+Offline, latency does not matter: the engine runs with a large block (`OFFLINE_BLOCK_SIZE`)
+and its latency (`Engine.latency_samples`) is trimmed, so output frame *n* lines up with input
+frame *n*. The output is the input's length plus the reverb's tail.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pedalboard
+from pedalboard.io import AudioFile, get_supported_read_formats, get_supported_write_formats
+
+from rtverb.params import PARAMS_BY_NAME
+from rtverb.room import Room
+
+#: Engine block for offline rendering, frames: large blocks cost less per sample.
+OFFLINE_BLOCK_SIZE = 8192
+#: Frames read from the input file per step.
+READ_BLOCK_FRAMES = 65536
+#: Automatic tail: render until the output stays this far below its peak, dB.
+TAIL_THRESHOLD_DB = -90.0
+#: Automatic tail: time allowed past the IR and predelay for the post-chain's own tail, s.
+POST_TAIL_ALLOWANCE_S = 10.0
+#: Most channels accepted in a file.
+MAX_CHANNELS = 8
+#: Bit depths written: 16/24-bit integer or 32-bit float (FLAC has 16 and 24 only).
+BIT_DEPTHS = (16, 24, 32)
+_FILE_DTYPE_BITS = {"int8": 16, "int16": 16, "int24": 24, "int32": 24, "float32": 32, "float64": 32}
+#: Formats whose writer takes a bit depth; mp3 and ogg take a quality instead.
+_PCM_SUFFIXES = (".wav", ".aif", ".aiff", ".bwf", ".flac")
+
+#: Called with the number of input frames just consumed.
+ProgressCallback = Callable[[int], None]
+
+
+class RenderError(Exception):
+    """A render cannot start or could not finish; the message names the problem and the fix.
+
+    Whenever it is raised, no output file was created (an existing one is untouched).
+    """
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """What `check_input` learned about an input file."""
+
+    path: Path
+    sample_rate_hz: float
+    channels: int
+    frames: int
+    bit_depth: int
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What `render_file` wrote and how long it took."""
+
+    out_path: Path
+    sample_rate_hz: float
+    channels: int
+    input_frames: int
+    output_frames: int
+    wall_s: float
+    peak_dbfs: float
+    clipped_samples: int  # samples beyond full scale in an integer file (clipped on write)
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of input rendered per second of wall time."""
+        return self.input_frames / self.sample_rate_hz / max(self.wall_s, 1e-9)
+
+
+# ---- the signal path -------------------------------------------------------------------
+
+
+def _make_engine(ir: np.ndarray, **kwargs: Any) -> Any:
+    from rtverb.engine import Engine
+
+    return Engine(ir, **kwargs)
+
+
+def _synthesize(room: Room, sample_rate_hz: int) -> np.ndarray:
+    from rtverb.synth import synthesize
+
+    return synthesize(room, sample_rate_hz=sample_rate_hz)
+
+
+def match_channels(block: np.ndarray, channels: int) -> np.ndarray:
+    """(c, frames) -> (channels, frames): mono is copied to every channel, N -> 1 averages."""
+    have = block.shape[0]
+    if have == channels:
+        return block
+    if have == 1:
+        return np.repeat(block, channels, axis=0)
+    if channels == 1:
+        return block.mean(axis=0, keepdims=True, dtype=np.float32)
+    raise RenderError(
+        f"cannot map {have} input channels to {channels}; --channels takes the input's count, "
+        "1 (downmix), or any count from a mono input"
+    )
+
+
+def _run_chain(
+    chain: pedalboard.Pedalboard | None, block: np.ndarray, rate: float, where: str
+) -> np.ndarray:
+    if chain is None or len(chain) == 0 or block.shape[1] == 0:
+        return block
+    out = chain.process(block, rate, buffer_size=block.shape[1], reset=False)
+    if out.shape != block.shape:
+        raise RenderError(
+            f"the {where} chain turned {block.shape} (channels, frames) into {out.shape}; use "
+            "plugins that keep the channel count and the length"
+        )
+    return np.asarray(out, dtype=np.float32)
+
+
+class _Path:
+    """Pre-chain -> engine -> (latency trimmed) -> post-chain, with a running output peak."""
+
+    def __init__(self, ir: np.ndarray, rate: float, channels: int, block_size: int,
+                 pre: pedalboard.Pedalboard | None, post: pedalboard.Pedalboard | None,
+                 mix: dict[str, float]) -> None:  # fmt: skip
+        self.engine = _make_engine(
+            ir, channels=channels, block_size=block_size, sample_rate_hz=float(rate),
+            max_ir_s=ir.shape[-1] / rate + 1.0, **mix,
+        )  # fmt: skip
+        self.rate, self.block_size, self.pre, self.post = rate, block_size, pre, post
+        self.skip = int(self.engine.latency_samples)  # output frames still to drop
+        self.peak = 0.0
+        self._out = np.empty((channels, block_size), dtype=np.float32)
+
+    def feed(self, x: np.ndarray) -> Iterator[np.ndarray]:
+        """Process (channels, frames) input; yield latency-compensated output blocks."""
+        x = _run_chain(self.pre, x, self.rate, "pre")
+        for start in range(0, x.shape[1], self.block_size):
+            piece = x[:, start : start + self.block_size]
+            n = piece.shape[1]
+            out = self._out if n == self.block_size else np.empty_like(piece)
+            y = self.engine.process(piece, out=out)
+            if self.skip:
+                drop = min(self.skip, n)
+                y, self.skip = y[:, drop:], self.skip - drop
+            if y.shape[1]:
+                y = _run_chain(self.post, y.copy(), self.rate, "post")
+                self.peak = max(self.peak, float(np.max(np.abs(y))))
+                yield y
+
+
+def stream(
+    blocks: Iterable[np.ndarray],
+    ir: np.ndarray,
+    sample_rate_hz: float,
+    *,
+    channels: int,
+    pre: pedalboard.Pedalboard | None = None,
+    post: pedalboard.Pedalboard | None = None,
+    wet_db: float = PARAMS_BY_NAME["mix/wet_db"].default,
+    dry_db: float = PARAMS_BY_NAME["mix/dry_db"].default,
+    predelay_ms: float = PARAMS_BY_NAME["mix/predelay_ms"].default,
+    tail_s: float | None = None,
+    block_size: int = OFFLINE_BLOCK_SIZE,
+) -> Iterator[np.ndarray]:
+    """Render input blocks; yield output blocks, (channels, frames) float32.
+
+    ``blocks``: (input channels, frames) float32, any frame counts; mono is copied to every
+    channel. ``ir``: (taps,) or (channels, taps) at ``sample_rate_hz``, applied at unity gain
+    (then ``wet_db``). The output is latency-compensated and lasts the input plus the tail:
+    ``tail_s`` seconds, or with ``None`` until it stays `TAIL_THRESHOLD_DB` below its peak
+    (trimmed after the last louder frame; at most IR + predelay + `POST_TAIL_ALLOWANCE_S`).
+    """
+    ir = np.ascontiguousarray(ir, dtype=np.float32)
+    mix = {"wet_db": wet_db, "dry_db": dry_db, "predelay_ms": predelay_ms}
+    path = _Path(ir, sample_rate_hz, channels, block_size, pre, post, mix)
+    latency = path.skip
+    fed = produced = 0  # frames fed to the engine; output frames yielded
+    for block in blocks:
+        block = np.ascontiguousarray(match_channels(block, channels), dtype=np.float32)
+        fed += block.shape[1]
+        for y in path.feed(block):
+            produced += y.shape[1]
+            yield y
+    silence = np.zeros((channels, block_size), dtype=np.float32)
+
+    if tail_s is not None:
+        target = fed + round(tail_s * sample_rate_hz)  # output frames wanted
+        while produced < target:
+            need = min(block_size, target + latency - fed)
+            fed += need
+            for y in path.feed(silence[:, :need]):
+                produced += y.shape[1]
+                yield y
+        return
+
+    # Automatic tail. The input's last `latency` frames are still in the engine: flush them.
+    yield from path.feed(np.zeros((channels, latency), dtype=np.float32))
+    # The engine's output is exactly zero once the IR and predelay have passed; the post-chain
+    # may ring longer, up to the allowance.
+    predelay_frames = math.ceil(predelay_ms * 1e-3 * sample_rate_hz)
+    min_frames = ir.shape[-1] + predelay_frames
+    max_frames = min_frames + round(POST_TAIL_ALLOWANCE_S * sample_rate_hz)
+    threshold_ratio = 10.0 ** (TAIL_THRESHOLD_DB / 20.0)
+    quiet: list[np.ndarray] = []  # output after the last loud frame, held back
+    tail = 0
+    while tail < max_frames:
+        loud_seen = False
+        for y in path.feed(silence):
+            loud = np.flatnonzero(np.max(np.abs(y), axis=0) > path.peak * threshold_ratio)
+            if loud.size:
+                loud_seen = True
+                yield from quiet
+                quiet = [y[:, loud[-1] + 1 :]]
+                yield y[:, : loud[-1] + 1]
+            else:
+                quiet.append(y)
+        tail += block_size
+        if tail >= min_frames and not loud_seen:
+            break
+
+
+def render_array(
+    audio: np.ndarray,
+    sample_rate_hz: float,
+    ir: np.ndarray,
+    *,
+    channels: int | None = None,
+    **kwargs: Any,
+) -> np.ndarray:
+    """Render audio held in memory: (c, frames) float32 in, (channels, frames + tail) out.
+
+    Same signal path and keywords as `stream` (``pre``, ``post``, ``wet_db``, ``dry_db``,
+    ``predelay_ms``, ``tail_s``, ``block_size``). ``channels`` defaults to the input's.
+    """
+    audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    channels = channels or audio.shape[0]
+    blocks = list(stream([audio], ir, sample_rate_hz, channels=channels, **kwargs))
+    return np.concatenate(blocks, axis=1) if blocks else np.zeros((channels, 0), np.float32)
+
+
+# ---- files -------------------------------------------------------------------------------
+
+
+def _formats(read: bool) -> str:
+    return ", ".join(get_supported_read_formats() if read else get_supported_write_formats())
+
+
+def check_input(path: str | os.PathLike[str]) -> InputInfo:
+    """Open an input file's header; raise `RenderError` naming what is wrong with it."""
+    path = Path(path)
+    if not path.exists():
+        raise RenderError(f"{path}: no such file")
+    if not path.is_file():
+        raise RenderError(f"{path}: not a file")
+    if path.suffix.lower() not in get_supported_read_formats():
+        raise RenderError(
+            f"{path}: unsupported file type {path.suffix!r}; rtverb reads {_formats(True)}"
+        )
+    try:
+        with open(path, "rb") as f:
+            empty = not f.read(1)
+    except OSError as e:
+        raise RenderError(f"{path}: cannot read it ({e.strerror}); check its permissions") from None
+    if empty:
+        raise RenderError(f"{path}: the file is empty (0 bytes)")
+    try:
+        with AudioFile(str(path)) as f:
+            info = InputInfo(
+                path, float(f.samplerate), int(f.num_channels), int(f.frames),
+                _FILE_DTYPE_BITS.get(str(f.file_dtype), 32),
+            )  # fmt: skip
+    except (ValueError, RuntimeError, OSError) as e:
+        raise RenderError(
+            f"{path}: not a readable audio file (corrupt or truncated?): {e}"
+        ) from None
+    if info.frames == 0:
+        raise RenderError(f"{path}: the file holds no audio frames")
+    if not 1 <= info.channels <= MAX_CHANNELS:
+        raise RenderError(
+            f"{path}: {info.channels} channels; rtverb renders 1 to {MAX_CHANNELS} channels "
+            "(split the file into groups of channels first)"
+        )
+    return info
+
+
+def check_output(in_path: Path, out_path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Validate where a render may write; raise `RenderError` otherwise. Never the input."""
+    out = Path(out_path)
+    if out.suffix.lower() not in get_supported_write_formats():
+        raise RenderError(f"{out}: cannot write {out.suffix or 'files without an extension'!r}; "
+                          f"rtverb writes {_formats(False)}")  # fmt: skip
+    if not out.parent.is_dir():
+        raise RenderError(f"{out}: the output folder {out.parent} does not exist; create it first")
+    if out.exists():
+        if out.is_dir():
+            raise RenderError(f"{out}: is a folder; give a file name")
+        if in_path.exists() and os.path.samefile(in_path, out):
+            raise RenderError(
+                f"{out}: is the input file; choose another output (never overwritten)"
+            )
+        if not overwrite:
+            raise RenderError(f"{out}: already exists; pass --overwrite or choose another name")
+    if out.resolve() == in_path.resolve():
+        raise RenderError(f"{out}: is the input file; choose another output")
+    return out
+
+
+def _open_writer(path: str, sample_rate_hz: float, channels: int, bit_depth: int) -> Any:
+    """Open a pedalboard.io writer (tests replace this to simulate a full disk)."""
+    kwargs: dict[str, Any] = {}
+    if Path(path).suffix.lower() in _PCM_SUFFIXES:
+        kwargs["bit_depth"] = bit_depth
+    return AudioFile(path, "w", sample_rate_hz, channels, **kwargs)
+
+
+class SafeWriter:
+    """Write an audio file atomically: a temporary file in its folder, renamed on success."""
+
+    def __init__(self, out: Path, sample_rate_hz: float, channels: int, bit_depth: int) -> None:
+        self.out = out
+        fd, self.tmp = tempfile.mkstemp(
+            dir=out.parent, prefix=f".{out.stem}.", suffix=f".partial{out.suffix}"
+        )
+        os.close(fd)
+        try:
+            self.file = _open_writer(self.tmp, sample_rate_hz, channels, bit_depth)
+        except BaseException as e:
+            os.unlink(self.tmp)
+            if isinstance(e, ValueError):
+                raise RenderError(f"{out}: {e}") from None
+            raise
+
+    def write(self, block: np.ndarray) -> None:
+        self.file.write(block)
+
+    def __enter__(self) -> SafeWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            self.file.close()
+            if kind is None:
+                fd = os.open(self.tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(self.tmp, self.out)
+        finally:
+            if os.path.exists(self.tmp):
+                os.unlink(self.tmp)
+
+
+def _io_error(out: Path, e: OSError) -> RenderError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RenderError(
+            f"{out}: the disk filled up while writing; nothing was written. Free some space or "
+            "write to another folder"
+        )
+    return RenderError(f"{out}: could not write ({e.strerror or e}); nothing was written")
+
+
+def render_file(
+    in_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    room_or_ir: Room | np.ndarray,
+    *,
+    pre: pedalboard.Pedalboard | None = None,
+    post: pedalboard.Pedalboard | None = None,
+    wet_db: float | None = None,
+    dry_db: float | None = None,
+    predelay_ms: float | None = None,
+    tail_s: float | None = None,
+    bit_depth: int | None = None,
+    channels: int | None = None,
+    block_size: int = OFFLINE_BLOCK_SIZE,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> RenderResult:
+    """Render a file through pre-chain -> room -> post-chain and write it safely.
+
+    ``room_or_ir``: a `Room` (its IR is synthesized at the file's sample rate; its mix is the
+    default) or an IR array (taps,) / (channels, taps) at the file's rate. ``wet_db``,
+    ``dry_db``, ``predelay_ms`` override the mix. ``bit_depth`` defaults to the input's (16,
+    24, or 32 = float); ``channels`` to the input's. Raises `RenderError` (no output written).
+    """
+    started = time.perf_counter()
+    info = check_input(in_path)
+    out = check_output(info.path, out_path, overwrite)
+    channels = channels or info.channels
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise RenderError(f"--channels {channels}: give 1 to {MAX_CHANNELS}")
+    match_channels(np.zeros((info.channels, 0), np.float32), channels)  # validates the mapping
+    bit_depth = bit_depth or info.bit_depth
+    if bit_depth not in BIT_DEPTHS:
+        raise RenderError(f"--bit-depth {bit_depth}: give one of {BIT_DEPTHS}")
+    if isinstance(room_or_ir, Room):
+        ir = _synthesize(room_or_ir, round(info.sample_rate_hz))
+        mix = {"wet_db": room_or_ir.wet_db, "dry_db": room_or_ir.dry_db,
+               "predelay_ms": room_or_ir.predelay_ms}  # fmt: skip
+    else:
+        ir, mix = np.asarray(room_or_ir, dtype=np.float32), {}
+    for key, value in (("wet_db", wet_db), ("dry_db", dry_db), ("predelay_ms", predelay_ms)):
+        if value is not None:
+            mix[key] = value
+
+    def blocks(reader: Any) -> Iterator[np.ndarray]:
+        read = 0
+        while True:
+            try:
+                block = reader.read(READ_BLOCK_FRAMES)
+            except (ValueError, RuntimeError, OSError) as e:
+                raise RenderError(f"{info.path}: read failed after {read} frames: {e}") from None
+            if block.shape[1] == 0:
+                return
+            read += block.shape[1]
+            if progress is not None:
+                progress(block.shape[1])
+            yield block
+
+    frames = clipped = 0
+    peak = 0.0
+    integer = bit_depth != 32 and out.suffix.lower() in _PCM_SUFFIXES
+    try:
+        with (
+            AudioFile(str(info.path)) as reader,
+            SafeWriter(out, info.sample_rate_hz, channels, bit_depth) as writer,
+        ):
+            for y in stream(blocks(reader), ir, info.sample_rate_hz, channels=channels, pre=pre,
+                            post=post, tail_s=tail_s, block_size=block_size, **mix):  # fmt: skip
+                if not np.all(np.isfinite(y)):
+                    raise RenderError(
+                        f"{out}: the render produced NaN or infinite samples (check the pre/post "
+                        "chain's settings); nothing was written"
+                    )
+                writer.write(y)
+                frames += y.shape[1]
+                block_peak = float(np.max(np.abs(y))) if y.size else 0.0
+                peak = max(peak, block_peak)
+                if integer and block_peak > 1.0:
+                    clipped += int(np.count_nonzero(np.abs(y) > 1.0))
+    except OSError as e:
+        raise _io_error(out, e) from None
+    except (ValueError, RuntimeError) as e:
+        raise RenderError(f"{out}: render failed ({e}); nothing was written") from None
+    return RenderResult(
+        out, info.sample_rate_hz, channels, info.frames, frames,
+        time.perf_counter() - started, 20 * math.log10(peak) if peak > 0 else -math.inf, clipped,
+    )  # fmt: skip
