@@ -1,0 +1,162 @@
+"""RoomWorker: latest wins, failures keep the previous IR, latency is measured from the engine."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from rtverb.room import Room
+from rtverb.roomworker import RoomWorker, geometry_key
+
+SR = 48000
+BLOCK_S = 256 / SR
+#: Generous bound for thread hand-offs on a loaded 2-core machine, seconds.
+WAIT_S = 10.0
+
+
+def stand_in_synth(delay_s: float = 0.0, calls: list[Room] | None = None):
+    """Exponentially decaying noise whose length encodes the room's x size (so tests can tell
+    which room an IR came from)."""
+
+    def synthesize(room: Room, sample_rate_hz: int) -> np.ndarray:
+        if calls is not None:
+            calls.append(room)
+        time.sleep(delay_s)
+        taps = int(room.size_m[0] * 1000)
+        rng = np.random.default_rng(taps)
+        return (rng.standard_normal(taps) * np.exp(-np.arange(taps) / 2000)).astype(np.float32)
+
+    return synthesize
+
+
+class FakeEngine:
+    """Records set_ir; with ``audio=True`` a thread plays the audio thread's part: it starts the
+    crossfade to a published IR at the next block boundary."""
+
+    def __init__(self, audio: bool = False) -> None:
+        self.irs: list[np.ndarray] = []
+        self.swaps_started = 0
+        self.last_swap_started_s = 0.0
+        self._published = 0
+        self._stop = threading.Event()
+        if audio:
+            threading.Thread(target=self._audio, daemon=True).start()
+
+    def set_ir(self, ir: np.ndarray) -> None:
+        self.irs.append(ir)
+        self._published += 1
+
+    def _audio(self) -> None:
+        while not self._stop.wait(BLOCK_S):
+            if self._published > self.swaps_started:
+                self.last_swap_started_s = time.perf_counter()
+                self.swaps_started = self._published
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def sized(x: float) -> Room:
+    return Room(size_m=(x, 5.0, 3.0), listener_position_m=(min(5.0, x - 0.6), 3.0, 1.2))
+
+
+def test_latest_wins_and_changes_coalesce():
+    calls: list[Room] = []
+    engine = FakeEngine()
+    with RoomWorker(
+        engine, sample_rate_hz=SR, block_s=BLOCK_S, synthesize=stand_in_synth(0.02, calls)
+    ) as worker:
+        rooms = [sized(6.0 + 0.01 * i) for i in range(200)]
+        for room in rooms:
+            worker.submit(room)
+        assert worker.wait_idle(WAIT_S)
+    assert worker.requests == 200
+    assert worker.applied_room == rooms[-1]
+    assert len(engine.irs[-1]) == int(rooms[-1].size_m[0] * 1000)  # the last IR is the last room
+    # far fewer syntheses than requests: changes arriving during a synthesis coalesce
+    assert worker.syntheses == len(calls) == len(engine.irs) < 50
+    assert worker.coalesced + worker.syntheses + worker.skipped == worker.requests
+
+
+def test_mix_only_changes_do_not_resynthesize():
+    engine = FakeEngine()
+    room = sized(6.0)
+    with RoomWorker(engine, sample_rate_hz=SR, block_s=BLOCK_S, synthesize=stand_in_synth()) as w:
+        w.submit(room)
+        assert w.wait_idle(WAIT_S)
+        w.submit(room.with_values({"mix/wet_db": -20.0}))
+        assert w.wait_idle(WAIT_S)
+    assert w.syntheses == 1 and w.skipped == 1
+    assert geometry_key(room) == geometry_key(room.with_values({"mix/dry_db": -3.0}))
+    assert geometry_key(room) != geometry_key(room.with_values({"room/scattering": 0.2}))
+
+
+def test_a_failing_synthesis_keeps_the_previous_ir_and_the_worker_alive():
+    engine = FakeEngine()
+    reported: list[str] = []
+    good = stand_in_synth()
+
+    def flaky(room: Room, sr: int) -> np.ndarray:
+        if room.size_m[0] == 7.0:
+            raise RuntimeError("model exploded")
+        if room.size_m[0] == 8.0:
+            return np.full(100, np.nan, dtype=np.float32)
+        return good(room, sr)
+
+    with RoomWorker(
+        engine, sample_rate_hz=SR, block_s=BLOCK_S, synthesize=flaky, on_error=reported.append
+    ) as w:
+        for x in (6.0, 7.0, 8.0):
+            w.submit(sized(x))
+            assert w.wait_idle(WAIT_S)
+        assert len(engine.irs) == 1 and w.applied_room == sized(6.0)
+        assert w.errors == 2
+        assert "model exploded" in reported[0] and "unusable" in reported[1]
+        w.submit(sized(9.0))
+        assert w.wait_idle(WAIT_S)
+    assert w.applied_room == sized(9.0) and len(engine.irs) == 2
+
+
+def test_knob_to_ear_latency_is_measured_from_the_engine():
+    engine = FakeEngine(audio=True)
+    try:
+        with RoomWorker(
+            engine, sample_rate_hz=SR, block_s=BLOCK_S, synthesize=stand_in_synth(0.005)
+        ) as w:
+            for i in range(10):
+                w.submit(sized(6.0 + 0.1 * i), received_s=time.perf_counter())
+                assert w.wait_idle(WAIT_S)
+    finally:
+        engine.close()
+    summary = w.latency_summary()
+    assert summary["count"] == 10
+    # at least the synthesis time plus one block; the audio thread starts at a block boundary
+    assert summary["p50_ms"] >= (0.005 + BLOCK_S) * 1e3
+    assert summary["synth_p50_ms"] >= 5.0
+
+
+def test_submit_never_waits_for_a_synthesis():
+    engine = FakeEngine()
+    with RoomWorker(
+        engine, sample_rate_hz=SR, block_s=BLOCK_S, synthesize=stand_in_synth(0.3)
+    ) as w:
+        w.submit(sized(6.0))
+        time.sleep(0.05)  # the worker is now inside the slow synthesis
+        t0 = time.perf_counter()
+        for i in range(100):
+            w.submit(sized(6.5 + 0.01 * i))
+        elapsed_s = time.perf_counter() - t0
+    # 100 submits while a 0.3 s synthesis runs: they return long before it ends
+    assert elapsed_s < 0.3
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 2, 2), np.float32), np.zeros(0, np.float32)])
+def test_unusable_shapes_are_refused(bad):
+    engine = FakeEngine()
+    with RoomWorker(engine, sample_rate_hz=SR, block_s=BLOCK_S, synthesize=lambda r, s: bad) as w:
+        w.submit(sized(6.0))
+        assert w.wait_idle(WAIT_S)
+    assert engine.irs == [] and w.errors == 1
