@@ -1,0 +1,544 @@
+"""`Convolver`: streaming convolution with a room impulse response, non-uniform partitions.
+
+The IR is cut into stages of uniformly partitioned overlap-save convolution. The head stage
+has partitions of one block (latency: one block); each later stage has partitions
+`PARTITION_RATIO` times longer (at most `MAX_PARTITION_FRAMES`), so the long tail costs few
+large FFTs instead of many small ones. A stage of partitions of L frames starts at tap 2L:
+that leaves it one period of L frames to compute each result, and its input FFT, its
+multiply-accumulate (MAC) and its inverse FFT are spread over the blocks of that period on a
+fixed schedule, balanced across stages, so that no block does a whole stage's work.
+
+The frequency-domain delay line (FDL) of every stage is sized for ``max_ir_s`` up front and
+does not depend on the IR: `Convolver.set_ir` only prepares new partition spectra, and both
+the old and the new IR read the same input history while they crossfade.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import heapq
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Each stage's partitions are this many times longer than the previous stage's.
+PARTITION_RATIO = 4
+#: Longest partition (FFT of twice this); numpy's float32 FFT slows sharply above 8192.
+MAX_PARTITION_FRAMES = 4096
+
+#: Complex values per partition below which one reduction beats row-by-row adds.
+_REDUCE_BELOW = 2048
+
+_heap_kept = False
+
+
+try:  # numpy >= 2: the FFT ufuncs themselves, without the wrapper's ~4 µs per call
+    from numpy.fft import _pocketfft_umath as _pfu  # type: ignore[attr-defined]
+
+    def _rfft(x: np.ndarray, out: np.ndarray) -> None:
+        """``out[...] = rfft(x)`` along the last axis (even length), without allocating."""
+        _pfu.rfft_n_even(x, 1.0, out=out)
+
+    def _irfft(x: np.ndarray, out: np.ndarray) -> None:
+        """``out[...] = irfft(x, n=out.shape[-1])`` along the last axis, without allocating."""
+        _pfu.irfft(x, 1.0 / out.shape[-1], out=out)
+
+except ImportError:  # pragma: no cover
+
+    def _rfft(x: np.ndarray, out: np.ndarray) -> None:
+        np.fft.rfft(x, axis=-1, out=out)
+
+    def _irfft(x: np.ndarray, out: np.ndarray) -> None:
+        np.fft.irfft(x, n=out.shape[-1], axis=-1, out=out)
+
+
+def _keep_heap() -> None:
+    """Stop glibc from returning freed heap to the OS after every large free.
+
+    numpy's FFT allocates its scratch per call; with glibc's default trim threshold a large
+    FFT page-faults its scratch back in on every block (measured 4x slower at 16384 points).
+    A no-op where glibc's ``mallopt`` is missing.
+    """
+    global _heap_kept
+    if _heap_kept:
+        return
+    _heap_kept = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One uniform stage: partitions of ``partition_frames`` covering taps [start_tap, stop_tap).
+
+    Its work repeats every ``period_blocks`` blocks; the input spectrum is taken in block
+    ``fft_phase`` of the period.
+    """
+
+    partition_frames: int
+    start_tap: int
+    stop_tap: int
+    period_blocks: int
+    fft_phase: int
+
+    @property
+    def partitions(self) -> int:
+        return -(-(self.stop_tap - self.start_tap) // self.partition_frames)
+
+    def used_partitions(self, taps: int) -> int:
+        """How many partitions an IR of ``taps`` taps fills in this stage."""
+        return max(0, -(-(min(taps, self.stop_tap) - self.start_tap) // self.partition_frames))
+
+
+def _fft_cost(frames: int, channels: int) -> float:
+    """Rough cost of one stage FFT or inverse FFT (µs on a slow core); only for balancing."""
+    n = 2 * frames
+    return 4.0 + 4.5e-4 * channels * n * math.log2(n)
+
+
+def _mac_cost(frames: int, channels: int) -> float:
+    """Rough cost of multiplying-accumulating one partition (µs); only for balancing."""
+    return 1.5 + 1.2e-3 * channels * (frames + 1)
+
+
+def plan_stages(block_size: int, max_taps: int, channels: int = 1) -> tuple[Stage, ...]:
+    """The stage layout for IRs of up to ``max_taps`` taps, FFT phases staggered."""
+    sizes = [(block_size, 0)]
+    while True:
+        size, start = sizes[-1]
+        bigger = size * PARTITION_RATIO
+        if bigger > max(MAX_PARTITION_FRAMES, block_size) or 2 * bigger >= max_taps:
+            break
+        sizes.append((bigger, 2 * bigger))
+    k_max = sizes[-1][0] // block_size
+    load = np.zeros(k_max)
+    stages: list[Stage] = []
+    for i in reversed(range(len(sizes))):
+        size, start = sizes[i]
+        stop = sizes[i + 1][1] if i + 1 < len(sizes) else max_taps
+        period = size // block_size
+        phase = 0
+        if period > 1:  # the first half of the period, on the least loaded block
+            phase = int(np.argmin(load.reshape(-1, period).max(axis=0)[: period // 2]))
+            load[phase::period] += _fft_cost(size, channels)
+        stages.append(Stage(size, start, max(stop, start + size), period, phase))
+    return tuple(reversed(stages))
+
+
+class _Kernel:
+    """A prepared IR: partition spectra per stage and the schedule of their work."""
+
+    __slots__ = ("taps", "spectra", "used", "ifft_phase", "mac")
+
+    def __init__(self, ir: np.ndarray, stages: tuple[Stage, ...], channels: int) -> None:
+        self.taps = ir.shape[1]
+        self.spectra: list[np.ndarray] = []
+        self.used = [st.used_partitions(self.taps) for st in stages]
+        for st, used in zip(stages, self.used, strict=True):
+            size = st.partition_frames
+            seg = np.zeros((ir.shape[0], used * size))
+            part = ir[:, st.start_tap : st.start_tap + used * size]
+            seg[:, : part.shape[1]] = part
+            parts = seg.reshape(ir.shape[0], used, size).transpose(1, 0, 2)
+            spec = np.fft.rfft(parts, n=2 * size, axis=-1)  # (partitions, ir channels, bins)
+            self.spectra.append(np.ascontiguousarray(spec, dtype=np.complex64))
+        self.ifft_phase, self.mac = _schedule(stages, self.used, channels)
+
+
+#: A MAC chunk: partitions [first, stop) and whether it starts the period's sum.
+_Chunk = tuple[int, int, bool]
+
+
+def _schedule(
+    stages: tuple[Stage, ...], used: list[int], channels: int
+) -> tuple[list[int], list[list[_Chunk | None]]]:
+    """Spread each stage's MAC over its period, leaving room for its FFT and inverse FFT.
+
+    Greedy on a cost model over the longest period, largest stage first: the inverse FFT goes
+    in the second half of the period, where it leaves the lowest peak, and each partition
+    goes to the block whose worst tick is least loaded. Blocks in phase order take partitions
+    from the last down to the first, so partition 0 (the newest spectrum) follows the FFT.
+    """
+    k_max = stages[-1].period_blocks
+    load = np.zeros(k_max)
+    for st in stages[1:]:
+        load[st.fft_phase :: st.period_blocks] += _fft_cost(st.partition_frames, channels)
+    ifft_phase = [0] * len(stages)
+    mac: list[list[_Chunk | None]] = [[(0, used[0], True) if used[0] else None]]
+    mac.extend([None] * st.period_blocks for st in stages[1:])
+    for s in reversed(range(1, len(stages))):
+        st, count = stages[s], used[s]
+        period, fft = st.period_blocks, _fft_cost(st.partition_frames, channels)
+        if count == 0:
+            ifft_phase[s] = -1
+            continue
+        phase_load = load.reshape(-1, period).max(axis=0)
+        unit, cap = _mac_cost(st.partition_frames, channels), _chunk_cap(st)
+        best: tuple[float, int, list[int]] | None = None
+        for last in range(period // 2, period):
+            trial = phase_load.copy()
+            trial[last] += fft
+            counts = _spread(trial, count, unit, cap, last + 1)
+            peak = float(np.max(trial + unit * np.array(counts)))
+            if best is None or peak <= best[0]:
+                best = (peak, last, counts)
+        assert best is not None
+        _, last, counts = best
+        ifft_phase[s] = last
+        load[last::period] += fft
+        final = max(p for p in range(period) if counts[p])
+        if final < st.fft_phase:  # partition 0 must wait for this period's FFT
+            counts[final] -= 1
+            counts[last] += 1
+        stop, first = count, True
+        for p in range(period):
+            if counts[p]:
+                mac[s][p] = (stop - counts[p], stop, first)
+                load[p::period] += counts[p] * unit
+                stop, first = stop - counts[p], False
+    return ifft_phase, mac
+
+
+def _spread(load: np.ndarray, count: int, unit: float, cap: int, phases: int) -> list[int]:
+    """How many of ``count`` equal units each of the first ``phases`` blocks takes (greedy)."""
+    counts = [0] * len(load)
+    heap = [(float(load[p]) + unit, p) for p in range(phases)]
+    heapq.heapify(heap)
+    for _ in range(count):
+        cost, p = heapq.heappop(heap)
+        counts[p] += 1
+        if counts[p] < cap:
+            heapq.heappush(heap, (cost + unit, p))
+    return counts
+
+
+def _chunk_cap(stage: Stage) -> int:
+    """Most partitions one block multiplies in a stage (sizes the scratch buffer)."""
+    if stage.period_blocks == 1:
+        return stage.partitions
+    return -(-stage.partitions // (stage.period_blocks // 2)) + 1
+
+
+def check_block(block: np.ndarray, channels: int, out: np.ndarray | None) -> np.ndarray:
+    """Check a (channels, frames) float32 block and ``out``; returns ``out`` or a new array."""
+    if not isinstance(block, np.ndarray) or block.dtype != np.float32:
+        raise ValueError(f"block: expected float32 samples, got {getattr(block, 'dtype', block)}")
+    if block.ndim != 2 or block.shape[0] != channels:
+        raise ValueError(f"block: expected shape ({channels}, frames), got {block.shape}")
+    if out is None:
+        return np.empty(block.shape, np.float32)
+    if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != block.shape:
+        raise ValueError(f"out: expected float32 of shape {block.shape}, got {out!r:.60}")
+    return out
+
+
+class _StageState:
+    """Preallocated buffers of one stage: its FDL, scratch, and per-slot sums and outputs."""
+
+    __slots__ = ("stage", "fdl", "pos", "depth", "tmp", "acc", "acc_tmp", "obuf", "lag")
+
+    def __init__(self, stage: Stage, channels: int) -> None:
+        bins, size = stage.partition_frames + 1, stage.partition_frames
+        self.stage = stage
+        self.depth = stage.partitions
+        self.fdl = np.zeros((2 * self.depth, channels, bins), np.complex64)  # mirrored
+        self.pos = 0
+        self.tmp = np.zeros((_chunk_cap(stage), channels, bins), np.complex64)
+        self.acc = [np.zeros((channels, bins), np.complex64) for _ in range(2)]
+        self.acc_tmp = np.zeros((channels, bins), np.complex64)
+        self.obuf = [[np.zeros((channels, 2 * size), np.float32) for _ in range(2)] for _ in "ab"]
+        self.lag = 0 if stage.start_tap == 0 else 1  # the head uses its result at once
+
+    def reset(self) -> None:
+        self.pos = 0
+        for a in (self.fdl, *self.acc, *self.obuf[0], *self.obuf[1]):
+            a.fill(0)
+
+    def take_spectrum(self, hist: np.ndarray, end: int) -> None:
+        """FFT of the 2L input frames ending at ``end`` into the FDL (newest first)."""
+        size = self.stage.partition_frames
+        self.pos = pos = (self.pos - 1) % self.depth
+        _rfft(hist[:, end - 2 * size : end], self.fdl[pos])
+        self.fdl[pos + self.depth] = self.fdl[pos]
+
+    def compute(self, tick: int, phase: int, slot: int, kernel: _Kernel, s: int) -> None:
+        """This block's share of kernel's MAC and inverse FFT for stage ``s``."""
+        chunk = kernel.mac[s][phase]
+        if chunk is not None:
+            p0, p1, first = chunk
+            base = self.pos if phase >= self.stage.fft_phase else (self.pos - 1) % self.depth
+            fdl, spec, acc = (
+                self.fdl[base + p0 : base + p1],
+                kernel.spectra[s][p0:p1],
+                self.acc[slot],
+            )
+            if p1 - p0 == 1:
+                np.multiply(fdl[0], spec[0], out=acc if first else self.acc_tmp)
+            else:
+                tmp = np.multiply(fdl, spec, out=self.tmp[: p1 - p0])
+                if tmp[0].size < _REDUCE_BELOW:  # many short rows: one reduction
+                    np.add.reduce(tmp, axis=0, out=acc if first else self.acc_tmp)
+                else:  # few long rows: row adds (numpy reduces long rows slowly)
+                    np.add(tmp[0], tmp[1], out=acc if first else self.acc_tmp)
+                    for row in tmp[2:]:
+                        np.add(
+                            acc if first else self.acc_tmp, row, out=acc if first else self.acc_tmp
+                        )
+            if not first:
+                np.add(acc, self.acc_tmp, out=acc)
+        if phase == kernel.ifft_phase[s]:
+            out = self.obuf[slot][(tick // self.stage.period_blocks + self.lag) % 2]
+            _irfft(self.acc[slot], out)
+
+    def output(self, tick: int, phase: int, slot: int, block: int) -> np.ndarray:
+        """This block's frames of the stage's current result for ``slot``."""
+        start = self.stage.partition_frames + phase * block
+        return self.obuf[slot][(tick // self.stage.period_blocks) % 2][:, start : start + block]
+
+
+class Convolver:
+    """Streaming FFT convolution of (channels, frames) float32 audio with an IR.
+
+    ``ir`` is (taps,) for one IR on every channel or (channels, taps), float32 or float64,
+    finite, at most ``max_ir_s`` long. ``channels`` defaults to the IR's channel count.
+
+    Latency: ``latency_samples == block_size``. Output frame n is the convolution's frame
+    n - block_size, whatever the sizes of the `process` calls (1, 65, 8193 or 0 frames).
+
+    Real-time contract of `process` (the audio thread):
+
+    - no allocation that grows with the block or the IR: every buffer is made in the
+      constructor for ``max_ir_s``; with ``out`` given, no array is allocated at all (numpy's
+      FFT keeps its own scratch, which `_keep_heap` stops glibc from giving back each block);
+    - no locks, no waiting, no I/O; the cost of each block is bounded: a stage's work is
+      spread over its period, and during an IR crossfade it is at most twice the usual;
+    - IR changes arrive through `set_ir` from any other thread; `process` and `reset` are
+      called from one thread at a time (the audio thread).
+    """
+
+    def __init__(
+        self,
+        ir: np.ndarray,
+        block_size: int,
+        sample_rate_hz: float = 48000.0,
+        *,
+        channels: int | None = None,
+        crossfade_ms: float = 30.0,
+        max_ir_s: float = 12.0,
+    ) -> None:
+        if not isinstance(block_size, int | np.integer) or block_size < 1:
+            raise ValueError(f"block_size: expected a positive integer, got {block_size!r}")
+        for name, value in (("sample_rate_hz", sample_rate_hz), ("max_ir_s", max_ir_s)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: expected a positive number, got {value!r}")
+        if not (math.isfinite(crossfade_ms) and crossfade_ms >= 0):
+            raise ValueError(f"crossfade_ms: expected a number >= 0, got {crossfade_ms!r}")
+        self.block_size = block = int(block_size)
+        self.sample_rate_hz = float(sample_rate_hz)
+        self.max_ir_s = float(max_ir_s)
+        self.max_taps = max(1, round(max_ir_s * sample_rate_hz))
+        self.channels = 0
+        ir64 = self._check_ir(ir)
+        if channels is None:
+            channels = ir64.shape[0]
+        if not isinstance(channels, int | np.integer) or channels < 1:
+            raise ValueError(f"channels: expected a positive integer, got {channels!r}")
+        self.channels = int(channels)
+        ir64 = self._check_ir(ir)
+        #: Frames between a frame going in and its convolution coming out.
+        self.latency_samples = block
+        _keep_heap()
+        self.stages = plan_stages(block, self.max_taps, self.channels)
+        self._states = [_StageState(st, self.channels) for st in self.stages]
+        self._keep = 3 * self.stages[-1].partition_frames + 2 * block
+        self._hist = np.zeros((self.channels, 2 * self._keep + 16 * block), np.float32)
+        self._in = np.zeros((self.channels, block), np.float32)
+        self._tick_out = np.zeros((self.channels, block), np.float32)
+        self._mix = np.zeros((self.channels, block), np.float32)
+        self._zeros = np.zeros((self.channels, block), np.float32)
+        self._fade_frames = round(crossfade_ms * sample_rate_hz / 1000.0)
+        self._ramp = np.ones(self._fade_frames + block, np.float32)
+        self._ramp[: self._fade_frames] = np.arange(1, self._fade_frames + 1) / max(
+            1, self._fade_frames
+        )
+        kernel = _Kernel(ir64, self.stages, self.channels)
+        self._kernels: list[_Kernel | None] = [kernel, None]
+        self._slot = 0
+        self._pending = self._taken = kernel
+        n = len(self.stages)
+        self._start, self._fade, self._done = [0] * n, [0] * n, [0] * n
+        self._end_tick = 0
+        self._t, self._w, self._fill = 0, self._keep, 0
+        #: Crossfades begun by the audio thread, and `time.perf_counter()` when the last began.
+        self.swaps_started = 0
+        self.last_swap_started_s = 0.0
+
+    # ---- control side (any thread) -----------------------------------------------------
+
+    def _check_ir(self, ir: np.ndarray) -> np.ndarray:
+        """The IR as (channels, taps) float64, or a ValueError naming what is wrong."""
+        if not isinstance(ir, np.ndarray):
+            raise ValueError(f"ir: expected a numpy array, got {type(ir).__name__}")
+        if ir.dtype not in (np.float32, np.float64):
+            raise ValueError(f"ir: expected float32 or float64 samples, got {ir.dtype}")
+        if ir.ndim not in (1, 2):
+            raise ValueError(f"ir: expected shape (taps,) or (channels, taps), got {ir.shape}")
+        ir2 = ir.reshape(1, -1) if ir.ndim == 1 else ir
+        if ir2.size == 0:
+            raise ValueError(f"ir: empty (shape {ir.shape}); give at least one tap")
+        if self.channels and ir2.shape[0] not in (1, self.channels):
+            raise ValueError(
+                f"ir: {ir2.shape[0]} channels, but the convolver has {self.channels}; "
+                f"give (taps,) or ({self.channels}, taps)"
+            )
+        taps = ir2.shape[1]
+        if taps > self.max_taps:
+            raise ValueError(
+                f"ir: {taps} taps ({taps / self.sample_rate_hz:.2f} s) is longer than "
+                f"max_ir_s = {self.max_ir_s:g} s ({self.max_taps} taps)"
+            )
+        if not np.isfinite(ir2).all():
+            raise ValueError("ir: contains NaN or Inf")
+        return ir2.astype(np.float64)
+
+    def set_ir(self, ir: np.ndarray) -> None:
+        """Prepare ``ir`` on this thread and publish it; the audio thread crossfades to it.
+
+        The crossfade starts with the next block, or when the current one ends (the latest IR
+        wins). Invalid IRs raise ValueError and leave the convolver on its current IR.
+        """
+        self._pending = _Kernel(self._check_ir(ir), self.stages, self.channels)
+
+    def describe(self) -> str:
+        """The partition scheme, e.g. ``8x256 | 6x1024 over 4 blocks | 34/139x4096 ...``."""
+        kernel = self._kernels[self._slot]
+        assert kernel is not None
+        parts = []
+        for st, used in zip(self.stages, kernel.used, strict=True):
+            count = f"{used}/{st.partitions}" if used < st.partitions else str(used)
+            over = f" over {st.period_blocks} blocks" if st.period_blocks > 1 else ""
+            parts.append(f"{count}x{st.partition_frames}{over}")
+        return " | ".join(parts) + f" (used/allocated for {self.max_ir_s:g} s)"
+
+    @property
+    def swapping(self) -> bool:
+        """Whether a new IR is waiting or being crossfaded in."""
+        return self._kernels[1 - self._slot] is not None or self._pending is not self._taken
+
+    # ---- audio side (one thread) -------------------------------------------------------
+
+    def reset(self) -> None:
+        """Silence all state (input history, tails, fades); a waiting IR takes over at once."""
+        for st in self._states:
+            st.reset()
+        for a in (self._hist, self._in, self._tick_out):
+            a.fill(0)
+        self._t, self._w, self._fill = 0, self._keep, 0
+        if self._kernels[1 - self._slot] is not None:
+            self._finish()
+        if self._pending is not self._taken:
+            self._taken = self._kernels[self._slot] = self._pending
+            self.swaps_started += 1
+            self.last_swap_started_s = time.perf_counter()
+
+    def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Convolve ``block`` (channels, frames) float32; returns ``out`` (written in place).
+
+        Without ``out`` a new array is returned; the live callback passes ``out``.
+        """
+        out = check_block(block, self.channels, out)
+        frames = block.shape[1]
+        size, fill, i = self.block_size, self._fill, 0
+        while i < frames:
+            m = min(frames - i, size - fill)
+            self._in[:, fill : fill + m] = block[:, i : i + m]
+            out[:, i : i + m] = self._tick_out[:, fill : fill + m]
+            fill, i = fill + m, i + m
+            if fill == size:
+                self._tick()
+                fill = 0
+        self._fill = fill
+        return out
+
+    def _tick(self) -> None:
+        """Convolve the block in ``_in`` into ``_tick_out``."""
+        t, size = self._t, self.block_size
+        nxt = self._kernels[1 - self._slot]
+        if nxt is not None and t >= self._end_tick:
+            self._finish()
+            nxt = None
+        if nxt is None and self._pending is not self._taken:
+            nxt = self._attach(t)
+        hist, w = self._hist, self._w
+        if w + size > hist.shape[1]:
+            hist[:, : self._keep] = hist[:, w - self._keep : w]
+            w = self._keep
+        hist[:, w : w + size] = self._in
+        self._w = w = w + size
+        out, slot, first = self._tick_out, self._slot, True
+        cur = self._kernels[slot]
+        assert cur is not None
+        for s, st in enumerate(self._states):
+            phase = t % st.stage.period_blocks
+            if phase == st.stage.fft_phase:
+                st.take_spectrum(hist, w - (st.lag + phase) * size)
+            if nxt is None:
+                st.compute(t, phase, slot, cur, s)
+                seg = st.output(t, phase, slot, size) if cur.used[s] else None
+            else:
+                seg = self._crossfade(st, s, t, phase, cur, nxt)
+            if seg is not None:
+                if first:
+                    np.copyto(out, seg)
+                else:
+                    np.add(out, seg, out=out)
+                first = False
+        if first:
+            out.fill(0)
+        self._t = t + 1
+
+    def _crossfade(
+        self, st: _StageState, s: int, t: int, phase: int, cur: _Kernel, nxt: _Kernel
+    ) -> np.ndarray:
+        """Stage ``s``'s output while ``nxt`` takes over from ``cur``."""
+        size, old_slot, new_slot = self.block_size, self._slot, 1 - self._slot
+        if t < self._done[s]:
+            st.compute(t, phase, old_slot, cur, s)
+        if t >= self._start[s]:
+            st.compute(t, phase, new_slot, nxt, s)
+        old = st.output(t, phase, old_slot, size) if cur.used[s] else self._zeros
+        if t < self._fade[s]:
+            return old
+        new = st.output(t, phase, new_slot, size) if nxt.used[s] else self._zeros
+        if t >= self._done[s]:
+            return new
+        k = (t - self._fade[s]) * size
+        mix = self._mix
+        np.subtract(new, old, out=mix)
+        np.multiply(mix, self._ramp[k : k + size], out=mix)
+        return np.add(mix, old, out=mix)
+
+    def _attach(self, t: int) -> _Kernel:
+        """Start crossfading to the published kernel: each stage once its result is whole."""
+        kernel = self._taken = self._pending
+        self._kernels[1 - self._slot] = kernel
+        fade_ticks = -(-self._fade_frames // self.block_size)
+        for s, st in enumerate(self._states):
+            period = st.stage.period_blocks
+            start = t if not kernel.used[s] else -(-t // period) * period
+            fade = start + (period * st.lag if kernel.used[s] else 0)
+            self._start[s], self._fade[s], self._done[s] = start, fade, fade + fade_ticks
+        self._end_tick = max(self._done)
+        self.swaps_started += 1
+        self.last_swap_started_s = time.perf_counter()
+        return kernel
+
+    def _finish(self) -> None:
+        self._slot = 1 - self._slot
+        self._kernels[1 - self._slot] = None
