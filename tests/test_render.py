@@ -403,3 +403,45 @@ def test_cli_renders_a_folder_in_process(tmp_path: Path, ir_wav: Path, capsys) -
     assert "error: " in err and "c.wav" in err and "1 of 3 files failed" in err
     assert run_cli(src, src, "--ir", ir_wav) == 1
     assert "is the input folder" in capsys.readouterr().err
+
+
+# ---- the bundled demo --------------------------------------------------------------------
+
+
+def test_bundled_demo_clip_is_small_dry_mono_48k() -> None:
+    from rtverb.render_cli import DEMO_WAV
+
+    assert DEMO_WAV.stat().st_size < 1_000_000
+    with AudioFile(str(DEMO_WAV)) as f:
+        assert (f.num_channels, f.samplerate, f.file_dtype) == (1, 48000, "int16")
+        assert 3.0 < f.frames / f.samplerate < 10.0
+        audio = f.read(f.frames)
+    assert 0.5 < np.abs(audio).max() <= 1.0
+    # Dry: it starts with isolated clicks, silent between them (no reverb tail baked in).
+    assert np.abs(audio[0, round(0.15 * RATE_HZ) : round(0.34 * RATE_HZ)]).max() < 1e-3
+
+
+def test_demo_generator_is_seeded() -> None:
+    from rtverb import demo
+
+    a, b = demo.generate(with_speech=False), demo.generate(with_speech=False)
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.float32 and a.shape[0] == 1
+    assert np.abs(a).max() == pytest.approx(10 ** (demo.PEAK_DBFS / 20), rel=1e-6)
+
+
+def test_rtverb_render_with_no_arguments_renders_the_demo(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    rooms = []
+
+    def fake_synth(room, rate):
+        rooms.append(room.name)
+        return decaying_noise_ir(0.3)
+
+    monkeypatch.setattr(render, "_synthesize", fake_synth)
+    assert run_cli() == 0
+    out = tmp_path / "rtverb-demo.wav"
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert rooms == ["Studio live room"]
+    assert run_cli() == 1  # a second run refuses to overwrite
+    assert "--overwrite" in capsys.readouterr().err
