@@ -28,47 +28,6 @@ def _db(x: float) -> float:
     return 10.0 ** (x / 20.0)
 
 
-class StandInEngine:
-    """Temporary stand-in with `rtverb.Engine`'s interface until rtverb/engine.py lands:
-    exact block convolution, output delayed by one block."""
-
-    def __init__(self, ir, *, channels=2, block_size=256, sample_rate_hz=48000.0, wet_db=-6.0,
-                 dry_db=0.0, predelay_ms=0.0, crossfade_ms=30.0, max_ir_s=12.0):  # fmt: skip
-        ir = np.atleast_2d(np.asarray(ir, np.float64))
-        pre = round(predelay_ms * 1e-3 * sample_rate_hz)
-        self.ir = np.pad(ir, ((0, 0), (pre, 0)))
-        self.channels, self.block = channels, block_size
-        self.wet, self.dry = _db(wet_db), (0.0 if dry_db <= -70 else _db(dry_db))
-        self.latency_samples = block_size
-        self.pending = np.zeros((channels, 0))
-        self.acc = np.zeros((channels, block_size + self.ir.shape[1]))
-        self.queue = np.zeros((channels, block_size))
-
-    def process(self, block, out=None):
-        self.pending = np.concatenate([self.pending, block], axis=1)
-        while self.pending.shape[1] >= self.block:
-            x, self.pending = self.pending[:, : self.block], self.pending[:, self.block :]
-            wet = np.stack([fftconvolve(x[c], self.ir[c % len(self.ir)]) for c in range(len(x))])
-            self.acc[:, : wet.shape[1]] += self.wet * wet
-            self.acc[:, : self.block] += self.dry * x
-            self.queue = np.concatenate([self.queue, self.acc[:, : self.block]], axis=1)
-            self.acc = np.concatenate([self.acc[:, self.block :], np.zeros_like(x)], axis=1)
-        n = block.shape[1]
-        y, self.queue = self.queue[:, :n], self.queue[:, n:]
-        if out is None:
-            return y.astype(np.float32)
-        out[...] = y
-        return out
-
-
-@pytest.fixture(autouse=True)
-def engine(monkeypatch):
-    try:
-        from rtverb.engine import Engine  # noqa: F401
-    except ImportError:
-        monkeypatch.setattr(render, "_make_engine", lambda ir, **kw: StandInEngine(ir, **kw))
-
-
 def decaying_noise_ir(seconds: float, rt60_s: float = 0.6, seed: int = SEED) -> np.ndarray:
     """A stand-in room IR: a unit direct sound and an exponentially decaying noise tail."""
     rng = np.random.default_rng(seed)
