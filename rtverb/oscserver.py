@@ -93,7 +93,9 @@ class OscServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket; safe to call twice."""
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join(2.0)
+            self._thread = None
         self._server.server_close()

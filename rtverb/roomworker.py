@@ -33,14 +33,17 @@ SWAP_WAIT_S = 0.25
 #: Poll period while waiting for the crossfade to start, seconds (well under one block).
 SWAP_POLL_S = 0.0005
 #: Latencies kept for the summary (the most recent).
-LATENCY_HISTORY = 100_000
+LATENCY_HISTORY = 10_000
 
 
 class IrSink(Protocol):
     """What the worker needs from `rtverb.Engine`."""
 
-    swaps_started: int
-    last_swap_started_s: float
+    @property
+    def swaps_started(self) -> int: ...
+
+    @property
+    def last_swap_started_s(self) -> float: ...
 
     def set_ir(self, ir: np.ndarray) -> None: ...
 
@@ -66,6 +69,8 @@ class RoomWorker:
             room).
         synthesize: ``(room, sample_rate_hz) -> ir``; `rtverb.synth.synthesize` by default.
         applied_room: the room whose IR the engine already holds (skipped if submitted again).
+        predelay: also apply the room's pre-delay (``engine.set_mix(predelay_ms=…)``, which
+            re-prepares the IR) here, off the OSC thread.
         on_error: called on the worker thread with a message when a synthesis fails (the
             engine keeps the previous IR).
     """
@@ -79,6 +84,7 @@ class RoomWorker:
         synthesize: Synthesize | None = None,
         applied_room: Room | None = None,
         on_error: Callable[[str], None] | None = None,
+        predelay: bool = False,
     ) -> None:
         if synthesize is None:
             from rtverb.synth import synthesize as default_synthesize
@@ -96,10 +102,14 @@ class RoomWorker:
         self._thread: threading.Thread | None = None
         self.applied_room: Room | None = applied_room
         self._applied_key = geometry_key(applied_room) if applied_room is not None else None
+        self._predelay = predelay
+        self._applied_predelay_ms = applied_room.predelay_ms if applied_room is not None else 0.0
+        self.ir_taps = 0  #: length of the last IR handed to the engine
         self.requests = 0  #: rooms submitted
         self.coalesced = 0  #: rooms replaced by a later one before synthesis
         self.skipped = 0  #: rooms whose geometry equals the IR already applied
         self.syntheses = 0  #: IRs synthesized and handed to the engine
+        self.predelay_changes = 0  #: pre-delay changes applied
         self.errors = 0
         self.last_error = ""
         self.synth_ms: deque[float] = deque(maxlen=LATENCY_HISTORY)
@@ -200,8 +210,12 @@ class RoomWorker:
 
     def _apply(self, room: Room, received_s: float | None) -> None:
         key = geometry_key(room)
+        new_predelay = self._predelay and room.predelay_ms != self._applied_predelay_ms
         if key == self._applied_key:
-            self.skipped += 1
+            if new_predelay:
+                self._set_predelay(room)
+            else:
+                self.skipped += 1
             self.applied_room = room
             return
         t0 = time.perf_counter()
@@ -215,11 +229,19 @@ class RoomWorker:
             return
         swaps_before = self._engine.swaps_started
         self._engine.set_ir(ir)
+        if new_predelay:  # the engine re-publishes the new IR with the new pre-delay
+            self._set_predelay(room)
         self.applied_room = room
         self._applied_key = key
+        self.ir_taps = int(ir.shape[-1])
         self.syntheses += 1
         if received_s is not None:
             self._measure(swaps_before, received_s)
+
+    def _set_predelay(self, room: Room) -> None:
+        self._engine.set_mix(predelay_ms=room.predelay_ms)  # type: ignore[attr-defined]
+        self._applied_predelay_ms = room.predelay_ms
+        self.predelay_changes += 1
 
     def _measure(self, swaps_before: int, received_s: float) -> None:
         deadline = time.perf_counter() + SWAP_WAIT_S
