@@ -2,5 +2,14 @@
 
 from rtverb.room import Room, RoomError, Surfaces
 
-__all__ = ["Room", "RoomError", "Surfaces"]
+__all__ = ["Room", "RoomError", "Surfaces", "to_pedalboard"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """Lazy exports: ``rtverb.to_pedalboard`` imports pedalboard (~0.2 s) on first use only."""
+    if name == "to_pedalboard":
+        from rtverb.pedalboard_room import to_pedalboard
+
+        return to_pedalboard
+    raise AttributeError(f"module 'rtverb' has no attribute {name!r}")
