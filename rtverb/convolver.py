@@ -15,7 +15,6 @@ the old and the new IR read the same input history while they crossfade.
 
 from __future__ import annotations
 
-import ctypes
 import heapq
 import math
 import time
@@ -25,52 +24,33 @@ import numpy as np
 
 #: Each stage's partitions are this many times longer than the previous stage's.
 PARTITION_RATIO = 4
-#: Longest partition (FFT of twice this); numpy's float32 FFT slows sharply above 8192.
+#: Longest partition (FFT of twice this): a bigger FFT in one block would stand out.
 MAX_PARTITION_FRAMES = 4096
 
 #: Complex values per partition below which one reduction beats row-by-row adds.
 _REDUCE_BELOW = 2048
 
-_heap_kept = False
-
-
-try:  # numpy >= 2: the FFT ufuncs themselves, without the wrapper's ~4 µs per call
+try:  # numpy >= 2: the FFT ufuncs themselves, in float32, with no wrapper and no buffers
     from numpy.fft import _pocketfft_umath as _pfu  # type: ignore[attr-defined]
 
     def _rfft(x: np.ndarray, out: np.ndarray) -> None:
         """``out[...] = rfft(x)`` along the last axis (even length), without allocating."""
-        _pfu.rfft_n_even(x, 1.0, out=out)
+        _pfu.rfft_n_even(x, _ONE, out=out)  # a float32 scale keeps the float32 loop
 
-    def _irfft(x: np.ndarray, out: np.ndarray) -> None:
-        """``out[...] = irfft(x, n=out.shape[-1])`` along the last axis, without allocating."""
-        _pfu.irfft(x, 1.0 / out.shape[-1], out=out)
+    def _irfft(x: np.ndarray, out: np.ndarray, scale: np.float32) -> None:
+        """``out[...] = irfft(x) * scale * len`` along the last axis, without allocating."""
+        _pfu.irfft(x, scale, out=out)
 
-except ImportError:  # pragma: no cover
+except ImportError:  # pragma: no cover - numpy 1.x: allocates
 
     def _rfft(x: np.ndarray, out: np.ndarray) -> None:
-        np.fft.rfft(x, axis=-1, out=out)
+        out[...] = np.fft.rfft(x, axis=-1)
 
-    def _irfft(x: np.ndarray, out: np.ndarray) -> None:
-        np.fft.irfft(x, n=out.shape[-1], axis=-1, out=out)
+    def _irfft(x: np.ndarray, out: np.ndarray, scale: np.float32) -> None:
+        out[...] = np.fft.irfft(x, n=out.shape[-1], axis=-1)
 
 
-def _keep_heap() -> None:
-    """Stop glibc from returning freed heap to the OS after every large free.
-
-    numpy's FFT allocates its scratch per call; with glibc's default trim threshold a large
-    FFT page-faults its scratch back in on every block (measured 4x slower at 16384 points).
-    A no-op where glibc's ``mallopt`` is missing.
-    """
-    global _heap_kept
-    if _heap_kept:
-        return
-    _heap_kept = True
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
+_ONE = np.float32(1.0)
 
 
 @dataclass(frozen=True)
@@ -241,7 +221,7 @@ def check_block(block: np.ndarray, channels: int, out: np.ndarray | None) -> np.
 class _StageState:
     """Preallocated buffers of one stage: its FDL, scratch, and per-slot sums and outputs."""
 
-    __slots__ = ("stage", "fdl", "pos", "depth", "tmp", "acc", "acc_tmp", "obuf", "lag")
+    __slots__ = ("stage", "fdl", "pos", "depth", "tmp", "acc", "acc_tmp", "obuf", "lag", "scale")
 
     def __init__(self, stage: Stage, channels: int) -> None:
         bins, size = stage.partition_frames + 1, stage.partition_frames
@@ -254,6 +234,7 @@ class _StageState:
         self.acc_tmp = np.zeros((channels, bins), np.complex64)
         self.obuf = [[np.zeros((channels, 2 * size), np.float32) for _ in range(2)] for _ in "ab"]
         self.lag = 0 if stage.start_tap == 0 else 1  # the head uses its result at once
+        self.scale = np.float32(1.0 / (2 * size))  # the inverse FFT's 1/n
 
     def reset(self) -> None:
         self.pos = 0
@@ -294,7 +275,7 @@ class _StageState:
                 np.add(acc, self.acc_tmp, out=acc)
         if phase == kernel.ifft_phase[s]:
             out = self.obuf[slot][(tick // self.stage.period_blocks + self.lag) % 2]
-            _irfft(self.acc[slot], out)
+            _irfft(self.acc[slot], out, self.scale)
 
     def output(self, tick: int, phase: int, slot: int, block: int) -> np.ndarray:
         """This block's frames of the stage's current result for ``slot``."""
@@ -314,8 +295,8 @@ class Convolver:
     Real-time contract of `process` (the audio thread):
 
     - no allocation that grows with the block or the IR: every buffer is made in the
-      constructor for ``max_ir_s``; with ``out`` given, no array is allocated at all (numpy's
-      FFT keeps its own scratch, which `_keep_heap` stops glibc from giving back each block);
+      constructor for ``max_ir_s``; with ``out`` given, no array is allocated at all (numpy
+      >= 2; the FFT library keeps a small scratch of its own);
     - no locks, no waiting, no I/O; the cost of each block is bounded: a stage's work is
       spread over its period, and during an IR crossfade it is at most twice the usual;
     - IR changes arrive through `set_ir` from any other thread; `process` and `reset` are
@@ -353,7 +334,6 @@ class Convolver:
         ir64 = self._check_ir(ir)
         #: Frames between a frame going in and its convolution coming out.
         self.latency_samples = block
-        _keep_heap()
         self.stages = plan_stages(block, self.max_taps, self.channels)
         self._states = [_StageState(st, self.channels) for st in self.stages]
         self._keep = 3 * self.stages[-1].partition_frames + 2 * block
@@ -477,7 +457,8 @@ class Convolver:
             nxt = self._attach(t)
         hist, w = self._hist, self._w
         if w + size > hist.shape[1]:
-            hist[:, : self._keep] = hist[:, w - self._keep : w]
+            for row in hist:  # row by row: numpy would copy 2-D views it cannot prove apart
+                row[: self._keep] = row[w - self._keep : w]
             w = self._keep
         hist[:, w : w + size] = self._in
         self._w = w = w + size
