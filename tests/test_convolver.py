@@ -1,4 +1,4 @@
-"""`rtverb.Convolver` against `scipy.signal.fftconvolve`: block sizes, call sizes, swaps, bad input."""
+"""`rtverb.Convolver` against `scipy.signal.fftconvolve`: block and call sizes, swaps, bad input."""
 
 from __future__ import annotations
 
@@ -30,7 +30,12 @@ def decaying_noise(rng: np.random.Generator, channels: int, taps: int, rt60_s: f
 def reference(x: np.ndarray, ir: np.ndarray, latency: int) -> np.ndarray:
     """float64 convolution of each channel, delayed by ``latency``, as long as ``x``."""
     ir2 = np.broadcast_to(ir if ir.ndim == 2 else ir[None], (x.shape[0], ir.shape[-1]))
-    y = np.stack([fftconvolve(c.astype(np.float64), h.astype(np.float64)) for c, h in zip(x, ir2)])
+    y = np.stack(
+        [
+            fftconvolve(c.astype(np.float64), h.astype(np.float64))
+            for c, h in zip(x, ir2, strict=True)
+        ]
+    )
     return np.concatenate([np.zeros((x.shape[0], latency)), y], axis=1)[:, : x.shape[1]]
 
 
@@ -132,7 +137,7 @@ def test_plan_covers_max_ir_contiguously() -> None:
     for block in (1, 64, 65, 256, 1000, 8193):
         stages = plan_stages(block, 12 * SR)
         assert stages[0].start_tap == 0 and stages[-1].stop_tap >= 12 * SR
-        for a, b in zip(stages, stages[1:]):
+        for a, b in zip(stages, stages[1:], strict=False):
             assert a.stop_tap == b.start_tap == 2 * b.partition_frames
             assert b.partition_frames % a.partition_frames == 0
         assert max(s.partition_frames for s in stages) <= max(4096, block)
