@@ -194,8 +194,10 @@ def late_ir(envelope_db: np.ndarray, sample_rate_hz: float) -> np.ndarray:
     n_bins = int(audible[-1]) + 1 if len(audible) else 1
     amp = np.sqrt(10 ** (db[:, :n_bins] / 10) * (bin_s / features.HIST_BIN_S)).astype(np.float32)
     ext = np.concatenate([amp[:, :1], amp, amp[:, -1:]], axis=1)  # (bands, n_bins + 2)
-    out = np.einsum("bsj,bs->sj", t0[:bands, : n_bins + 1], ext[:, : n_bins + 1])
-    out += np.einsum("bsj,bs->sj", t1[:bands, : n_bins + 1], ext[:, 1 : n_bins + 2])
+    # (segments, 1, bands) @ (segments, bands, bin): a batched matmul sums the bands
+    n = n_bins + 1
+    out = np.matmul(ext[:, :n].T[:, None, :], t0[:bands, :n].transpose(1, 0, 2))
+    out += np.matmul(ext[:, 1 : n + 1].T[:, None, :], t1[:bands, :n].transpose(1, 0, 2))
     half = hbss // 2
     return out.ravel()[half : half + n_bins * hbss]
 

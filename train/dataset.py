@@ -1,0 +1,84 @@
+"""Shards from `train.datagen` as model inputs and targets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rtverb import features
+from rtverb.room import Room
+
+
+@dataclass
+class EnvelopeSet:
+    """Rooms as arrays: inputs (n, C, N_FRAMES), analytic envelopes and targets (n, 8, N_FRAMES) dB."""
+
+    rooms: list[Room]
+    x: np.ndarray
+    baseline_db: np.ndarray
+    target_db: np.ndarray
+    metrics: dict[str, np.ndarray]  # measured on the simulated RIRs: key -> (n, runs, ...) arrays
+    rir: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rooms)
+
+    def split(self, fraction: float, seed: int) -> tuple[EnvelopeSet, EnvelopeSet]:
+        """A seeded random split: (the rest, ``fraction`` of the rooms)."""
+        order = np.random.default_rng(seed).permutation(len(self))
+        cut = len(self) - max(1, int(round(fraction * len(self))))
+        return self.subset(order[:cut]), self.subset(order[cut:])
+
+    def subset(self, idx: np.ndarray) -> EnvelopeSet:
+        return EnvelopeSet(
+            rooms=[self.rooms[i] for i in idx],
+            x=self.x[idx],
+            baseline_db=self.baseline_db[idx],
+            target_db=self.target_db[idx],
+            metrics={k: v[idx] for k, v in self.metrics.items()},
+            rir=None if self.rir is None else self.rir[idx],
+        )
+
+
+def load_shards(folder: str | Path, limit: int | None = None, with_rir: bool = False) -> EnvelopeSet:
+    """Read every finished shard in ``folder`` (sorted), at most ``limit`` rooms."""
+    paths = sorted(Path(folder).glob("shard_*.npz"))
+    if not paths:
+        raise FileNotFoundError(
+            f"{folder}: no shard_*.npz files; generate data with `python -m train.datagen`"
+        )
+    rooms: list[Room] = []
+    xs, bases, targets, rirs = [], [], [], []
+    metrics: dict[str, list[np.ndarray]] = {}
+    for path in paths:
+        with np.load(path) as shard:
+            for i, room_json in enumerate(shard["room_json"]):
+                room = Room.from_dict(json.loads(str(room_json)))
+                x, base = features.model_input(room)
+                rooms.append(room)
+                xs.append(x)
+                bases.append(base)
+                targets.append(features.hist_to_frames_db(shard["hist"][i]))
+                for key in ("T30_s", "EDT_s", "C50_db", "C80_db", "D50", "DRR_db", "C50_broadband_db"):
+                    metrics.setdefault(key, []).append(shard[key][i])
+                if with_rir and "rir" in shard:
+                    rirs.append(shard["rir"][i])
+                if limit is not None and len(rooms) >= limit:
+                    break
+        if limit is not None and len(rooms) >= limit:
+            break
+    rir = None
+    if rirs:
+        length = max(len(r) for r in rirs)
+        rir = np.stack([np.pad(r, (0, length - len(r))) for r in rirs])
+    return EnvelopeSet(
+        rooms=rooms,
+        x=np.stack(xs),
+        baseline_db=np.stack(bases).astype(np.float32),
+        target_db=np.stack(targets),
+        metrics={k: np.stack(v) for k, v in metrics.items()},
+        rir=rir,
+    )

@@ -1,0 +1,245 @@
+"""Evaluate synthesizers against the converged reference: ``python -m train.evaluate``.
+
+The truth is a held-out set from `train.datagen --runs 4 --ray-factor 8 --keep-rir` (rooms
+never seen in training): metrics are averaged over the runs. Compared, on the same rooms:
+
+- ``fno``: rtverb's shipped model (the ONNX file, run as users run it);
+- ``sabine``: the Sabine/Eyring diffuse-field envelope with the same exact early part;
+- ``gru``: a recurrent network trained like the FNO (the original design's baseline);
+- ``oracle``: the simulator's own mean histogram through rtverb's renderer (the ceiling of
+  the synthesis method: what a perfect envelope model would reach);
+- ``one_run``: a single simulation run (the simulator's own noise).
+
+Writes ``docs/evaluation.md``, ``docs/evaluation.json`` and PNG figures; ``--stamp`` also
+writes the headline figures into the model file's metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rtverb import features
+from rtverb.acoustics import measure
+from rtverb.ism import DELAY_SAMPLES
+from rtverb.params import BANDS_HZ
+from rtverb.synth import MODEL_PATH, Synthesizer, render_ir, synthesize_analytic
+from train.dataset import EnvelopeSet, load_shards
+
+RATE_HZ = 48000
+#: Octave bands the targets are stated for (250-4000 Hz), as indices into BANDS_HZ.
+TARGET_BANDS = [i for i, b in enumerate(BANDS_HZ) if 250 <= b <= 4000]
+
+
+def metrics_of(irs: list[np.ndarray], data: EnvelopeSet) -> dict[str, np.ndarray]:
+    out: dict[str, list] = {"T30_s": [], "EDT_s": [], "C50_db": [], "DRR_db": []}
+    for ir, room in zip(irs, data.rooms, strict=True):
+        m = measure(ir, RATE_HZ, room.distance_m, DELAY_SAMPLES)
+        for key in out:
+            out[key].append(getattr(m, key))
+    return {k: np.array(v, dtype=np.float64) for k, v in out.items()}
+
+
+def errors(pred: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per room and target band: relative T30/EDT errors, absolute C50 (dB); DRR per room."""
+    b = TARGET_BANDS
+    return {
+        "T30": np.abs(pred["T30_s"][:, b] / truth["T30_s"][:, b] - 1),
+        "EDT": np.abs(pred["EDT_s"][:, b] / truth["EDT_s"][:, b] - 1),
+        "C50": np.abs(pred["C50_db"][:, b] - truth["C50_db"][:, b]),
+        "DRR": np.abs(pred["DRR_db"] - truth["DRR_db"]),
+    }
+
+
+def summary(err: dict[str, np.ndarray]) -> dict[str, float]:
+    return {
+        "T30_median": float(np.nanmedian(err["T30"])),
+        "T30_p90": float(np.nanpercentile(err["T30"], 90)),
+        "EDT_median": float(np.nanmedian(err["EDT"])),
+        "C50_median_db": float(np.nanmedian(err["C50"])),
+        "C50_worst_band_median_db": float(np.nanmax(np.nanmedian(err["C50"], axis=0))),
+        "DRR_median_db": float(np.nanmedian(err["DRR"])),
+    }
+
+
+def timing(synth: Synthesizer, data: EnvelopeSet, n_ref: int) -> dict[str, float]:
+    """Room change -> ready IR (model + rendering, one thread) vs the reference simulation."""
+    from train.simulate import simulate
+
+    synth_s, ref_s, lengths = [], [], []
+    for room in data.rooms:
+        render_ir(room, synth.envelope_db(room), RATE_HZ)  # warm caches for this rate
+        for _ in range(3):
+            t0 = time.perf_counter()
+            ir = render_ir(room, synth.envelope_db(room), RATE_HZ)
+            synth_s.append(time.perf_counter() - t0)
+        lengths.append(len(ir) / RATE_HZ)
+    ratios = []
+    for i, room in enumerate(data.rooms[:n_ref]):
+        t0 = time.perf_counter()
+        simulate(room, seed=i, ray_factor=1.0)
+        ref = time.perf_counter() - t0
+        ref_s.append(ref)
+        ratios.append(ref / np.median(synth_s[3 * i : 3 * i + 3]))
+    long_rooms = [i for i, s in enumerate(lengths) if s >= 2.5]
+    long_ms = [1e3 * synth_s[3 * i + k] for i in long_rooms for k in range(3)]
+    return {
+        "synth_p50_ms": 1e3 * float(np.median(synth_s)),
+        "synth_p90_ms": 1e3 * float(np.percentile(synth_s, 90)),
+        "synth_p50_ms_ir_over_2_5_s": float(np.median(long_ms)) if long_ms else float("nan"),
+        "ir_length_median_s": float(np.median(lengths)),
+        "reference_p50_s": float(np.median(ref_s)),
+        "speedup_median": float(np.median(ratios)),
+        "speedup_min": float(np.min(ratios)),
+    }
+
+
+def _plots(out: Path, truth_data: EnvelopeSet, irs: list[np.ndarray], err: dict) -> list[str]:
+    try:
+        from rtverb.plot import plot_edc_overlay
+    except ImportError:
+        return []
+    assert truth_data.rir is not None
+    score = np.nanmean(err["T30"], axis=1)
+    order = np.argsort(score)
+    names = []
+    for label, i in (("best", order[0]), ("median", order[len(order) // 2]), ("worst", order[-1])):
+        path = out / f"edc_{label}.png"
+        plot_edc_overlay(irs[i], truth_data.rir[i], RATE_HZ, path, labels=("rtverb FNO", "reference run"))
+        names.append(path.name)
+    return names
+
+
+def _bar_chart(out: Path, per_band: dict[str, dict[str, list[float]]]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    bands = [int(BANDS_HZ[i]) for i in TARGET_BANDS]
+    width = 0.8 / len(per_band)
+    for ax, (key, unit) in zip(axes, (("T30", "%"), ("EDT", "%"), ("C50", "dB")), strict=True):
+        for j, (method, values) in enumerate(per_band.items()):
+            scale = 100 if unit == "%" else 1
+            ax.bar(np.arange(len(bands)) + j * width, np.array(values[key]) * scale, width,
+                   label=method)
+        ax.set_xticks(np.arange(len(bands)) + 0.4 - width / 2, [str(b) for b in bands])
+        ax.set_xlabel("octave band (Hz)")
+        ax.set_title(f"median |Δ{key}| ({unit})")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "errors_per_band.png", dpi=110)
+    plt.close(fig)
+    return "errors_per_band.png"
+
+
+def evaluate(truth_dir: str, out: Path, model: Path, gru: Path | None, n_ref: int) -> dict:
+    data = load_shards(truth_dir, with_rir=True)
+    truth = {k: np.nanmean(data.metrics[k], axis=1) for k in ("T30_s", "EDT_s", "C50_db", "DRR_db")}
+    one_run = {k: data.metrics[k][:, 0] for k in truth}
+    synth = Synthesizer(model)
+    irs_fno = [render_ir(r, synth.envelope_db(r), RATE_HZ) for r in data.rooms]
+    methods = {
+        "fno": metrics_of(irs_fno, data),
+        "sabine": metrics_of([synthesize_analytic(r, RATE_HZ) for r in data.rooms], data),
+        "oracle": metrics_of(
+            [render_ir(r, t, RATE_HZ) for r, t in zip(data.rooms, data.target_db, strict=True)],
+            data,
+        ),
+        "one_run": one_run,
+    }
+    if gru is not None and gru.exists():
+        g = Synthesizer(gru)
+        methods["gru"] = metrics_of([render_ir(r, g.envelope_db(r), RATE_HZ) for r in data.rooms], data)
+    errs = {name: errors(m, truth) for name, m in methods.items()}
+    report = {
+        "rooms": len(data),
+        "runs_per_room": int(data.metrics["T30_s"].shape[1]),
+        "summary": {name: summary(e) for name, e in errs.items()},
+        "per_band_median": {
+            name: {k: np.nanmedian(e[k], axis=0).tolist() for k in ("T30", "EDT", "C50")}
+            for name, e in errs.items()
+        },
+        "bands_hz": [BANDS_HZ[i] for i in TARGET_BANDS],
+        "timing": timing(synth, data, n_ref),
+    }
+    fno_t30, sab_t30 = report["summary"]["fno"]["T30_median"], report["summary"]["sabine"]["T30_median"]
+    report["t30_improvement_over_sabine"] = sab_t30 / fno_t30
+    out.mkdir(parents=True, exist_ok=True)
+    report["figures"] = _plots(out, data, irs_fno, errs["fno"]) + [_bar_chart(out, report["per_band_median"])]
+    (out / "evaluation.json").write_text(json.dumps(report, indent=1))
+    (out / "evaluation.md").write_text(markdown(report))
+    return report
+
+
+def markdown(r: dict) -> str:
+    lines = [
+        "# rtverb synthesizer evaluation",
+        "",
+        f"{r['rooms']} held-out rooms from the model domain; truth = mean of {r['runs_per_room']} "
+        "reference simulations with 8x the default rays, 48 kHz. Errors are medians over rooms "
+        "and the octave bands 250-4000 Hz (p90 = 90th percentile).",
+        "Reproduce: `python -m train.evaluate` (see README).",
+        "",
+        "| method | median abs dT30 | p90 abs dT30 | median abs dEDT | median abs dC50 | worst band median abs dC50 | median abs dDRR |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in r["summary"].items():
+        lines.append(
+            f"| {name} | {100 * s['T30_median']:.1f} % | {100 * s['T30_p90']:.1f} % | "
+            f"{100 * s['EDT_median']:.1f} % | {s['C50_median_db']:.2f} dB | "
+            f"{s['C50_worst_band_median_db']:.2f} dB | {s['DRR_median_db']:.2f} dB |"
+        )
+    lines += ["", f"T30 error of the Sabine/Eyring baseline / FNO: {r['t30_improvement_over_sabine']:.1f}x", ""]
+    lines += ["## Per band (median)", "", "| method | quantity | " + " | ".join(f"{b:g} Hz" for b in r["bands_hz"]) + " |",
+              "|---|---|" + "---|" * len(r["bands_hz"])]
+    for name, per in r["per_band_median"].items():
+        for key in ("T30", "EDT", "C50"):
+            scale, unit = (100, "%") if key != "C50" else (1, "dB")
+            lines.append(f"| {name} | {key} | " + " | ".join(f"{scale * v:.1f} {unit}" for v in per[key]) + " |")
+    t = r["timing"]
+    lines += [
+        "",
+        "## Speed (one thread)",
+        "",
+        f"- room change to ready IR (model + rendering, 48 kHz): p50 {t['synth_p50_ms']:.2f} ms, "
+        f"p90 {t['synth_p90_ms']:.2f} ms; IRs of 2.5 s or longer: p50 {t['synth_p50_ms_ir_over_2_5_s']:.2f} ms "
+        f"(median IR length {t['ir_length_median_s']:.2f} s)",
+        f"- reference simulation of the same rooms (default rays, one run): p50 {t['reference_p50_s']:.2f} s",
+        f"- speed-up over the reference: median {t['speedup_median']:.0f}x, minimum {t['speedup_min']:.0f}x",
+        "",
+        "## Figures",
+        "",
+    ]
+    lines += [f"![{f}]({f})" for f in r["figures"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--truth", default="data/truth")
+    p.add_argument("--model", type=Path, default=MODEL_PATH)
+    p.add_argument("--gru", type=Path, default=Path("runs/gru/gru.onnx"))
+    p.add_argument("--out", type=Path, default=Path("docs"))
+    p.add_argument("--reference-rooms", type=int, default=12, help="rooms timed on the simulator")
+    p.add_argument("--stamp", action="store_true", help="write the figures into the model file")
+    args = p.parse_args(argv)
+    report = evaluate(args.truth, args.out, args.model, args.gru, args.reference_rooms)
+    print((args.out / "evaluation.md").read_text())
+    if args.stamp:
+        from train.export import set_metadata
+
+        set_metadata(args.model, {"rtverb.evaluation": json.dumps(
+            {"summary": report["summary"]["fno"], "timing": report["timing"], "rooms": report["rooms"]})})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

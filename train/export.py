@@ -1,0 +1,148 @@
+"""Export a trained envelope model to one ONNX file: ``python -m train.export``.
+
+The FNO's complex spectral convolutions are replaced by the same maps in real arithmetic
+(`train.model.exportable`), exported with torch's dynamo exporter into a single file (no
+external data), and checked against the original torch model on ONNX Runtime. The file
+describes itself in its metadata: the values `rtverb.synth.expected_metadata` requires
+(schema and table hash, features, time grid, bands) and information (training data, commit,
+model configuration, evaluation figures once `train.evaluate --stamp` has run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rtverb import features
+from rtverb.room import Room
+from rtverb.synth import MODEL_PATH, expected_metadata
+from train.model import ModelConfig, build, exportable, load_weights
+
+#: Largest |torch - onnxruntime| relative to the largest |output| the export may show. Both run
+#: float32; the real-arithmetic DFT sums in another order than torch's FFT (~1e-6 seen).
+PARITY_RTOL = 1e-4
+
+
+def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    ckpt = torch.load(path, weights_only=False)
+    cfg = ckpt["config"]
+    model = build(ModelConfig(**cfg["model"]))
+    load_weights(model, ckpt["model"])
+    model.eval()
+    return model, ckpt
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def set_metadata(path: Path, extra: dict[str, str]) -> None:
+    """Add or replace metadata entries of an ONNX file, atomically."""
+    import onnx
+
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update(extra)
+    del model.metadata_props[:]
+    for key, value in sorted(props.items()):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    _save_atomic(model, path)
+
+
+def _save_atomic(model, path: Path) -> None:
+    import onnx
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def parity(reference: torch.nn.Module, onnx_path: Path, inputs: np.ndarray) -> float:
+    """Max |torch - onnxruntime| / max |torch| over ``inputs`` (n, C, N_FRAMES)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    worst = 0.0
+    with torch.no_grad():
+        for x in inputs:
+            want = reference(torch.from_numpy(x[None])).numpy()
+            got = session.run(None, {name: x[None]})[0]
+            worst = max(worst, float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-12)))
+    return worst
+
+
+def export(checkpoint: str | Path, out: str | Path = MODEL_PATH, info: dict | None = None) -> float:
+    """Export ``checkpoint`` to ``out``; returns the parity error. Raises if above tolerance."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    reference, ckpt = load_checkpoint(checkpoint)
+    model, _ = load_checkpoint(checkpoint)
+    if ckpt["config"]["model"]["kind"] == "fno":
+        model = exportable(model)
+    model.eval()
+    rng = np.random.default_rng(0)
+    from train.datagen import sample_room
+
+    inputs = np.stack([features.model_input(sample_room(rng))[0] for _ in range(8)])
+    example = torch.from_numpy(features.model_input(Room())[0][None])
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        program = torch.onnx.export(model, (example,), dynamo=True, external_data=False,
+                                    input_names=["x"], output_names=["correction_db"])
+        program.save(str(raw))
+        error = parity(reference, raw, inputs)
+        if error > PARITY_RTOL:
+            raise RuntimeError(f"ONNX export differs from torch by {error:.2e} (> {PARITY_RTOL})")
+        import onnx
+
+        onnx_model = onnx.load(str(raw))
+        _save_atomic(onnx_model, out)
+    meta = expected_metadata()
+    meta.update({
+        "rtverb.model_kind": ckpt["config"]["model"]["kind"],
+        "rtverb.model_config": json.dumps(ckpt["config"]["model"]),
+        "rtverb.training": json.dumps({
+            "data": ckpt["config"]["data"], "rooms_train": ckpt["state"]["n_train"],
+            "rooms_val": ckpt["state"]["n_val"], "seed": ckpt["config"]["seed"],
+            "best_epoch": ckpt["state"]["best_epoch"], "best_val_loss_db": ckpt["state"]["best_val"],
+        }),
+        "rtverb.commit": _commit(),
+        "rtverb.parity_rel_error": f"{error:.2e}",
+        **(info or {}),
+    })
+    set_metadata(out, meta)
+    return error
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", default="runs/fno/best.pt")
+    p.add_argument("--out", default=str(MODEL_PATH))
+    args = p.parse_args(argv)
+    error = export(args.checkpoint, args.out)
+    size_mb = Path(args.out).stat().st_size / 1e6
+    print(f"wrote {args.out} ({size_mb:.1f} MB); torch vs onnxruntime max relative error {error:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

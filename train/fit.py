@@ -1,0 +1,208 @@
+"""Train an envelope model: ``python -m train.fit --data data/train --out runs/fno``.
+
+AdamW, cosine learning-rate schedule with warm-up, gradient clipping, early stopping on the
+validation loss, a checkpoint every epoch (``last.pt``) and at the best epoch (``best.pt``),
+resume from ``last.pt`` when it exists, loss curves in ``loss.png``. Everything is seeded.
+
+The loss works in the log domain, where the late envelope is predictable: an L1 distance of the
+per-band envelopes in dB (both clamped at `DYNAMIC_RANGE_DB` below the band's peak, so silence
+before the onset and below the decay's end costs nothing) plus an L1 distance of the per-band
+energy decay curves in dB (what T30, EDT and C50 are measured on) down to `EDC_RANGE_DB`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from train.dataset import EnvelopeSet, load_shards
+from train.model import ModelConfig, build, load_weights, weights
+
+DYNAMIC_RANGE_DB = 80.0
+EDC_RANGE_DB = 60.0
+_MAX_DB = 20.0  # predictions are clamped here before exponentiation (energies are << 1)
+
+
+@dataclass
+class FitConfig:
+    data: str = "data/train"
+    out: str = "runs/fno"
+    val_fraction: float = 0.1
+    seed: int = 0
+    epochs: int = 120
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 3
+    clip_norm: float = 1.0
+    patience: int = 25
+    edc_weight: float = 1.0
+    threads: int = 1
+    limit: int | None = None  # use at most this many rooms (tests, quick runs)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+def edc_db(envelope_db: torch.Tensor) -> torch.Tensor:
+    """Backward-integrated energy (Schroeder) of an envelope in dB, normalized to 0 dB at t=0."""
+    energy = torch.pow(10.0, torch.clamp(envelope_db, max=_MAX_DB) / 10)
+    tail = torch.flip(torch.cumsum(torch.flip(energy, [-1]), -1), [-1])
+    return 10 * torch.log10(tail / tail[..., :1] + 1e-30)
+
+
+def envelope_loss(pred_db: torch.Tensor, target_db: torch.Tensor, edc_weight: float) -> torch.Tensor:
+    floor = target_db.amax(-1, keepdim=True) - DYNAMIC_RANGE_DB
+    env = (torch.maximum(pred_db, floor) - torch.maximum(target_db, floor)).abs().mean()
+    edc_t, edc_p = edc_db(target_db), edc_db(pred_db)
+    mask = (edc_t > -EDC_RANGE_DB).float()
+    edc = ((edc_p - edc_t).abs() * mask).sum() / mask.sum().clamp(min=1)
+    return env + edc_weight * edc
+
+
+def _tensors(data: EnvelopeSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (torch.from_numpy(data.x), torch.from_numpy(data.baseline_db),
+            torch.from_numpy(data.target_db))
+
+
+def train_one_epoch(model, optimizer, scheduler, data, cfg: FitConfig, rng) -> float:
+    model.train()
+    x, base, target = _tensors(data)
+    order = torch.from_numpy(rng.permutation(len(data)))
+    losses = []
+    for start in range(0, len(order), cfg.batch_size):
+        idx = order[start : start + cfg.batch_size]
+        loss = envelope_loss(base[idx] + model(x[idx]), target[idx], cfg.edc_weight)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+@torch.no_grad()
+def evaluate(model, data: EnvelopeSet, cfg: FitConfig) -> float:
+    model.eval()
+    x, base, target = _tensors(data)
+    total = 0.0
+    for start in range(0, len(data), 64):
+        sl = slice(start, start + 64)
+        total += envelope_loss(base[sl] + model(x[sl]), target[sl], cfg.edc_weight).item() * len(x[sl])
+    return total / len(data)
+
+
+def checkpoint(path: Path, model, optimizer, scheduler, state: dict, cfg: FitConfig) -> None:
+    tmp = path.with_suffix(".partial")
+    torch.save({"model": weights(model), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "state": state,
+                "config": dataclasses.asdict(cfg)}, tmp)
+    tmp.replace(path)
+
+
+def resume_state_from_dir(out: Path, model, optimizer, scheduler) -> dict | None:
+    path = out / "last.pt"
+    if not path.exists():
+        return None
+    ckpt = torch.load(path, weights_only=False)
+    load_weights(model, ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    return dict(ckpt["state"])
+
+
+def plot_losses(history: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(history["train"], label="train")
+    ax.plot(history["val"], label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (dB)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def fit(cfg: FitConfig, data: EnvelopeSet | None = None, log=print) -> dict:
+    """Train (or resume) and return the final state: best validation loss and epoch, history."""
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = data if data is not None else load_shards(cfg.data, limit=cfg.limit)
+    train_set, val_set = data.split(cfg.val_fraction, cfg.seed)
+    model = build(cfg.model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    state = resume_state_from_dir(out, model, optimizer, scheduler) or {
+        "epoch": 0, "best_val": float("inf"), "best_epoch": -1,
+        "history": {"train": [], "val": []}, "n_train": len(train_set), "n_val": len(val_set),
+    }
+    if state["epoch"]:
+        log(f"resumed from {out / 'last.pt'} at epoch {state['epoch']}")
+    rng = np.random.default_rng([cfg.seed, state["epoch"]])
+    while state["epoch"] < cfg.epochs and state["epoch"] - state["best_epoch"] <= cfg.patience:
+        t0 = time.perf_counter()
+        train_loss = train_one_epoch(model, optimizer, scheduler, train_set, cfg, rng)
+        val_loss = evaluate(model, val_set, cfg)
+        state["history"]["train"].append(train_loss)
+        state["history"]["val"].append(val_loss)
+        state["epoch"] += 1
+        if val_loss < state["best_val"]:
+            state["best_val"], state["best_epoch"] = val_loss, state["epoch"]
+            checkpoint(out / "best.pt", model, optimizer, scheduler, state, cfg)
+        checkpoint(out / "last.pt", model, optimizer, scheduler, state, cfg)
+        log(f"epoch {state['epoch']:4d}  train {train_loss:7.3f}  val {val_loss:7.3f}  "
+            f"best {state['best_val']:7.3f}@{state['best_epoch']}  {time.perf_counter() - t0:5.1f} s")
+    plot_losses(state["history"], out / "loss.png")
+    (out / "state.json").write_text(json.dumps({k: v for k, v in state.items()}, indent=1))
+    return state
+
+
+def config_from_args(argv: list[str] | None, description: str = __doc__) -> FitConfig:
+    """Every FitConfig and ModelConfig field is a flag (``--lr``, ``--width``, ...)."""
+    parser = argparse.ArgumentParser(description=description.split("\n")[0])
+    for f in dataclasses.fields(FitConfig) + dataclasses.fields(ModelConfig):
+        if f.name == "model":
+            continue
+        default = f.default
+        kind = type(default) if default is not None else int
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default)
+    args = vars(parser.parse_args(argv))
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    model = ModelConfig(**{k: v for k, v in args.items() if k in model_fields})
+    return FitConfig(**{k: v for k, v in args.items() if k not in model_fields}, model=model)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = config_from_args(argv)
+    state = fit(cfg)
+    print(f"best validation loss {state['best_val']:.3f} dB at epoch {state['best_epoch']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The envelope models: a neuraloperator FNO along time (ours) and a GRU (the baseline).
+
+Both map the input channels of `rtverb.features.model_input` (C, N_FRAMES) to a correction
+(8 bands, N_FRAMES) in dB that is added to the analytic envelope. `exportable` turns a trained
+FNO into the same function in real arithmetic (ONNX has no complex tensors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from rtverb import features
+
+#: The networks output corrections in units of this many dB (keeps activations near 1).
+OUTPUT_SCALE_DB = 10.0
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "fno"  # "fno" or "gru"
+    width: int = 32
+    modes: int = 64  # Fourier modes kept along time (FNO); neuralop keeps modes // 2 + 1
+    layers: int = 4
+    gru_hidden: int = 64
+
+
+class EnvelopeModel(nn.Module):
+    """``correction_db = OUTPUT_SCALE_DB * net(x)``; x is (batch, C, N_FRAMES)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return OUTPUT_SCALE_DB * self.net(x)
+
+
+class GRUNet(nn.Module):
+    """A bidirectional GRU over frames: the recurrent baseline of the original design."""
+
+    def __init__(self, in_channels: int, hidden: int, out_channels: int) -> None:
+        super().__init__()
+        self.gru = nn.GRU(in_channels, hidden, num_layers=2, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * hidden, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.gru(x.transpose(1, 2))
+        return self.head(y).transpose(1, 2)
+
+
+def weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict without neuralop's ``_metadata`` entry (not a tensor)."""
+    return {k: v for k, v in model.state_dict().items() if not k.endswith("_metadata")}
+
+
+def load_weights(model: nn.Module, state: dict) -> None:
+    model.load_state_dict({k: v for k, v in state.items() if not k.endswith("_metadata")})
+
+
+def build(cfg: ModelConfig) -> EnvelopeModel:
+    if cfg.kind == "gru":
+        return EnvelopeModel(GRUNet(features.N_INPUT_CHANNELS, cfg.gru_hidden, features.N_BANDS))
+    if cfg.kind != "fno":
+        raise ValueError(f"unknown model kind {cfg.kind!r}; use 'fno' or 'gru'")
+    from neuralop.models import FNO
+
+    net = FNO(
+        n_modes=(cfg.modes,),
+        in_channels=features.N_INPUT_CHANNELS,
+        out_channels=features.N_BANDS,
+        hidden_channels=cfg.width,
+        n_layers=cfg.layers,
+        positional_embedding=None,  # the inputs carry their own time coordinates
+    )
+    return EnvelopeModel(net)
+
+
+class RealSpectralConv1d(nn.Module):
+    """neuralop's 1-D SpectralConv in real arithmetic: truncated DFTs as matrix products.
+
+    rfft (norm="forward") keeps K modes: X = x @ (cos - i sin) / N; the complex weights
+    W (in, out, K) mix channels per mode; the inverse is y = Re(Y) @ c cos - Im(Y) @ c sin with
+    c = 1 for the DC mode and 2 for the others (Hermitian symmetry), as irfft does.
+    """
+
+    def __init__(self, conv: nn.Module, n: int) -> None:
+        super().__init__()
+        weight = conv.weight
+        weight = weight.to_tensor() if hasattr(weight, "to_tensor") else weight
+        weight = torch.as_tensor(weight).detach()
+        k_modes = weight.shape[-1]
+        self.w_re = nn.Parameter(weight.real.clone().float())
+        self.w_im = nn.Parameter(weight.imag.clone().float())
+        bias = getattr(conv, "bias", None)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+        k = torch.arange(k_modes, dtype=torch.float64)
+        t = torch.arange(n, dtype=torch.float64)
+        angle = 2 * torch.pi * t[:, None] * k[None, :] / n
+        scale = torch.full((k_modes,), 2.0, dtype=torch.float64)
+        scale[0] = 1.0
+        self.register_buffer("fwd_cos", (torch.cos(angle) / n).float())
+        self.register_buffer("fwd_sin", (-torch.sin(angle) / n).float())
+        self.register_buffer("inv_cos", (torch.cos(angle) * scale).T.contiguous().float())
+        self.register_buffer("inv_sin", (-torch.sin(angle) * scale).T.contiguous().float())
+
+    def transform(self, x: torch.Tensor, output_shape: object = None) -> torch.Tensor:
+        return x  # same resolution in and out (what neuralop's skip path asks of a conv)
+
+    def forward(self, x: torch.Tensor, output_shape: object = None) -> torch.Tensor:
+        xr, xi = x @ self.fwd_cos, x @ self.fwd_sin
+        yr = torch.einsum("bik,iok->bok", xr, self.w_re) - torch.einsum("bik,iok->bok", xi, self.w_im)
+        yi = torch.einsum("bik,iok->bok", xr, self.w_im) + torch.einsum("bik,iok->bok", xi, self.w_re)
+        y = yr @ self.inv_cos + yi @ self.inv_sin
+        return y if self.bias is None else y + self.bias
+
+
+def exportable(model: EnvelopeModel) -> EnvelopeModel:
+    """Replace the FNO's complex spectral convolutions by `RealSpectralConv1d` (in place)."""
+    convs = model.net.fno_blocks.convs
+    for i in range(len(convs)):
+        convs[i] = RealSpectralConv1d(convs[i], features.N_FRAMES)
+    return model
