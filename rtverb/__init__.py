@@ -1,8 +1,10 @@
 """rtverb: real-time neural room reverb."""
 
+from rtverb.convolver import Convolver
+from rtverb.engine import Engine
 from rtverb.room import Room, RoomError, Surfaces
 
-__all__ = ["Room", "RoomError", "Surfaces", "to_pedalboard"]
+__all__ = ["Convolver", "Engine", "Room", "RoomError", "Surfaces", "to_pedalboard"]
 __version__ = "0.1.0"
 
 

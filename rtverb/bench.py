@@ -1,0 +1,427 @@
+"""`rtverb bench`: does rtverb keep up on this machine? Per-block cost, against pedalboard.
+
+Drives `rtverb.Engine.process` block by block, as the live callback does, with
+`pedalboard.Convolution` on the same IR and blocks interleaved in the same loop (same
+conditions), then times blocks during IR swaps, an offline render, and checks accuracy against
+`scipy.signal.fftconvolve`. Everything runs on this one thread, like an audio thread: numpy's
+FFT is single-threaded and the hot path calls no BLAS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import rtverb
+from rtverb.convolver import Convolver
+from rtverb.engine import Engine
+
+#: Blocks processed before timing starts (plans, caches, the first periods of every stage).
+WARMUP_BLOCKS = 300
+#: IR swaps timed per run.
+SWAPS = 8
+SWEEP_BLOCKS = (64, 128, 256, 512, 1024)
+#: pedalboard scales every IR to this / the L2 norm of its first channel (measured, 0.9.26).
+PEDALBOARD_NORM = 0.125
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ir-seconds",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="length of a synthetic IR (decaying noise; default 3)",
+    )
+    parser.add_argument(
+        "--ir",
+        type=Path,
+        metavar="FILE",
+        help="an IR file instead (wav/flac/aiff/mp3/ogg, or .npy)",
+    )
+    parser.add_argument("--channels", type=int, default=2, help="channels (default 2)")
+    parser.add_argument(
+        "--sample-rate",
+        type=float,
+        default=48000.0,
+        metavar="HZ",
+        help="sample rate in Hz (default 48000)",
+    )
+    parser.add_argument("--block", type=int, default=256, help="block size in frames")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="audio timed per block size (default 10)",
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help=f"measure blocks {', '.join(map(str, SWEEP_BLOCKS))}; print a table",
+    )
+    parser.add_argument(
+        "--plot",
+        nargs="?",
+        const="rtverb-bench.png",
+        metavar="PNG",
+        help="with --sweep, plot cost per block size (needs matplotlib)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the IR and the input")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.channels < 1 or args.block < 1 or args.sample_rate <= 0 or args.seconds <= 0:
+        print(
+            "rtverb bench: channels, block, sample rate and seconds must be positive",
+            file=sys.stderr,
+        )
+        return 2
+    rng = np.random.default_rng(args.seed)
+    try:
+        ir, source = load_ir(args, rng)
+    except (OSError, ValueError) as e:
+        print(f"rtverb bench: {e}", file=sys.stderr)
+        return 2
+    plot_module = None
+    if args.plot:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plot_module
+        except ImportError:
+            print(
+                "rtverb bench: --plot needs matplotlib: pip install 'rtverb[plot]'", file=sys.stderr
+            )
+            return 2
+    config = {
+        "sample_rate_hz": args.sample_rate,
+        "channels": args.channels,
+        "ir_taps": ir.shape[1],
+        "ir_s": ir.shape[1] / args.sample_rate,
+        "ir": source,
+        "seconds": args.seconds,
+        "machine": machine(),
+        "versions": versions(),
+        "threads": 1,
+    }
+    blocks = SWEEP_BLOCKS if args.sweep else (args.block,)
+    results = []
+    for block in blocks:
+        if not args.json:
+            print(f"measuring block {block} ...", file=sys.stderr, flush=True)
+        results.append(measure(ir, block, args.sample_rate, args.seconds, rng))
+    if args.json:
+        if args.sweep:
+            print(json.dumps({"config": config, "sweep": results}, indent=2))
+        else:
+            print(json.dumps({"config": config | results[0].pop("config"), **results[0]}, indent=2))
+    else:
+        print(report(config, results))
+    if args.plot and plot_module is not None:
+        save_plot(plot_module, results, args.plot)
+        if not args.json:
+            print(f"plot: {args.plot}")
+    return 0
+
+
+def load_ir(args: argparse.Namespace, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """The IR as (channels, taps) float32, and where it came from."""
+    if args.ir is None:
+        if not 0 < args.ir_seconds <= 60:
+            raise ValueError(f"--ir-seconds: expected 0..60 s, got {args.ir_seconds}")
+        taps = round(args.ir_seconds * args.sample_rate)
+        t = np.arange(taps) / args.sample_rate
+        decay = 10 ** (-3 * t / max(0.2, 0.5 * args.ir_seconds))  # -60 dB at half the length
+        ir = rng.standard_normal((args.channels, taps)) * decay
+        return ir.astype(np.float32), f"synthetic decaying noise, {args.ir_seconds:g} s"
+    path: Path = args.ir
+    if path.suffix == ".npy":
+        ir = np.load(path)
+    else:
+        from pedalboard.io import AudioFile
+
+        with AudioFile(str(path)) as f:
+            ir = f.read(f.frames)
+            if f.samplerate != args.sample_rate:
+                raise ValueError(
+                    f"{path}: {f.samplerate:g} Hz, but --sample-rate is {args.sample_rate:g}"
+                )
+    ir = np.atleast_2d(np.asarray(ir, np.float32))
+    if ir.shape[0] not in (1, args.channels):
+        raise ValueError(f"{path}: {ir.shape[0]} channels; --channels is {args.channels}")
+    return np.ascontiguousarray(np.broadcast_to(ir, (args.channels, ir.shape[1]))), str(path)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_avg": [round(x, 2) for x in load],
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+def versions() -> dict[str, str]:
+    import pedalboard
+    import scipy
+
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "pedalboard": pedalboard.__version__,
+        "rtverb": rtverb.__version__,
+    }
+
+
+def stats(us: np.ndarray, budget_us: float) -> dict[str, float]:
+    return {
+        "mean_us": float(us.mean()),
+        "p50_us": float(np.percentile(us, 50)),
+        "p99_us": float(np.percentile(us, 99)),
+        "p999_us": float(np.percentile(us, 99.9)),
+        "max_us": float(us.max()),
+        "over_budget_blocks": int(np.sum(us > budget_us)),
+    }
+
+
+def measure(
+    ir: np.ndarray, block: int, sample_rate_hz: float, seconds: float, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Time one block size: steady blocks against pedalboard, swap blocks, offline, accuracy."""
+    import pedalboard
+
+    channels = ir.shape[0]
+    budget_us = block / sample_rate_hz * 1e6
+    n = max(1000, round(seconds * sample_rate_hz / block))
+    max_ir_s = max(12.0, ir.shape[1] / sample_rate_hz)
+    engine = Engine(
+        ir,
+        channels=channels,
+        block_size=block,
+        sample_rate_hz=sample_rate_hz,
+        wet_db=0.0,
+        dry_db=0.0,
+        max_ir_s=max_ir_s,
+    )
+    pb = pedalboard.Convolution(ir[0] if channels == 1 else ir, sample_rate=sample_rate_hz)
+    can_pb = channels <= 2
+    x = rng.standard_normal((channels, block * 64)).astype(np.float32)
+    blocks = [x[:, i * block : (i + 1) * block] for i in range(64)]
+    out = np.empty((channels, block), np.float32)
+    for i in range(WARMUP_BLOCKS):
+        engine.process(blocks[i % 64], out)
+        if can_pb:
+            pb.process(blocks[i % 64], sample_rate_hz, buffer_size=block, reset=False)
+    ours, theirs = np.empty(n), np.empty(n)
+    clock = time.perf_counter_ns
+    for i in range(n):  # interleaved, alternating who goes first
+        b = blocks[i % 64]
+        for who in (0, 1) if i % 2 else (1, 0):
+            t0 = clock()
+            if who == 0:
+                engine.process(b, out)
+            elif can_pb:
+                pb.process(b, sample_rate_hz, buffer_size=block, reset=False)
+            (ours if who == 0 else theirs)[i] = (clock() - t0) / 1e3
+    swap_us = _swap_blocks(engine, ir, blocks, out)
+    ours_all = np.concatenate([ours, swap_us])
+    rtverb_stats = stats(ours, budget_us) | {
+        "swap_block_max_us": float(swap_us.max()),
+        "swap_block_mean_us": float(swap_us.mean()),
+        "swap_blocks": len(swap_us),
+        "rtf": _offline_rtf(engine, x, sample_rate_hz),
+        "headroom": budget_us / stats(ours, budget_us)["p999_us"],
+        "load_mean": float(ours.mean() / budget_us),
+        "load_worst": float(ours_all.max() / budget_us),
+        "over_budget_blocks": int(np.sum(ours_all > budget_us)),
+    }
+    rtverb_stats.update(_accuracy(ir, block, sample_rate_hz, rng, can_pb))
+    return {
+        "config": {
+            "block_size": block,
+            "budget_us": budget_us,
+            "blocks_timed": n,
+            "partitions": engine.convolver.describe(),
+        },
+        "rtverb": rtverb_stats,
+        "pedalboard": stats(theirs, budget_us) if can_pb else None,
+    }
+
+
+def _swap_blocks(engine: Engine, ir: np.ndarray, blocks: list[np.ndarray], out: np.ndarray):
+    """Times of every block from `set_ir` until the crossfade ends, over `SWAPS` swaps."""
+    times: list[float] = []
+    other = -ir[:, ::-1].copy()  # same length, a different room
+    for k in range(SWAPS):
+        engine.set_ir(other if k % 2 == 0 else ir)  # prepared here, on the "control" thread
+        i = 0
+        while engine.convolver.swapping or i == 0:
+            t0 = time.perf_counter_ns()
+            engine.process(blocks[i % 64], out)
+            times.append((time.perf_counter_ns() - t0) / 1e3)
+            i += 1
+        for _ in range(7 * k % 13):  # let swaps start at different phases of the periods
+            engine.process(blocks[0], out)
+    return np.array(times)
+
+
+def _offline_rtf(engine: Engine, x: np.ndarray, sample_rate_hz: float) -> float:
+    """Seconds of compute per second of audio, rendering one long buffer (a file)."""
+    audio = np.tile(x, (1, max(1, round(5 * sample_rate_hz / x.shape[1]))))
+    t0 = time.perf_counter()
+    engine.process(audio)
+    return (time.perf_counter() - t0) / (audio.shape[1] / sample_rate_hz)
+
+
+def _accuracy(
+    ir: np.ndarray, block: int, sample_rate_hz: float, rng: np.random.Generator, with_pb: bool
+) -> dict[str, float]:
+    """Max error x peak against scipy's fftconvolve and against pedalboard (gain undone)."""
+    import pedalboard
+    from scipy.signal import fftconvolve
+
+    channels, taps = ir.shape
+    x = np.zeros((channels, taps + block + 4800), np.float32)
+    x[:, :4800] = rng.standard_normal((channels, 4800))
+    conv = Convolver(ir, block, sample_rate_hz, max_ir_s=max(12.0, taps / sample_rate_hz))
+    y = conv.process(x)[:, block:]  # drop the latency
+    ref = np.stack(
+        [fftconvolve(a.astype(np.float64), h)[: y.shape[1]] for a, h in zip(x, ir, strict=True)]
+    )
+    peak = np.max(np.abs(ref))
+    out = {"max_error_vs_fftconvolve": float(np.max(np.abs(y - ref)) / peak)}
+    if with_pb:
+        pb = pedalboard.Convolution(ir[0] if channels == 1 else ir, sample_rate=sample_rate_hz)
+        z = pb.process(x, sample_rate_hz, buffer_size=block, reset=False)[:, : y.shape[1]]
+        z = z.reshape(channels, -1) * (np.linalg.norm(ir[0]) / PEDALBOARD_NORM)
+        out["max_error_vs_pedalboard"] = float(np.max(np.abs(z - ref)) / peak)
+    return out
+
+
+def report(config: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    """The human-readable report: setup, then one block size in full or a sweep table."""
+    m, v = config["machine"], config["versions"]
+    lines = [
+        f"rtverb bench: {config['sample_rate_hz']:g} Hz, {config['channels']} ch, IR "
+        f"{config['ir_s']:.2f} s ({config['ir_taps']} taps, {config['ir']})",
+        f"machine: {m['cpu']}, {m['cores']} cores, {m['system']}, load average "
+        + " ".join(f"{x:g}" for x in m["load_avg"])
+        + (" (other work was running: figures are pessimistic)" if m["load_avg"][0] > 0.5 else ""),
+        "versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        "threads: 1 (numpy's FFT is single-threaded; no BLAS in the hot path)",
+    ]
+    if len(results) == 1:
+        lines += _one(results[0])
+    else:
+        lines += _table(results)
+    return "\n".join(lines)
+
+
+def _row(name: str, s: dict[str, float], over: bool = True) -> str:
+    keys = ("mean_us", "p50_us", "p99_us", "p999_us", "max_us")
+    tail = f"{s['over_budget_blocks']:>8d}" if over else ""
+    return f"{name:<22}" + "".join(f"{s[k]:>9.1f}" for k in keys) + tail
+
+
+def _one(r: dict[str, Any]) -> list[str]:
+    c, ours, theirs = r["config"], r["rtverb"], r["pedalboard"]
+    swap_load = ours["swap_block_max_us"] / c["budget_us"]
+    lines = [
+        f"block: {c['block_size']} frames, budget {c['budget_us']:.0f} µs per block",
+        f"partitions: {c['partitions']}",
+        f"timed: {c['blocks_timed']} blocks, interleaved with pedalboard.Convolution",
+        "",
+        f"{'per block (µs)':<22}{'mean':>9}{'p50':>9}{'p99':>9}{'p99.9':>9}{'max':>9}"
+        f"{'over budget':>12}",
+        _row("rtverb", ours),
+    ]
+    if theirs is not None:
+        ratio = {k: ours[k] / theirs[k] for k in theirs if k.endswith("_us")}
+        lines += [_row("pedalboard", theirs), _row("rtverb / pedalboard", ratio, over=False)]
+    lines += [
+        "",
+        f"load: mean {100 * ours['load_mean']:.1f}% of the budget, worst "
+        f"{100 * ours['load_worst']:.1f}% (swap blocks included)",
+        f"IR swaps: {ours['swap_blocks']} blocks during {SWAPS} crossfades: max "
+        f"{ours['swap_block_max_us']:.0f} µs ({100 * swap_load:.1f}% of the budget), "
+        f"mean {ours['swap_block_mean_us']:.0f} µs",
+        f"offline: real-time factor {ours['rtf']:.4f} ({1 / ours['rtf']:.0f}x real time)",
+        f"headroom: {ours['headroom']:.1f}x (budget / p99.9: a machine that much slower keeps up)",
+        f"accuracy: max error {ours['max_error_vs_fftconvolve']:.1e} x peak vs scipy fftconvolve"
+        + (
+            f", {ours['max_error_vs_pedalboard']:.1e} vs pedalboard (its gain undone)"
+            if "max_error_vs_pedalboard" in ours
+            else ""
+        ),
+    ]
+    return lines
+
+
+def _table(results: list[dict[str, Any]]) -> list[str]:
+    head = (
+        f"{'block':>6}{'budget':>9}{'mean':>9}{'p99.9':>9}{'max':>9}{'swap max':>10}"
+        f"{'headroom':>10}{'pb mean':>9}{'pb p99.9':>10}{'mean ratio':>12}"
+    )
+    lines = ["", "per block, µs (pb = pedalboard.Convolution, same run)", head]
+    for r in results:
+        c, o, p = r["config"], r["rtverb"], r["pedalboard"]
+        pb = (
+            f"{p['mean_us']:>9.1f}{p['p999_us']:>10.1f}{o['mean_us'] / p['mean_us']:>12.2f}"
+            if p
+            else f"{'-':>9}{'-':>10}{'-':>12}"
+        )
+        lines.append(
+            f"{c['block_size']:>6}{c['budget_us']:>9.0f}{o['mean_us']:>9.1f}{o['p999_us']:>9.1f}"
+            f"{o['max_us']:>9.1f}{o['swap_block_max_us']:>10.1f}{o['headroom']:>10.1f}{pb}"
+        )
+    lines.append(
+        "partitions: "
+        + "; ".join(f"{r['config']['block_size']}: {r['config']['partitions']}" for r in results)
+    )
+    return lines
+
+
+def save_plot(plt: Any, results: list[dict[str, Any]], path: str) -> None:
+    """Cost per block against block size, with the real-time budget."""
+    blocks = [r["config"]["block_size"] for r in results]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(blocks, [r["config"]["budget_us"] for r in results], "k--", label="budget")
+    for who, style in (("rtverb", "o-"), ("pedalboard", "s-")):
+        if all(r[who] for r in results):
+            for key, alpha in (("mean_us", 1.0), ("p999_us", 0.5)):
+                label = f"{who} {'mean' if key == 'mean_us' else 'p99.9'}"
+                ax.plot(blocks, [r[who][key] for r in results], style, alpha=alpha, label=label)
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="block size (frames)",
+        ylabel="µs per block",
+        title="rtverb bench",
+    )
+    ax.set_xticks(blocks, [str(b) for b in blocks])
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
