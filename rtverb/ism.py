@@ -120,7 +120,8 @@ def image_sources(room: Room) -> tuple[np.ndarray, np.ndarray]:
 
     Along an axis of length L, image (n, p) sits at 2nL + (1 - 2p)s and has reflected |n - p|
     times off the wall at 0 (west/south/floor) and |n| times off the wall at L
-    (east/north/ceiling). Each reflection scales the amplitude by sqrt(1 - absorption).
+    (east/north/ceiling). Each reflection scales the amplitude by
+    sqrt((1 - absorption) (1 - scattering)), as in the simulator's hybrid model.
     """
     idx = _image_indices()
     n, p = idx[..., 0], idx[..., 1]
@@ -134,7 +135,9 @@ def image_sources(room: Room) -> tuple[np.ndarray, np.ndarray]:
          np.abs(n - p)[:, 0], np.abs(n)[:, 1], np.abs(n - p)[:, 1]],
         axis=1,
     )  # (images, 6)
-    log_reflection = 0.5 * np.log1p(-np.minimum(band_absorption(room), 1 - 1e-12))  # (6, 8)
+    alpha = np.minimum(band_absorption(room), 1 - 1e-12)
+    # the specular part keeps (1 - scattering) of the energy; the rest goes to the late part
+    log_reflection = 0.5 * (np.log1p(-alpha) + np.log1p(-min(room.scattering, 1 - 1e-12)))
     damping = np.exp(log_reflection.T @ hits.T)  # (8, images)
     return dist, damping
 
