@@ -46,6 +46,11 @@ _EXCLUDED = {
     "AudioUnitPlugin",
     "IIRFilter",
 }
+#: Built-ins that do not work block by block (``reset=False``), measured with pedalboard 0.9.26.
+NOT_STREAMABLE = {
+    "PitchShift": "PitchShift outputs silence when streamed block by block (pedalboard 0.9.26); "
+    "pitch-shift the file first, e.g. with pedalboard in Python",
+}
 #: File extensions loaded with `pedalboard.load_plugin`.
 EXTERNAL_SUFFIXES = (".vst3", ".component")
 _EXTERNAL_RE = re.compile(
@@ -122,6 +127,7 @@ def builtin_plugins() -> dict[str, tuple[ParamInfo, ...]]:
         if (
             name.startswith("_")
             or name in _EXCLUDED
+            or name in NOT_STREAMABLE
             or not isinstance(cls, type)
             or not issubclass(cls, pedalboard.Plugin)
         ):
@@ -223,6 +229,8 @@ def _builtin(segment: str) -> pedalboard.Plugin:
             f"{segment.strip()!r}: expected Name(param=value, ...) or a .vst3/.component path"
         )
     name = tree.func.id
+    if name in NOT_STREAMABLE:
+        raise ChainError(f"{name} cannot be used in a chain: {NOT_STREAMABLE[name]}")
     if name not in plugins:
         raise ChainError(
             f"unknown plugin {name!r}.{_close(name, plugins)} Built-in plugins:\n"

@@ -35,8 +35,13 @@ OFFLINE_BLOCK_SIZE = 8192
 READ_BLOCK_FRAMES = 65536
 #: Automatic tail: render until the output stays this far below its peak, dB.
 TAIL_THRESHOLD_DB = -90.0
+#: Automatic tail: it ends once the IR and predelay have passed and this long stayed quiet, s.
+TAIL_QUIET_S = 0.5
 #: Automatic tail: time allowed past the IR and predelay for the post-chain's own tail, s.
 POST_TAIL_ALLOWANCE_S = 10.0
+#: Silence fed after the input for plugins that hold audio back (pedalboard's latency
+#: compensation; PitchShift holds ~1 s), s.
+CHAIN_LATENCY_S = 10.0
 #: Most channels accepted in a file.
 MAX_CHANNELS = 8
 #: Bit depths written: 16/24-bit integer or 32-bit float (FLAC has 16 and 24 only).
@@ -119,13 +124,15 @@ def match_channels(block: np.ndarray, channels: int) -> np.ndarray:
 def _run_chain(
     chain: pedalboard.Pedalboard | None, block: np.ndarray, rate: float, where: str
 ) -> np.ndarray:
+    """Stream a block through a chain (``reset=False``). Plugins with latency return fewer
+    frames until they have filled up: pedalboard compensates latency by holding output back."""
     if chain is None or len(chain) == 0 or block.shape[1] == 0:
         return block
     out = chain.process(block, rate, buffer_size=block.shape[1], reset=False)
-    if out.shape != block.shape:
+    if out.shape[0] != block.shape[0] or out.shape[1] > block.shape[1]:
         raise RenderError(
             f"the {where} chain turned {block.shape} (channels, frames) into {out.shape}; use "
-            "plugins that keep the channel count and the length"
+            "plugins that keep the channel count"
         )
     return np.asarray(out, dtype=np.float32)
 
@@ -141,7 +148,7 @@ class _Path:
             max_ir_s=ir.shape[-1] / rate + 1.0, **mix,
         )  # fmt: skip
         self.rate, self.block_size, self.pre, self.post = rate, block_size, pre, post
-        self.skip = int(self.engine.latency_samples)  # output frames still to drop
+        self.latency = self.skip = int(self.engine.latency_samples)  # skip: frames still to drop
         self.peak = 0.0
         self._out = np.empty((channels, block_size), dtype=np.float32)
 
@@ -181,56 +188,68 @@ def stream(
     ``blocks``: (input channels, frames) float32, any frame counts; mono is copied to every
     channel. ``ir``: (taps,) or (channels, taps) at ``sample_rate_hz``, applied at unity gain
     (then ``wet_db``). The output is latency-compensated and lasts the input plus the tail:
-    ``tail_s`` seconds, or with ``None`` until it stays `TAIL_THRESHOLD_DB` below its peak
-    (trimmed after the last louder frame; at most IR + predelay + `POST_TAIL_ALLOWANCE_S`).
+    ``tail_s`` seconds, or with ``None`` until it stays `TAIL_THRESHOLD_DB` below its peak for
+    `TAIL_QUIET_S` after the IR and predelay (trimmed after the last louder frame; at most
+    IR + predelay + `POST_TAIL_ALLOWANCE_S`).
     """
     ir = np.ascontiguousarray(ir, dtype=np.float32)
     mix = {"wet_db": wet_db, "dry_db": dry_db, "predelay_ms": predelay_ms}
     path = _Path(ir, sample_rate_hz, channels, block_size, pre, post, mix)
-    latency = path.skip
-    fed = produced = 0  # frames fed to the engine; output frames yielded
+    n_in = produced = 0  # input frames read; output frames yielded
     for block in blocks:
         block = np.ascontiguousarray(match_channels(block, channels), dtype=np.float32)
-        fed += block.shape[1]
+        n_in += block.shape[1]
         for y in path.feed(block):
             produced += y.shape[1]
             yield y
-    silence = np.zeros((channels, block_size), dtype=np.float32)
 
+    # After the input: feed silence. The engine (and any plugin with latency) still owes the
+    # input's last frames, then comes the tail.
+    min_tail = ir.shape[-1] + math.ceil(predelay_ms * 1e-3 * sample_rate_hz)
+    max_tail = min_tail + round(POST_TAIL_ALLOWANCE_S * sample_rate_hz)
     if tail_s is not None:
-        target = fed + round(tail_s * sample_rate_hz)  # output frames wanted
-        while produced < target:
-            need = min(block_size, target + latency - fed)
-            fed += need
-            for y in path.feed(silence[:, :need]):
-                produced += y.shape[1]
-                yield y
-        return
-
-    # Automatic tail. The input's last `latency` frames are still in the engine: flush them.
-    yield from path.feed(np.zeros((channels, latency), dtype=np.float32))
-    # The engine's output is exactly zero once the IR and predelay have passed; the post-chain
-    # may ring longer, up to the allowance.
-    predelay_frames = math.ceil(predelay_ms * 1e-3 * sample_rate_hz)
-    min_frames = ir.shape[-1] + predelay_frames
-    max_frames = min_frames + round(POST_TAIL_ALLOWANCE_S * sample_rate_hz)
+        min_tail = max_tail = round(tail_s * sample_rate_hz)
+    silence = np.zeros((channels, block_size), dtype=np.float32)
+    zeros_left = max_tail + path.skip + path.latency + round(CHAIN_LATENCY_S * sample_rate_hz)
     threshold_ratio = 10.0 ** (TAIL_THRESHOLD_DB / 20.0)
     quiet: list[np.ndarray] = []  # output after the last loud frame, held back
-    tail = 0
-    while tail < max_frames:
-        loud_seen = False
+    quiet_frames = tail_frames = 0
+    while zeros_left > 0:
+        zeros_left -= block_size
         for y in path.feed(silence):
+            if produced < n_in:  # the input's own frames, late through the latency
+                k = min(n_in - produced, y.shape[1])
+                produced += k
+                yield y[:, :k]
+                y = y[:, k:]
+            if produced < n_in or y.shape[1] == 0:
+                continue
+            if tail_s is not None:  # a fixed tail: exactly max_tail frames
+                y = y[:, : max_tail - tail_frames]
+                tail_frames += y.shape[1]
+                yield y
+                if tail_frames == max_tail:
+                    return
+                continue
             loud = np.flatnonzero(np.max(np.abs(y), axis=0) > path.peak * threshold_ratio)
             if loud.size:
-                loud_seen = True
                 yield from quiet
-                quiet = [y[:, loud[-1] + 1 :]]
                 yield y[:, : loud[-1] + 1]
+                quiet = [y[:, loud[-1] + 1 :]]
+                quiet_frames = y.shape[1] - loud[-1] - 1
             else:
                 quiet.append(y)
-        tail += block_size
-        if tail >= min_frames and not loud_seen:
-            break
+                quiet_frames += y.shape[1]
+            tail_frames += y.shape[1]
+            if (tail_frames >= min_tail and quiet_frames >= TAIL_QUIET_S * sample_rate_hz) or (
+                tail_frames >= max_tail
+            ):
+                return
+    if produced < n_in or (tail_s is not None and tail_frames < max_tail):
+        raise RenderError(
+            "the pre/post chain held back audio and did not release it after "
+            f"{CHAIN_LATENCY_S:g} s of silence; remove plugins with very long latency"
+        )
 
 
 def render_array(

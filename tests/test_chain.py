@@ -78,6 +78,7 @@ def test_every_listed_builtin_builds_with_its_defaults() -> None:
         ("Convolution(impulse_response_filename='/no/such.wav')", "no such file"),
         ("Convolution(mix=0.5)", "missing impulse_response_filename"),
         ("Pedalboard()", "unknown plugin"),
+        ("PitchShift(semitones=3)", "outputs silence when streamed"),
         ("/no/such/Plugin.vst3 mix=0.5", "no such plugin file"),
     ],
 )
@@ -143,3 +144,29 @@ def test_external_plugin_errors_list_its_parameters(fake_plugin) -> None:
         parse_chain(f"{path} mix=3")
     with pytest.raises(ChainError, match="expected name=value"):
         parse_chain(f"{path} mix")
+
+
+#: Streams, but its output differs from whole-buffer processing (lo-fi codec, resampling
+#: phase); it is not silent.
+STREAMS_DIFFERENTLY = {"GSMFullRateCompressor"}
+
+
+def test_every_listed_builtin_streams_like_whole_buffer_processing() -> None:
+    """What `rtverb render`/`live` rely on: ``reset=False`` blocks + a flush of silence give
+    what one whole-buffer call gives. A plugin that fails this belongs in NOT_STREAMABLE."""
+    rng = np.random.default_rng(1)
+    audio = (0.25 * rng.standard_normal((2, SAMPLE_RATE_HZ // 2))).astype(np.float32)
+    block = 1024
+    for name, params in builtin_plugins().items():
+        if any(p.default == "required" for p in params):
+            continue
+        streamed, whole = parse_chain(f"{name}()"), parse_chain(f"{name}()")
+        padded = np.pad(audio, ((0, 0), (0, 40 * block)))
+        parts = [
+            streamed.process(padded[:, i : i + block], SAMPLE_RATE_HZ, block, reset=False)
+            for i in range(0, padded.shape[1], block)
+        ]
+        out = np.concatenate(parts, axis=1)[:, : audio.shape[1]]
+        assert np.abs(out).max() > 0, name
+        if name not in STREAMS_DIFFERENTLY:
+            np.testing.assert_array_equal(out, whole(audio, SAMPLE_RATE_HZ), err_msg=name)
