@@ -4,12 +4,16 @@ from rtverb.convolver import Convolver
 from rtverb.engine import Engine
 from rtverb.room import Room, RoomError, Surfaces
 
-__all__ = ["Convolver", "Engine", "Room", "RoomError", "Surfaces", "to_pedalboard"]
+__all__ = ["Convolver", "Engine", "Room", "RoomError", "Surfaces", "synthesize", "to_pedalboard"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
     """Lazy exports: ``rtverb.to_pedalboard`` imports pedalboard (~0.2 s) on first use only."""
+    if name == "synthesize":
+        from rtverb.synth import synthesize
+
+        return synthesize
     if name == "to_pedalboard":
         from rtverb.pedalboard_room import to_pedalboard
 
