@@ -114,7 +114,7 @@ def plan_stages(block_size: int, max_taps: int, channels: int = 1) -> tuple[Stag
 class _Kernel:
     """A prepared IR: partition spectra per stage and the schedule of their work."""
 
-    __slots__ = ("taps", "spectra", "used", "ifft_phase", "mac")
+    __slots__ = ("taps", "spectra", "used", "ifft_phase", "mac", "busy")
 
     def __init__(self, ir: np.ndarray, stages: tuple[Stage, ...], channels: int) -> None:
         self.taps = ir.shape[1]
@@ -129,6 +129,11 @@ class _Kernel:
             spec = np.fft.rfft(parts, n=2 * size, axis=-1)  # (partitions, ir channels, bins)
             self.spectra.append(np.ascontiguousarray(spec, dtype=np.complex64))
         self.ifft_phase, self.mac = _schedule(stages, self.used, channels)
+        #: Whether stage s has work in block p of its period: ``busy[s][p]``.
+        self.busy = [
+            [chunk is not None or p == last for p, chunk in enumerate(chunks)]
+            for chunks, last in zip(self.mac, self.ifft_phase, strict=True)
+        ]
 
 
 #: A MAC chunk: partitions [first, stop) and whether it starts the period's sum.
@@ -470,7 +475,8 @@ class Convolver:
             if phase == st.stage.fft_phase:
                 st.take_spectrum(hist, w - (st.lag + phase) * size)
             if nxt is None:
-                st.compute(t, phase, slot, cur, s)
+                if cur.busy[s][phase]:
+                    st.compute(t, phase, slot, cur, s)
                 seg = st.output(t, phase, slot, size) if cur.used[s] else None
             else:
                 seg = self._crossfade(st, s, t, phase, cur, nxt)

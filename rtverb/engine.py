@@ -26,6 +26,11 @@ def db_to_gain(db: float) -> float:
     return 0.0 if db <= SILENT_DB else 10.0 ** (db / 20.0)
 
 
+def _finite(x: np.ndarray) -> bool:
+    """No NaN or Inf in ``x`` (one sum, no temporary array)."""
+    return not x.size or math.isfinite(float(np.add.reduce(x, axis=None)))
+
+
 class _Ramp:
     """A gain that moves linearly to its target over a fixed number of frames."""
 
@@ -60,7 +65,7 @@ class Engine:
     any thread; `process` and `reset` from the audio thread. The real-time contract is the
     `Convolver`'s: with ``out`` given (as the live callback does), `process` allocates no array.
 
-    A block whose output holds NaN or Inf is replaced by silence, counted in
+    A block whose input or output holds NaN or Inf is replaced by silence, counted in
     `nonfinite_blocks`, and all state is reset.
     """
 
@@ -106,6 +111,10 @@ class Engine:
         self._delay_pos = 0
         #: Output blocks replaced by silence because they held NaN or Inf.
         self.nonfinite_blocks = 0
+        #: Crossfades to a new IR (or pre-delay) begun by the audio thread, and
+        #: `time.perf_counter()` when the last one began (copied from the convolver).
+        self.swaps_started = 0
+        self.last_swap_started_s = 0.0
 
     # ---- control side ------------------------------------------------------------------
 
@@ -174,16 +183,6 @@ class Engine:
     def convolver(self) -> Convolver:
         return self._conv
 
-    @property
-    def swaps_started(self) -> int:
-        """Crossfades to a new IR (or pre-delay) begun by the audio thread."""
-        return self._conv.swaps_started
-
-    @property
-    def last_swap_started_s(self) -> float:
-        """`time.perf_counter()` when the audio thread began the last crossfade."""
-        return self._conv.last_swap_started_s
-
     # ---- audio side --------------------------------------------------------------------
 
     def reset(self) -> None:
@@ -201,6 +200,8 @@ class Engine:
         ``out`` may be ``block`` itself (in-place processing).
         """
         out = check_block(block, self.channels, out)
+        if not _finite(block):  # keep NaN and Inf out of the state (and numpy's warnings)
+            return self._silence(out)
         size = self.block_size
         for i in range(0, block.shape[1], size):
             m = min(size, block.shape[1] - i)
@@ -208,15 +209,21 @@ class Engine:
             dry, wet = self._dry_buf[:, :m], self._wet_buf[:, :m]
             self._delay_line(x, dry)  # reads x before y is written: in place is fine
             self._conv.process(x, wet)
+            self.swaps_started = self._conv.swaps_started
+            self.last_swap_started_s = self._conv.last_swap_started_s
             gw = self._wet.segment(self._wet_target, self._gain[0, :m], self._ramp)
             gd = self._dry.segment(self._dry_target, self._gain[1, :m], self._ramp)
             np.multiply(wet, gw, out=y)
             np.multiply(dry, gd, out=dry)
             np.add(y, dry, out=y)
-        if out.size and not math.isfinite(float(np.add.reduce(out, axis=None))):
-            out.fill(0)
-            self.nonfinite_blocks += 1
-            self.reset()
+        if not _finite(out):  # e.g. overflow from absurd input levels
+            return self._silence(out)
+        return out
+
+    def _silence(self, out: np.ndarray) -> np.ndarray:
+        out.fill(0)
+        self.nonfinite_blocks += 1
+        self.reset()
         return out
 
     def _delay_line(self, x: np.ndarray, out: np.ndarray) -> None:
