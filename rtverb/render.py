@@ -81,9 +81,10 @@ class RenderResult:
     channels: int
     input_frames: int
     output_frames: int
-    wall_s: float
+    wall_s: float  # rendering and writing, after the IR was ready
     peak_dbfs: float
     clipped_samples: int  # samples beyond full scale in an integer file (clipped on write)
+    synth_s: float = 0.0  # synthesizing the room's IR (the first call loads the model)
 
     @property
     def realtime_factor(self) -> float:
@@ -160,6 +161,11 @@ class _Path:
             n = piece.shape[1]
             out = self._out if n == self.block_size else np.empty_like(piece)
             y = self.engine.process(piece, out=out)
+            if getattr(self.engine, "nonfinite_blocks", 0):
+                raise RenderError(
+                    "NaN or infinite samples reached the reverb (check the pre chain's "
+                    "settings and the IR); nothing was written"
+                )
             if self.skip:
                 drop = min(self.skip, n)
                 y, self.skip = y[:, drop:], self.skip - drop
@@ -346,6 +352,12 @@ def _open_writer(path: str, sample_rate_hz: float, channels: int, bit_depth: int
     return AudioFile(path, "w", sample_rate_hz, channels, **kwargs)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class SafeWriter:
     """Write an audio file atomically: a temporary file in its folder, renamed on success."""
 
@@ -355,6 +367,7 @@ class SafeWriter:
             dir=out.parent, prefix=f".{out.stem}.", suffix=f".partial{out.suffix}"
         )
         os.close(fd)
+        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a new file's usual mode
         try:
             self.file = _open_writer(self.tmp, sample_rate_hz, channels, bit_depth)
         except BaseException as e:
@@ -417,7 +430,6 @@ def render_file(
     ``dry_db``, ``predelay_ms`` override the mix. ``bit_depth`` defaults to the input's (16,
     24, or 32 = float); ``channels`` to the input's. Raises `RenderError` (no output written).
     """
-    started = time.perf_counter()
     info = check_input(in_path)
     out = check_output(info.path, out_path, overwrite)
     channels = channels or info.channels
@@ -428,11 +440,13 @@ def render_file(
     if bit_depth not in BIT_DEPTHS:
         raise RenderError(f"--bit-depth {bit_depth}: give one of {BIT_DEPTHS}")
     if isinstance(room_or_ir, Room):
+        synth_started = time.perf_counter()
         ir = _synthesize(room_or_ir, round(info.sample_rate_hz))
+        synth_s = time.perf_counter() - synth_started
         mix = {"wet_db": room_or_ir.wet_db, "dry_db": room_or_ir.dry_db,
                "predelay_ms": room_or_ir.predelay_ms}  # fmt: skip
     else:
-        ir, mix = np.asarray(room_or_ir, dtype=np.float32), {}
+        ir, mix, synth_s = np.asarray(room_or_ir, dtype=np.float32), {}, 0.0
     for key, value in (("wet_db", wet_db), ("dry_db", dry_db), ("predelay_ms", predelay_ms)):
         if value is not None:
             mix[key] = value
@@ -451,6 +465,7 @@ def render_file(
                 progress(block.shape[1])
             yield block
 
+    started = time.perf_counter()
     frames = clipped = 0
     peak = 0.0
     integer = bit_depth != 32 and out.suffix.lower() in _PCM_SUFFIXES
@@ -479,4 +494,5 @@ def render_file(
     return RenderResult(
         out, info.sample_rate_hz, channels, info.frames, frames,
         time.perf_counter() - started, 20 * math.log10(peak) if peak > 0 else -math.inf, clipped,
+        synth_s,
     )  # fmt: skip

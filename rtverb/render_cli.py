@@ -179,6 +179,7 @@ def _summary(result: RenderResult) -> str:
         f"wrote {result.out_path.resolve()} ({result.output_frames / rate:.2f} s, {rate:g} Hz, "
         f"{ch} ch, peak {result.peak_dbfs:.1f} dBFS) in {result.wall_s:.2f} s, "
         f"{result.realtime_factor:.0f}x real time"
+        + (f" (+ {result.synth_s:.2f} s synthesizing the IR)" if result.synth_s else "")
     )
     if result.clipped_samples:
         text += (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -422,3 +423,19 @@ def test_a_chain_with_latency_is_flushed_and_aligned(tail_s) -> None:
     # Aligned, not delayed: the best-quality MP3 round trip keeps the waveform (corr ~0.93).
     corr = np.corrcoef(out[0, :n], plain[0, :n])[0, 1]
     assert corr > 0.8
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the engine's NaN check
+def test_nan_from_the_pre_chain_is_refused_not_silenced(wav: Path) -> None:
+    pre = pedalboard.Pedalboard([pedalboard.Gain(gain_db=float("inf"))])
+    with pytest.raises(RenderError, match="NaN or infinite"):
+        render_file(wav, wav.parent / "out.wav", decaying_noise_ir(0.1), pre=pre)
+    assert sorted(p.name for p in wav.parent.iterdir()) == ["in.wav"]
+
+
+def test_output_gets_a_normal_file_mode(wav: Path) -> None:
+    out = wav.parent / "out.wav"
+    render_file(wav, out, decaying_noise_ir(0.1))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask
