@@ -208,7 +208,6 @@ def measure(
     ir: np.ndarray, block: int, sample_rate_hz: float, seconds: float, rng: np.random.Generator
 ) -> dict[str, Any]:
     """Time one block size: steady blocks against pedalboard, swap blocks, offline, accuracy."""
-    import pedalboard
 
     channels = ir.shape[0]
     budget_us = block / sample_rate_hz * 1e6
@@ -223,14 +222,14 @@ def measure(
         dry_db=0.0,
         max_ir_s=max_ir_s,
     )
-    pb = pedalboard.Convolution(ir[0] if channels == 1 else ir, sample_rate=sample_rate_hz)
-    can_pb = channels <= 2
+    can_pb = channels <= 2  # pedalboard convolves mono or stereo only
+    pb = _pedalboard(ir, sample_rate_hz) if can_pb else None
     x = rng.standard_normal((channels, block * 64)).astype(np.float32)
     blocks = [x[:, i * block : (i + 1) * block] for i in range(64)]
     out = np.empty((channels, block), np.float32)
     for i in range(WARMUP_BLOCKS):
         engine.process(blocks[i % 64], out)
-        if can_pb:
+        if pb is not None:
             pb.process(blocks[i % 64], sample_rate_hz, buffer_size=block, reset=False)
     ours, theirs = np.empty(n), np.empty(n)
     clock = time.perf_counter_ns
@@ -240,7 +239,7 @@ def measure(
             t0 = clock()
             if who == 0:
                 engine.process(b, out)
-            elif can_pb:
+            elif pb is not None:
                 pb.process(b, sample_rate_hz, buffer_size=block, reset=False)
             (ours if who == 0 else theirs)[i] = (clock() - t0) / 1e3
     swap_us = _swap_blocks(engine, ir, blocks, out)
@@ -249,7 +248,7 @@ def measure(
         "swap_block_max_us": float(swap_us.max()),
         "swap_block_mean_us": float(swap_us.mean()),
         "swap_blocks": len(swap_us),
-        "rtf": _offline_rtf(engine, x, sample_rate_hz),
+        "rtf": _offline_rtf(engine, x, sample_rate_hz, seconds),
         "headroom": budget_us / stats(ours, budget_us)["p999_us"],
         "load_mean": float(ours.mean() / budget_us),
         "load_worst": float(ours_all.max() / budget_us),
@@ -266,6 +265,12 @@ def measure(
         "rtverb": rtverb_stats,
         "pedalboard": stats(theirs, budget_us) if can_pb else None,
     }
+
+
+def _pedalboard(ir: np.ndarray, sample_rate_hz: float) -> Any:
+    import pedalboard
+
+    return pedalboard.Convolution(ir[0] if ir.shape[0] == 1 else ir, sample_rate=sample_rate_hz)
 
 
 def _swap_blocks(engine: Engine, ir: np.ndarray, blocks: list[np.ndarray], out: np.ndarray):
@@ -285,9 +290,9 @@ def _swap_blocks(engine: Engine, ir: np.ndarray, blocks: list[np.ndarray], out: 
     return np.array(times)
 
 
-def _offline_rtf(engine: Engine, x: np.ndarray, sample_rate_hz: float) -> float:
+def _offline_rtf(engine: Engine, x: np.ndarray, sample_rate_hz: float, seconds: float) -> float:
     """Seconds of compute per second of audio, rendering one long buffer (a file)."""
-    audio = np.tile(x, (1, max(1, round(5 * sample_rate_hz / x.shape[1]))))
+    audio = np.tile(x, (1, max(1, round(min(seconds, 10.0) * sample_rate_hz / x.shape[1]))))
     t0 = time.perf_counter()
     engine.process(audio)
     return (time.perf_counter() - t0) / (audio.shape[1] / sample_rate_hz)
@@ -297,7 +302,6 @@ def _accuracy(
     ir: np.ndarray, block: int, sample_rate_hz: float, rng: np.random.Generator, with_pb: bool
 ) -> dict[str, float]:
     """Max error x peak against scipy's fftconvolve and against pedalboard (gain undone)."""
-    import pedalboard
     from scipy.signal import fftconvolve
 
     channels, taps = ir.shape
@@ -311,8 +315,9 @@ def _accuracy(
     peak = np.max(np.abs(ref))
     out = {"max_error_vs_fftconvolve": float(np.max(np.abs(y - ref)) / peak)}
     if with_pb:
-        pb = pedalboard.Convolution(ir[0] if channels == 1 else ir, sample_rate=sample_rate_hz)
-        z = pb.process(x, sample_rate_hz, buffer_size=block, reset=False)[:, : y.shape[1]]
+        z = _pedalboard(ir, sample_rate_hz).process(
+            x, sample_rate_hz, buffer_size=block, reset=False
+        )[:, : y.shape[1]]
         # pedalboard scales each IR by 0.125 / its largest channel norm, summed in float32
         # (1% off for a 3 s IR): undo it with the least-squares gain.
         z = z.reshape(channels, -1).astype(np.float64)
