@@ -1,9 +1,9 @@
 """Offline rendering: pre-chain -> `rtverb.Engine` -> post-chain, block by block, to a file.
 
 `render_array` renders audio held in memory; `render_file` streams a file through the same
-path and writes the result safely: to a temporary file in the output's folder, flushed,
+path and writes the result safely (`rtverb.audio_io`: a temporary file in the output's folder,
 fsynced and renamed into place, so the output is either complete or absent, and the input is
-never overwritten. The `rtverb render` command lives in `rtverb.render_cli`.
+never overwritten). The `rtverb render` command lives in `rtverb.render_cli`.
 
 Offline, latency does not matter: the engine runs with a large block (`OFFLINE_BLOCK_SIZE`)
 and its latency (`Engine.latency_samples`) is trimmed, so output frame *n* lines up with input
@@ -12,10 +12,8 @@ frame *n*. The output is the input's length plus the reverb's tail.
 
 from __future__ import annotations
 
-import errno
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -24,10 +22,26 @@ from typing import Any
 
 import numpy as np
 import pedalboard
-from pedalboard.io import AudioFile, get_supported_read_formats, get_supported_write_formats
+from pedalboard.io import AudioFile
 
+from rtverb.audio_io import (
+    BIT_DEPTHS,
+    MAX_CHANNELS,
+    PCM_SUFFIXES,
+    InputInfo,
+    RenderError,
+    SafeWriter,
+    check_input,
+    check_output,
+    io_error,
+)
 from rtverb.params import PARAMS_BY_NAME
 from rtverb.room import Room
+
+__all__ = [
+    "BIT_DEPTHS", "MAX_CHANNELS", "OFFLINE_BLOCK_SIZE", "InputInfo", "RenderError",
+    "RenderResult", "check_input", "check_output", "render_array", "render_file", "stream",
+]  # fmt: skip
 
 #: Engine block for offline rendering, frames: large blocks cost less per sample.
 OFFLINE_BLOCK_SIZE = 8192
@@ -42,34 +56,8 @@ POST_TAIL_ALLOWANCE_S = 10.0
 #: Silence fed after the input for plugins that hold audio back (pedalboard's latency
 #: compensation; PitchShift holds ~1 s), s.
 CHAIN_LATENCY_S = 10.0
-#: Most channels accepted in a file.
-MAX_CHANNELS = 8
-#: Bit depths written: 16/24-bit integer or 32-bit float (FLAC has 16 and 24 only).
-BIT_DEPTHS = (16, 24, 32)
-_FILE_DTYPE_BITS = {"int8": 16, "int16": 16, "int24": 24, "int32": 24, "float32": 32, "float64": 32}
-#: Formats whose writer takes a bit depth; mp3 and ogg take a quality instead.
-_PCM_SUFFIXES = (".wav", ".aif", ".aiff", ".bwf", ".flac")
-
 #: Called with the number of input frames just consumed.
 ProgressCallback = Callable[[int], None]
-
-
-class RenderError(Exception):
-    """A render cannot start or could not finish; the message names the problem and the fix.
-
-    Whenever it is raised, no output file was created (an existing one is untouched).
-    """
-
-
-@dataclass(frozen=True)
-class InputInfo:
-    """What `check_input` learned about an input file."""
-
-    path: Path
-    sample_rate_hz: float
-    channels: int
-    frames: int
-    bit_depth: int
 
 
 @dataclass(frozen=True)
@@ -277,135 +265,6 @@ def render_array(
     return np.concatenate(blocks, axis=1) if blocks else np.zeros((channels, 0), np.float32)
 
 
-# ---- files -------------------------------------------------------------------------------
-
-
-def _formats(read: bool) -> str:
-    return ", ".join(get_supported_read_formats() if read else get_supported_write_formats())
-
-
-def check_input(path: str | os.PathLike[str]) -> InputInfo:
-    """Open an input file's header; raise `RenderError` naming what is wrong with it."""
-    path = Path(path)
-    if not path.exists():
-        raise RenderError(f"{path}: no such file")
-    if not path.is_file():
-        raise RenderError(f"{path}: not a file")
-    if path.suffix.lower() not in get_supported_read_formats():
-        raise RenderError(
-            f"{path}: unsupported file type {path.suffix!r}; rtverb reads {_formats(True)}"
-        )
-    try:
-        with open(path, "rb") as f:
-            empty = not f.read(1)
-    except OSError as e:
-        raise RenderError(f"{path}: cannot read it ({e.strerror}); check its permissions") from None
-    if empty:
-        raise RenderError(f"{path}: the file is empty (0 bytes)")
-    try:
-        with AudioFile(str(path)) as f:
-            info = InputInfo(
-                path, float(f.samplerate), int(f.num_channels), int(f.frames),
-                _FILE_DTYPE_BITS.get(str(f.file_dtype), 32),
-            )  # fmt: skip
-    except (ValueError, RuntimeError, OSError) as e:
-        raise RenderError(
-            f"{path}: not a readable audio file (corrupt or truncated?): {e}"
-        ) from None
-    if info.frames == 0:
-        raise RenderError(f"{path}: the file holds no audio frames")
-    if not 1 <= info.channels <= MAX_CHANNELS:
-        raise RenderError(
-            f"{path}: {info.channels} channels; rtverb renders 1 to {MAX_CHANNELS} channels "
-            "(split the file into groups of channels first)"
-        )
-    return info
-
-
-def check_output(in_path: Path, out_path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Validate where a render may write; raise `RenderError` otherwise. Never the input."""
-    out = Path(out_path)
-    if out.suffix.lower() not in get_supported_write_formats():
-        raise RenderError(f"{out}: cannot write {out.suffix or 'files without an extension'!r}; "
-                          f"rtverb writes {_formats(False)}")  # fmt: skip
-    if not out.parent.is_dir():
-        raise RenderError(f"{out}: the output folder {out.parent} does not exist; create it first")
-    if out.exists():
-        if out.is_dir():
-            raise RenderError(f"{out}: is a folder; give a file name")
-        if in_path.exists() and os.path.samefile(in_path, out):
-            raise RenderError(
-                f"{out}: is the input file; choose another output (never overwritten)"
-            )
-        if not overwrite:
-            raise RenderError(f"{out}: already exists; pass --overwrite or choose another name")
-    if out.resolve() == in_path.resolve():
-        raise RenderError(f"{out}: is the input file; choose another output")
-    return out
-
-
-def _open_writer(path: str, sample_rate_hz: float, channels: int, bit_depth: int) -> Any:
-    """Open a pedalboard.io writer (tests replace this to simulate a full disk)."""
-    kwargs: dict[str, Any] = {}
-    if Path(path).suffix.lower() in _PCM_SUFFIXES:
-        kwargs["bit_depth"] = bit_depth
-    return AudioFile(path, "w", sample_rate_hz, channels, **kwargs)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-class SafeWriter:
-    """Write an audio file atomically: a temporary file in its folder, renamed on success."""
-
-    def __init__(self, out: Path, sample_rate_hz: float, channels: int, bit_depth: int) -> None:
-        self.out = out
-        fd, self.tmp = tempfile.mkstemp(
-            dir=out.parent, prefix=f".{out.stem}.", suffix=f".partial{out.suffix}"
-        )
-        os.close(fd)
-        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a new file's usual mode
-        try:
-            self.file = _open_writer(self.tmp, sample_rate_hz, channels, bit_depth)
-        except BaseException as e:
-            os.unlink(self.tmp)
-            if isinstance(e, ValueError):
-                raise RenderError(f"{out}: {e}") from None
-            raise
-
-    def write(self, block: np.ndarray) -> None:
-        self.file.write(block)
-
-    def __enter__(self) -> SafeWriter:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        try:
-            self.file.close()
-            if kind is None:
-                fd = os.open(self.tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(self.tmp, self.out)
-        finally:
-            if os.path.exists(self.tmp):
-                os.unlink(self.tmp)
-
-
-def _io_error(out: Path, e: OSError) -> RenderError:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return RenderError(
-            f"{out}: the disk filled up while writing; nothing was written. Free some space or "
-            "write to another folder"
-        )
-    return RenderError(f"{out}: could not write ({e.strerror or e}); nothing was written")
-
-
 def render_file(
     in_path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
@@ -468,7 +327,7 @@ def render_file(
     started = time.perf_counter()
     frames = clipped = 0
     peak = 0.0
-    integer = bit_depth != 32 and out.suffix.lower() in _PCM_SUFFIXES
+    integer = bit_depth != 32 and out.suffix.lower() in PCM_SUFFIXES
     try:
         with (
             AudioFile(str(info.path)) as reader,
@@ -488,7 +347,7 @@ def render_file(
                 if integer and block_peak > 1.0:
                     clipped += int(np.count_nonzero(np.abs(y) > 1.0))
     except OSError as e:
-        raise _io_error(out, e) from None
+        raise io_error(out, e) from None
     except (ValueError, RuntimeError) as e:
         raise RenderError(f"{out}: render failed ({e}); nothing was written") from None
     return RenderResult(

@@ -41,7 +41,9 @@ DEMO_WAV = Path(__file__).parent / "data" / "demo.wav"
 #: Where the demo render goes when OUT is omitted (the current folder).
 DEMO_OUT = "rtverb-demo.wav"
 
-#: A room description that can cross to a worker process: ("room", dict) or ("ir", path).
+#: What a render reverberates with, in a form that crosses to worker processes:
+#: ("room", Room.to_dict()), ("ir", path of an IR file), or ("irs", ({rate: IR}, room mix)):
+#: a folder's room synthesized once per sample rate in the parent.
 Source = tuple[str, Any]
 
 
@@ -144,6 +146,8 @@ def _resolve(source: Source, sample_rate_hz: float) -> Room | np.ndarray:
     kind, value = source
     if kind == "room":
         return Room.from_dict(value)
+    if kind == "irs":
+        return np.asarray(value[0][sample_rate_hz])
     with AudioFile(value) as f:
         if f.samplerate != sample_rate_hz:
             with f.resampled_to(sample_rate_hz) as r:
@@ -166,6 +170,8 @@ def _render_one(in_path: str, out_path: str, source: Source, pre: str | None, po
                 options: dict[str, Any], progress: Any = None) -> RenderResult:  # fmt: skip
     """One file (also the worker of a folder render: all arguments cross processes)."""
     info = check_input(in_path)
+    if source[0] == "irs":  # the room's mix, unless overridden
+        options = {**source[1][1], **{k: v for k, v in options.items() if v is not None}}
     return render_file(
         in_path, out_path, _resolve(source, info.sample_rate_hz),
         pre=parse_chain(pre) if pre else None, post=parse_chain(post) if post else None,
@@ -218,11 +224,28 @@ def _folder_jobs(in_dir: Path, out_dir: Path | None) -> list[tuple[Path, Path]]:
             for p in files]  # fmt: skip
 
 
+def _synthesize_per_rate(room: Room, files: list[Path]) -> Source:
+    """Synthesize the room once per sample rate here, so workers need not load the model."""
+    from rtverb.synth import synthesize
+
+    rates = set()
+    for path in files:
+        try:
+            rates.add(check_input(path).sample_rate_hz)
+        except RenderError:
+            pass  # reported when that file is rendered
+    irs = {rate: synthesize(room, sample_rate_hz=round(rate)) for rate in sorted(rates)}
+    mix = {"wet_db": room.wet_db, "dry_db": room.dry_db, "predelay_ms": room.predelay_ms}
+    return ("irs", (irs, mix))
+
+
 def _render_folder(args: argparse.Namespace, source: Source) -> int:
     """Render every audio file of IN into the folder OUT: in parallel processes, or in this
     process with ``--jobs 1``. A failed file is reported and the others go on."""
     jobs = _folder_jobs(Path(args.input), Path(args.output) if args.output else None)
     workers = max(1, min(args.jobs or os.cpu_count() or 1, len(jobs)))
+    if source[0] == "room" and workers > 1:
+        source = _synthesize_per_rate(Room.from_dict(source[1]), [i for i, _ in jobs])
     options = _options(args)
     failed = 0
     with _progress(args.quiet) as bar:

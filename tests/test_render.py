@@ -14,7 +14,7 @@ import pytest
 from pedalboard.io import AudioFile
 from scipy.signal import fftconvolve
 
-from rtverb import render
+from rtverb import audio_io, render
 from rtverb.render import RenderError, check_input, render_array, render_file
 
 RATE_HZ = 48000
@@ -244,7 +244,7 @@ def test_missing_output_folder_and_unwritable_type(wav: Path) -> None:
 
 
 def test_a_disk_filling_up_mid_render_leaves_no_partial_file(wav: Path, monkeypatch) -> None:
-    real_open = render._open_writer
+    real_open = audio_io._open_writer
     writes = []
 
     class FullDisk:
@@ -260,7 +260,7 @@ def test_a_disk_filling_up_mid_render_leaves_no_partial_file(wav: Path, monkeypa
         def close(self):
             self.inner.close()
 
-    monkeypatch.setattr(render, "_open_writer", lambda *a: FullDisk(real_open(*a)))
+    monkeypatch.setattr(audio_io, "_open_writer", lambda *a: FullDisk(real_open(*a)))
     before = digest(wav)
     with pytest.raises(RenderError, match="disk filled up"):
         render_file(wav, wav.parent / "out.wav", decaying_noise_ir(0.3), block_size=1024)
@@ -439,3 +439,50 @@ def test_output_gets_a_normal_file_mode(wav: Path) -> None:
     mask = os.umask(0)
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def _stems(folder: Path) -> None:
+    folder.mkdir()
+    write_wav(folder / "a.wav", noise(1, 0.3, seed=1))
+    write_wav(folder / "b.wav", noise(2, 0.2, seed=2), rate=44100)
+
+
+@pytest.mark.slow  # spawns worker processes (~2-5 s)
+def test_cli_renders_a_folder_in_parallel_like_in_process(tmp_path: Path, ir_wav: Path) -> None:
+    _stems(tmp_path / "in")
+    (tmp_path / "serial").mkdir()
+    (tmp_path / "parallel").mkdir()
+    assert run_cli(tmp_path / "in", tmp_path / "serial", "--ir", ir_wav, "--jobs", "1") == 0
+    assert run_cli(tmp_path / "in", tmp_path / "parallel", "--ir", ir_wav, "--jobs", "2") == 0
+    for name in ("a.wav", "b.wav"):
+        serial, rate = read(tmp_path / "serial" / name)
+        parallel, _ = read(tmp_path / "parallel" / name)
+        np.testing.assert_array_equal(parallel, serial)
+    assert rate == 44100  # b.wav keeps its rate
+
+
+def test_folder_room_is_synthesized_once_per_rate_with_the_rooms_mix(tmp_path, monkeypatch):
+    import rtverb.synth
+    from rtverb import render_cli
+    from rtverb.room import Room
+
+    calls = []
+
+    def fake(room, sample_rate_hz=48000):
+        calls.append(sample_rate_hz)
+        return decaying_noise_ir(0.1, seed=sample_rate_hz)
+
+    monkeypatch.setattr(rtverb.synth, "synthesize", fake)
+    monkeypatch.setattr(render, "_synthesize", lambda room, rate: fake(room, rate))
+    _stems(tmp_path / "in")
+    write_wav(tmp_path / "in" / "c.wav", noise(1, 0.1, seed=3))
+    room = Room(wet_db=-3.0, dry_db=-20.0, predelay_ms=12.0)
+    files = sorted((tmp_path / "in").iterdir())
+    source = render_cli._synthesize_per_rate(room, files)
+    assert sorted(calls) == [44100, 48000]
+    options = dict.fromkeys(("wet_db", "dry_db", "predelay_ms", "tail_s"))
+    via_irs = render_cli._render_one(str(files[1]), str(tmp_path / "x.wav"), source, None, None,
+                                     options)  # fmt: skip
+    direct = render_file(files[1], tmp_path / "y.wav", room)
+    assert via_irs.output_frames == direct.output_frames
+    np.testing.assert_array_equal(read(tmp_path / "x.wav")[0], read(tmp_path / "y.wav")[0])
