@@ -102,7 +102,10 @@ class Synthesizer:
         """Predicted late energy envelope, (8 bands, N_FRAMES) dB per 4 ms bin."""
         x, baseline = features.model_input(room)
         correction = self.session.run(None, {self._input: x[None]})[0][0]
-        return np.maximum(baseline + correction, features.FLOOR_DB)
+        envelope = np.maximum(baseline + correction, features.FLOOR_DB)
+        # nothing arrives before the direct sound (the analytic envelope is silent there too)
+        envelope[:, baseline.max(axis=0) <= features.FLOOR_DB] = features.FLOOR_DB
+        return envelope
 
 
 _default: Synthesizer | None = None

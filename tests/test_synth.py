@@ -1,0 +1,145 @@
+"""rtverb.synthesize: scale, determinism, sample rates, domain warnings, model-file checks."""
+
+import dataclasses
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from rtverb import features
+from rtverb.acoustics import measure
+from rtverb.ism import DELAY_SAMPLES, early_ir
+from rtverb.room import SPEED_OF_SOUND_M_S, Room
+from rtverb.synth import (
+    MODEL_PATH,
+    ModelError,
+    Synthesizer,
+    render_ir,
+    synthesize,
+    synthesize_analytic,
+)
+
+ROOM = Room()
+#: T30 measured at 1 kHz may differ this much between sample rates: the same envelope, band
+#: filters designed for each rate, and a different draw of the fixed-seed noise.
+RATE_T30_RTOL = 0.10
+
+
+def test_deterministic_float32_mono():
+    a, b = synthesize(ROOM, 48000), synthesize(ROOM, 48000)
+    assert a.dtype == np.float32 and a.ndim == 1
+    np.testing.assert_array_equal(a, b)
+    assert np.all(np.isfinite(a))
+
+
+def test_direct_sound_is_exact_and_on_the_simulator_scale():
+    fs = 48000
+    ir = synthesize(ROOM, fs)
+    onset = int(round(ROOM.distance_m / SPEED_OF_SOUND_M_S * fs)) + DELAY_SAMPLES
+    window = slice(onset - 20, onset + 20)
+    # the direct sound has energy 1 / distance^2: the band filters sum to an all-pass, and
+    # a fractional delay spreads it over a few samples (~98 % within +-10 samples)
+    direct = ir[onset - 10 : onset + 11]
+    assert np.sum(direct.astype(np.float64) ** 2) == pytest.approx(ROOM.distance_m**-2, rel=0.1)
+    # before it, only the slow ripple of the simulator's zero-phase 10 Hz high-pass (< 1 %)
+    assert np.abs(ir[: onset - 300]).max() < 0.01 / ROOM.distance_m
+    # before the first reflection only the direct sound is there, exactly as the physics gives
+    early = early_ir(ROOM, fs)
+    np.testing.assert_allclose(ir[window], early[window], atol=1e-3 * np.abs(early).max())
+
+
+def _direct_energy(room: Room, ir: np.ndarray, fs: int) -> float:
+    onset = int(round(room.distance_m / SPEED_OF_SOUND_M_S * fs)) + DELAY_SAMPLES
+    return float(np.sum(ir[onset - 10 : onset + 11].astype(np.float64) ** 2))
+
+
+def test_level_follows_distance():
+    near = dataclasses.replace(ROOM, listener_position_m=(3.0, 2.5, 1.5))
+    far = dataclasses.replace(ROOM, listener_position_m=(6.0, 4.0, 1.5))
+    e_near, e_far = (_direct_energy(r, synthesize(r, 48000), 48000) for r in (near, far))
+    assert e_near / e_far == pytest.approx((far.distance_m / near.distance_m) ** 2, rel=0.1)
+
+
+@pytest.mark.parametrize("fs", [16000, 44100, 96000])
+def test_any_sample_rate(fs):
+    ref = measure(synthesize(ROOM, 48000), 48000, ROOM.distance_m, DELAY_SAMPLES)
+    ir = synthesize(ROOM, fs)
+    got = measure(ir, fs, ROOM.distance_m, DELAY_SAMPLES)
+    assert got.T30_s[3] == pytest.approx(ref.T30_s[3], rel=RATE_T30_RTOL)
+
+
+def test_outside_the_domain_warns_and_still_synthesizes():
+    huge = dataclasses.replace(ROOM, size_m=(30.0, 5.0, 3.0))
+    with pytest.warns(UserWarning, match="outside the model domain"):
+        ir = synthesize(huge, 48000)
+    assert np.all(np.isfinite(ir)) and np.any(ir)
+
+
+def test_extreme_rooms_give_finite_bounded_model_inputs():
+    extreme = Room(size_m=(50.0, 1.0, 1.0), source_position_m=(0.01, 0.5, 0.5),
+                   listener_position_m=(49.9, 0.5, 0.5), surfaces=dataclasses.replace(
+                       ROOM.surfaces, floor=1.0, ceiling=0.01))
+    x, baseline = features.model_input(extreme)
+    assert np.all(np.isfinite(x)) and np.abs(x).max() <= 5.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.all(np.isfinite(synthesize(extreme, 48000)))
+
+
+def test_bad_sample_rate():
+    with pytest.raises(ValueError, match="sample_rate_hz"):
+        synthesize(ROOM, 1000)
+
+
+def test_silent_envelope_leaves_the_exact_early_part():
+    silent = np.full((features.N_BANDS, features.N_FRAMES), features.FLOOR_DB)
+    ir, early = render_ir(ROOM, silent, 48000), early_ir(ROOM, 48000)
+    # FLOOR_DB (-160 dB per bin) still leaves noise of amplitude ~1e-8
+    np.testing.assert_allclose(ir[: len(early)], early, atol=1e-7)
+
+
+def test_analytic_baseline_decays_like_eyring():
+    ir = synthesize_analytic(ROOM, 48000)
+    t30 = measure(ir, 48000, ROOM.distance_m, DELAY_SAMPLES).T30_s[3]
+    assert t30 == pytest.approx(features.decay_times_s(ROOM)[3], rel=0.2)
+
+
+def test_render_follows_the_envelope():
+    # 10 dB more late energy in every band -> 10 dB more energy after the early part
+    env = features.analytic_envelope_db(ROOM)
+    quiet, loud = render_ir(ROOM, env, 48000), render_ir(ROOM, env + 10, 48000)
+    tail = slice(int(0.3 * 48000), int(0.6 * 48000))
+    ratio_db = 10 * np.log10(np.sum(loud[tail] ** 2) / np.sum(quiet[tail] ** 2))
+    assert ratio_db == pytest.approx(10.0, abs=0.1)
+
+
+def test_missing_model(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        Synthesizer(tmp_path / "nope.onnx")
+
+
+def test_corrupt_model(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x01garbage" * 100)
+    with pytest.raises(ModelError, match="bad.onnx"):
+        Synthesizer(bad)
+
+
+def test_mismatched_model_is_refused(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(MODEL_PATH))
+    for prop in model.metadata_props:
+        if prop.key == "rtverb.table_hash":
+            prop.value = "0000000000000000"
+    path = tmp_path / "old.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelError, match="table_hash"):
+        Synthesizer(path)
+
+
+def test_shipped_model_describes_itself(tmp_path):
+    meta = Synthesizer(shutil.copy(MODEL_PATH, tmp_path / "m.onnx")).metadata
+    for key in ("rtverb.training", "rtverb.commit", "rtverb.model_config", "rtverb.parity_rel_error"):
+        assert meta.get(key), key
+    assert MODEL_PATH.stat().st_size <= 20e6
