@@ -16,20 +16,25 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import rtverb
+from rtverb.chain import ChainError, parse_chain
 from rtverb.convolver import Convolver
 from rtverb.engine import Engine
+from rtverb.render_bench import chain_block_cost
 
 #: Blocks processed before timing starts (plans, caches, the first periods of every stage).
 WARMUP_BLOCKS = 300
 #: IR swaps timed per run.
 SWAPS = 8
 SWEEP_BLOCKS = (64, 128, 256, 512, 1024)
+#: SCHED_FIFO priority of --realtime (JACK's default for clients is around 70-80).
+REALTIME_PRIORITY = 50
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +80,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --sweep, plot cost per block size (needs matplotlib)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="time as an audio thread runs: SCHED_FIFO priority where allowed, one block per "
+        "block period (takes --seconds of wall time per block size)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the IR and the input")
+    parser.add_argument("--pre", metavar="CHAIN", help="also time this plugin chain per block")
+    parser.add_argument("--post", metavar="CHAIN", help="also time this plugin chain per block")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,6 +102,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         ir, source = load_ir(args, rng)
     except (OSError, ValueError) as e:
+        print(f"rtverb bench: {e}", file=sys.stderr)
+        return 2
+    chains = {k: v for k, v in (("pre", args.pre), ("post", args.post)) if v}
+    try:
+        for text in chains.values():
+            parse_chain(text)
+    except ChainError as e:
         print(f"rtverb bench: {e}", file=sys.stderr)
         return 2
     plot_module: Any = None
@@ -113,13 +133,16 @@ def run(args: argparse.Namespace) -> int:
         "machine": machine(),
         "versions": versions(),
         "threads": 1,
+        "scheduling": "normal priority, blocks back to back",
     }
-    blocks = SWEEP_BLOCKS if args.sweep else (args.block,)
-    results = []
-    for block in blocks:
-        if not args.json:
-            print(f"measuring block {block} ...", file=sys.stderr, flush=True)
-        results.append(measure(ir, block, args.sample_rate, args.seconds, rng))
+    restore = None
+    if args.realtime:
+        config["scheduling"], restore = _enter_realtime()
+    try:
+        results = _measure_all(args, ir, rng, chains)
+    finally:
+        if restore is not None:
+            restore()
     if args.json:
         if args.sweep:
             print(json.dumps({"config": config, "sweep": results}, indent=2))
@@ -132,6 +155,35 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"plot: {args.plot}")
     return 0
+
+
+def _measure_all(
+    args: argparse.Namespace, ir: np.ndarray, rng: np.random.Generator, chains: dict[str, str]
+) -> list[dict[str, Any]]:
+    results = []
+    for block in SWEEP_BLOCKS if args.sweep else (args.block,):
+        if not args.json:
+            print(f"measuring block {block} ...", file=sys.stderr, flush=True)
+        results.append(measure(ir, block, args.sample_rate, args.seconds, rng, args.realtime))
+        if chains:  # the plugins around the reverb, streamed as the live callback runs them
+            results[-1]["chains"] = {
+                k: chain_block_cost(v, block, args.sample_rate, args.channels, args.seconds)
+                for k, v in chains.items()
+            }
+    return results
+
+
+def _enter_realtime() -> tuple[str, Callable[[], None] | None]:
+    """Switch this thread to SCHED_FIFO (as audio threads run); how, and how to undo it."""
+    paced = ", one block per block period"
+    try:
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
+    except (AttributeError, OSError) as e:
+        return f"normal priority (SCHED_FIFO refused: {e}){paced}", None
+    return f"SCHED_FIFO priority {REALTIME_PRIORITY}{paced}", lambda: os.sched_setscheduler(
+        0, policy, param
+    )
 
 
 def load_ir(args: argparse.Namespace, rng: np.random.Generator) -> tuple[np.ndarray, str]:
@@ -205,10 +257,17 @@ def stats(us: np.ndarray, budget_us: float) -> dict[str, float]:
 
 
 def measure(
-    ir: np.ndarray, block: int, sample_rate_hz: float, seconds: float, rng: np.random.Generator
+    ir: np.ndarray,
+    block: int,
+    sample_rate_hz: float,
+    seconds: float,
+    rng: np.random.Generator,
+    paced: bool = False,
 ) -> dict[str, Any]:
-    """Time one block size: steady blocks against pedalboard, swap blocks, offline, accuracy."""
+    """Time one block size: steady blocks against pedalboard, swap blocks, offline, accuracy.
 
+    ``paced``: one block per block period, as an audio device asks (else back to back).
+    """
     channels = ir.shape[0]
     budget_us = block / sample_rate_hz * 1e6
     n = max(1000, round(seconds * sample_rate_hz / block))
@@ -232,8 +291,9 @@ def measure(
         if pb is not None:
             pb.process(blocks[i % 64], sample_rate_hz, buffer_size=block, reset=False)
     ours, theirs = np.empty(n), np.empty(n)
-    clock = time.perf_counter_ns
+    clock, pacer = time.perf_counter_ns, _Pacer(block / sample_rate_hz, paced)
     for i in range(n):  # interleaved, alternating who goes first
+        pacer.wait()
         b = blocks[i % 64]
         for who in (0, 1) if i % 2 else (1, 0):
             t0 = clock()
@@ -242,7 +302,7 @@ def measure(
             elif pb is not None:
                 pb.process(b, sample_rate_hz, buffer_size=block, reset=False)
             (ours if who == 0 else theirs)[i] = (clock() - t0) / 1e3
-    swap_us = _swap_blocks(engine, ir, blocks, out)
+    swap_us = _swap_blocks(engine, ir, blocks, out, pacer)
     ours_all = np.concatenate([ours, swap_us])
     rtverb_stats = stats(ours, budget_us) | {
         "swap_block_max_us": float(swap_us.max()),
@@ -273,7 +333,25 @@ def _pedalboard(ir: np.ndarray, sample_rate_hz: float) -> Any:
     return pedalboard.Convolution(ir[0] if ir.shape[0] == 1 else ir, sample_rate=sample_rate_hz)
 
 
-def _swap_blocks(engine: Engine, ir: np.ndarray, blocks: list[np.ndarray], out: np.ndarray):
+class _Pacer:
+    """Waits for each next block to be due, like an audio device's clock (when ``on``)."""
+
+    def __init__(self, period_s: float, on: bool) -> None:
+        self.period_s, self.on, self.due = period_s, on, time.perf_counter()
+
+    def wait(self) -> None:
+        if self.on:
+            self.due += self.period_s
+            delay = self.due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            else:  # fell behind: carry on, no burst to catch up
+                self.due = time.perf_counter()
+
+
+def _swap_blocks(
+    engine: Engine, ir: np.ndarray, blocks: list[np.ndarray], out: np.ndarray, pacer: _Pacer
+) -> np.ndarray:
     """Times of every block from `set_ir` until the crossfade ends, over `SWAPS` swaps."""
     times: list[float] = []
     other = -ir[:, ::-1].copy()  # same length, a different room
@@ -281,11 +359,13 @@ def _swap_blocks(engine: Engine, ir: np.ndarray, blocks: list[np.ndarray], out: 
         engine.set_ir(other if k % 2 == 0 else ir)  # prepared here, on the "control" thread
         i = 0
         while engine.convolver.swapping or i == 0:
+            pacer.wait()
             t0 = time.perf_counter_ns()
             engine.process(blocks[i % 64], out)
             times.append((time.perf_counter_ns() - t0) / 1e3)
             i += 1
         for _ in range(7 * k % 13):  # let swaps start at different phases of the periods
+            pacer.wait()
             engine.process(blocks[0], out)
     return np.array(times)
 
@@ -337,12 +417,30 @@ def report(config: dict[str, Any], results: list[dict[str, Any]]) -> str:
         + (" (other work was running: figures are pessimistic)" if m["load_avg"][0] > 0.5 else ""),
         "versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         "threads: 1 (numpy's FFT is single-threaded; no BLAS in the hot path)",
+        f"scheduling: {config['scheduling']}",
     ]
     if len(results) == 1:
         lines += _one(results[0])
     else:
         lines += _table(results)
-    return "\n".join(lines)
+    return "\n".join(lines + _chain_lines(results))
+
+
+def _chain_lines(results: list[dict[str, Any]]) -> list[str]:
+    """Per-block cost of --pre/--post, and the callback's total mean load with them."""
+    lines = []
+    for r in results:
+        chains, budget = r.get("chains", {}), r["config"]["budget_us"]
+        for name, c in chains.items():
+            lines.append(
+                f"--{name} at block {r['config']['block_size']}: mean {c['mean_us']:.1f} µs, "
+                f"p99.9 {c['p999_us']:.1f} µs, max {c['max_us']:.1f} µs "
+                f"({100 * c['load_mean']:.1f}% of the budget)"
+            )
+        if chains:
+            total = r["rtverb"]["mean_us"] + sum(c["mean_us"] for c in chains.values())
+            lines.append(f"  rtverb + chains: mean {100 * total / budget:.1f}% of the budget")
+    return [""] + lines if lines else []
 
 
 def _row(name: str, s: dict[str, float], over: bool = True, f: str = ".1f") -> str:

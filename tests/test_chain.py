@@ -170,3 +170,20 @@ def test_every_listed_builtin_streams_like_whole_buffer_processing() -> None:
         assert np.abs(out).max() > 0, name
         if name not in STREAMS_DIFFERENTLY:
             np.testing.assert_array_equal(out, whole(audio, SAMPLE_RATE_HZ), err_msg=name)
+
+
+def test_bench_reports_the_cost_of_pre_and_post_chains(capsys) -> None:
+    import json
+
+    from rtverb.cli import main
+
+    argv = ["bench", "--ir-seconds", "0.2", "--seconds", "0.5", "--block", "512", "--json"]
+    assert main([*argv, "--pre", "HighpassFilter(cutoff_frequency_hz=80)",
+                 "--post", "Limiter(threshold_db=-1)"]) == 0  # fmt: skip
+    chains = json.loads(capsys.readouterr().out)["chains"]
+    assert set(chains) == {"pre", "post"}
+    for cost in chains.values():
+        assert 0 < cost["p50_us"] <= cost["p999_us"] <= cost["max_us"]
+        assert cost["load_mean"] == pytest.approx(cost["mean_us"] / (512 / 48000 * 1e6))
+    assert main([*argv, "--pre", "Compresor()"]) == 2
+    assert "Did you mean Compressor" in capsys.readouterr().err
