@@ -1,0 +1,120 @@
+"""The training code path on a tiny generated set: datagen -> fit -> export -> runtime."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pyroomacoustics")
+torch = pytest.importorskip("torch")
+
+from rtverb.synth import Synthesizer  # noqa: E402
+from train import datagen  # noqa: E402
+from train.dataset import load_shards  # noqa: E402
+from train.export import PARITY_RTOL, export  # noqa: E402
+from train.fit import FitConfig, fit  # noqa: E402
+from train.model import ModelConfig  # noqa: E402
+
+#: Few rays keep the tiny set fast; the code path is what is tested here, not label quality.
+TINY = ["--ray-factor", "0.1", "--workers", "1", "--shard-size", "2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data")
+    assert datagen.main(["--rooms", "4", "--seed", "3", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_sampled_rooms_are_inside_the_domain_and_seeded():
+    for i in range(20):
+        a = datagen.sample_room(np.random.default_rng([7, i]))
+        assert a.domain_warnings() == []
+        assert a == datagen.sample_room(np.random.default_rng([7, i]))
+
+
+def test_shards_hold_the_documented_arrays(tiny_set):
+    shards = sorted(tiny_set.glob("shard_*.npz"))
+    assert [p.name for p in shards] == ["shard_00000.npz", "shard_00001.npz"]
+    with np.load(shards[0]) as shard:
+        assert shard["hist"].shape == (2, 8, 1000) and shard["hist"].dtype == np.float32
+        assert shard["T30_s"].shape == (2, 1, 7)
+        assert list(shard["index"]) == [0, 1]
+        json.loads(str(shard["room_json"][0]))
+    assert not list(tiny_set.glob("*.partial"))
+
+
+def test_rerun_skips_finished_shards(tiny_set):
+    before = {p: p.stat().st_mtime_ns for p in tiny_set.glob("shard_*.npz")}
+    assert datagen.main(["--rooms", "4", "--seed", "3", "--out", str(tiny_set), *TINY]) == 0
+    assert {p: p.stat().st_mtime_ns for p in tiny_set.glob("shard_*.npz")} == before
+
+
+def test_same_seed_same_data(tmp_path):
+    datagen.run_shard(str(tmp_path), 0, 1, 1, 3, 1, 0.1, False)
+    again = tmp_path / "again"
+    again.mkdir()
+    datagen.run_shard(str(again), 0, 1, 1, 3, 1, 0.1, False)
+    with np.load(tmp_path / "shard_00000.npz") as a, np.load(again / "shard_00000.npz") as b:
+        np.testing.assert_array_equal(a["hist"], b["hist"])
+        np.testing.assert_array_equal(a["T30_s"], b["T30_s"])
+
+
+def test_interrupted_shard_leaves_nothing(tmp_path, monkeypatch):
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(datagen.np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        datagen.run_shard(str(tmp_path), 0, 1, 1, 3, 1, 0.1, False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_room_the_simulator_rejects_is_logged_and_skipped(tmp_path, monkeypatch, caplog):
+    import train.simulate
+
+    real = train.simulate.simulate
+    calls = []
+
+    def flaky(room, seed, **kwargs):
+        calls.append(seed)
+        if len(calls) == 1:
+            raise ValueError("simulated failure")
+        return real(room, seed, **kwargs)
+
+    monkeypatch.setattr(train.simulate, "simulate", flaky)
+    with caplog.at_level(logging.ERROR):
+        assert datagen.run_shard(str(tmp_path), 0, 2, 2, 3, 1, 0.1, False) == 1
+    assert "room 0 skipped" in caplog.text
+    with np.load(tmp_path / "shard_00000.npz") as shard:
+        assert list(shard["index"]) == [1]
+
+
+def test_dask_cluster_runs_the_same_job(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        args = ["--rooms", "2", "--seed", "3", "--out", str(tmp_path), "--scheduler",
+                cluster.scheduler_address, *TINY]
+        assert datagen.main(args) == 0
+    with np.load(tmp_path / "shard_00000.npz") as shard:
+        assert list(shard["index"]) == [0, 1]
+
+
+def test_fit_resume_export_and_run(tiny_set, tmp_path):
+    data = load_shards(tiny_set)
+    cfg = FitConfig(out=str(tmp_path / "run"), epochs=2, batch_size=2, val_fraction=0.25,
+                    model=ModelConfig(width=8, modes=8, layers=2))
+    state = fit(cfg, data=data, log=lambda s: None)
+    assert state["epoch"] == 2 and np.isfinite(state["best_val"])
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 0
+    messages = []
+    cfg.epochs = 3
+    state = fit(cfg, data=data, log=messages.append)
+    assert state["epoch"] == 3 and "resumed" in messages[0]
+    model_path = tmp_path / "tiny.onnx"
+    error = export(tmp_path / "run" / "best.pt", model_path)
+    assert error <= PARITY_RTOL
+    envelope = Synthesizer(model_path).envelope_db(data.rooms[0])
+    assert envelope.shape == data.target_db[0].shape and np.all(np.isfinite(envelope))
