@@ -20,9 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rtverb", description="Real-time neural room reverb."
-    )
+    parser = argparse.ArgumentParser(prog="rtverb", description="Real-time neural room reverb.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)

@@ -39,7 +39,9 @@ HIGHPASS_HZ = 10.0
 @cache
 def highpass_sos(sample_rate_hz: float) -> np.ndarray:
     """The simulator's 10 Hz high-pass (second-order sections)."""
-    return np.asarray(signal.butter(2, HIGHPASS_HZ, btype="highpass", fs=sample_rate_hz, output="sos"))
+    return np.asarray(
+        signal.butter(2, HIGHPASS_HZ, btype="highpass", fs=sample_rate_hz, output="sos")
+    )
 
 
 def band_count(sample_rate_hz: float) -> int:
@@ -131,8 +133,14 @@ def image_sources(room: Room) -> tuple[np.ndarray, np.ndarray]:
     dist = np.linalg.norm(pos - np.array(room.listener_position_m), axis=1)
     # surfaces in rtverb.params.SURFACES order: floor, ceiling, east, west, north, south
     hits = np.stack(
-        [np.abs(n - p)[:, 2], np.abs(n)[:, 2], np.abs(n)[:, 0],
-         np.abs(n - p)[:, 0], np.abs(n)[:, 1], np.abs(n - p)[:, 1]],
+        [
+            np.abs(n - p)[:, 2],
+            np.abs(n)[:, 2],
+            np.abs(n)[:, 0],
+            np.abs(n - p)[:, 0],
+            np.abs(n)[:, 1],
+            np.abs(n - p)[:, 1],
+        ],
         axis=1,
     )  # (images, 6)
     alpha = np.minimum(band_absorption(room), 1 - 1e-12)

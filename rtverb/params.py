@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 #: Octave-band centres of the absorption coefficients and of the model's outputs.
 BANDS_HZ: tuple[float, ...] = (125.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0)
 #: Surfaces of a shoebox room, named as pyroomacoustics names them.
-#: west: x = 0, east: x = size x, south: y = 0, north: y = size y, floor: z = 0, ceiling: z = size z.
+#: west: x = 0, east: x = size x, south: y = 0, north: y = size y,
+#: floor: z = 0, ceiling: z = size z.
 SURFACES: tuple[str, ...] = ("floor", "ceiling", "east", "west", "north", "south")
 AXES: tuple[str, ...] = ("x", "y", "z")
 
@@ -63,14 +64,26 @@ class ParamSpec:
 
 def _size(axis: str, lo: float, default: float) -> ParamSpec:
     return ParamSpec(
-        f"room/size/{axis}", "m", 1.0, 50.0, default, lo, 20.0 if axis != "z" else 8.0,
+        f"room/size/{axis}",
+        "m",
+        1.0,
+        50.0,
+        default,
+        lo,
+        20.0 if axis != "z" else 8.0,
         f"room size along {axis}",
     )
 
 
 def _position(who: str, axis: str, default: float) -> ParamSpec:
     return ParamSpec(
-        f"{who}/position/{axis}", "m", 0.0, 50.0, default, DOMAIN_CLEARANCE_M, 20.0,
+        f"{who}/position/{axis}",
+        "m",
+        0.0,
+        50.0,
+        default,
+        DOMAIN_CLEARANCE_M,
+        20.0,
         f"{who} position along {axis}, metres from the west/south/floor corner",
         relative_to_size=True,
     )
@@ -83,7 +96,13 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("room/scattering", "", 0.0, 1.0, 0.1, 0.0, 0.5, "scattering of all surfaces"),
     *(
         ParamSpec(
-            f"room/surface/{s}", "", 0.01, 1.0, 0.1, 0.01, 1.0,
+            f"room/surface/{s}",
+            "",
+            0.01,
+            1.0,
+            0.1,
+            0.01,
+            1.0,
             f"{s} absorption per octave band {int(BANDS_HZ[0])}-{int(BANDS_HZ[-1])} Hz",
             size=len(BANDS_HZ),
         )

@@ -15,10 +15,14 @@ from rtverb.room import RoomError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("room", help="a room file (.toml) or a preset name")
-    parser.add_argument("-o", "--out", required=True, type=Path, help="output audio file (.wav, .flac)")
+    parser.add_argument(
+        "-o", "--out", required=True, type=Path, help="output audio file (.wav, .flac)"
+    )
     parser.add_argument("--sample-rate", type=int, default=48000, help="Hz (default 48000)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    parser.add_argument("--plot", action="store_true", help="also write OUT.png (waveform, spectrogram)")
+    parser.add_argument(
+        "--plot", action="store_true", help="also write OUT.png (waveform, spectrogram)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,8 +43,10 @@ def run(args: argparse.Namespace) -> int:
     except (RoomError, RenderError, ModelError, ValueError) as e:
         print(f"rtverb rir: error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {out}: {len(ir) / args.sample_rate:.2f} s at {args.sample_rate} Hz, "
-          f"synthesized in {elapsed_ms:.1f} ms (first call includes loading the model)")
+    print(
+        f"wrote {out}: {len(ir) / args.sample_rate:.2f} s at {args.sample_rate} Hz, "
+        f"synthesized in {elapsed_ms:.1f} ms (first call includes loading the model)"
+    )
     if args.plot:
         from rtverb.plot import plot_ir
 

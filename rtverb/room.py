@@ -167,9 +167,7 @@ class Room:
         for axis, v in zip(AXES, size, strict=True):
             spec = PARAMS_BY_NAME[f"room/size/{axis}"]
             if not spec.min <= v <= spec.max:
-                raise RoomError(
-                    f"room.size_m: {axis} = {v} m is outside {spec.min}-{spec.max} m"
-                )
+                raise RoomError(f"room.size_m: {axis} = {v} m is outside {spec.min}-{spec.max} m")
         object.__setattr__(self, "size_m", size)
         for who in ("source", "listener"):
             pos = _vec3(getattr(self, f"{who}_position_m"), f"{who}.position_m")
@@ -409,7 +407,9 @@ class Room:
             raise
 
 
-def _table(data: dict[str, Any], key: str, where: str = "", required: bool = False) -> dict[str, Any]:
+def _table(
+    data: dict[str, Any], key: str, where: str = "", required: bool = False
+) -> dict[str, Any]:
     where = where or key
     if key not in data:
         if required:
@@ -426,7 +426,9 @@ def _check_keys(table: dict[str, Any], where: str, allowed: set[str]) -> None:
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise RoomError(f"{where}.{key}: unknown key{hint}; allowed: {', '.join(sorted(allowed))}")
+            raise RoomError(
+                f"{where}.{key}: unknown key{hint}; allowed: {', '.join(sorted(allowed))}"
+            )
 
 
 def _find_line(text: str, key: str) -> int | None:

@@ -180,7 +180,9 @@ def _noise_tables(fs: float) -> tuple[np.ndarray, np.ndarray]:
     envelope = ndimage.uniform_filter1d(np.abs(signal.hilbert(bands, axis=-1)), hbss // 2, axis=-1)
     flat = bands / np.maximum(envelope, 1e-12)
     flat[:, :half] = 0.0
-    bands = flat * np.sqrt((bands**2).sum(axis=-1, keepdims=True) / (flat**2).sum(axis=-1, keepdims=True))
+    bands = flat * np.sqrt(
+        (bands**2).sum(axis=-1, keepdims=True) / (flat**2).sum(axis=-1, keepdims=True)
+    )
     seg = bands.reshape(len(h), n_bins + 1, hbss).astype(np.float32)
     w = (np.arange(hbss, dtype=np.float32) / hbss)[None, None, :]
     return np.ascontiguousarray(seg * (1 - w)), np.ascontiguousarray(seg * w)

@@ -27,8 +27,12 @@ EARLY_SAMPLE_ATOL = 0.06
 ROOM = Room(
     size_m=(7.3, 5.1, 3.2),
     surfaces=Surfaces(
-        floor="carpet_cotton", ceiling=0.3, east=(0.1, 0.12, 0.15, 0.2, 0.25, 0.3),
-        west="brickwork", north="hard_surface", south="curtains_densely_woven",
+        floor="carpet_cotton",
+        ceiling=0.3,
+        east=(0.1, 0.12, 0.15, 0.2, 0.25, 0.3),
+        west="brickwork",
+        north="hard_surface",
+        south="curtains_densely_woven",
     ),
     source_position_m=(2.0, 3.0, 1.5),
     listener_position_m=(5.0, 2.5, 1.2),
@@ -42,8 +46,14 @@ def _reference(room: Room, fs: int, ray_tracing: bool):
         s: pra.Material({"coeffs": list(alpha[i]), "center_freqs": list(BANDS_HZ)}, room.scattering)
         for i, s in enumerate(SURFACES)
     }
-    sim = pra.ShoeBox(list(room.size_m), fs=fs, materials=materials, max_order=3,
-                      ray_tracing=ray_tracing, air_absorption=True)
+    sim = pra.ShoeBox(
+        list(room.size_m),
+        fs=fs,
+        materials=materials,
+        max_order=3,
+        ray_tracing=ray_tracing,
+        air_absorption=True,
+    )
     sim.add_source(list(room.source_position_m))
     sim.add_microphone(list(room.listener_position_m))
     return sim
@@ -73,7 +83,9 @@ def test_image_sources_match_the_simulator(scattering):
     a, b = np.argsort(ref_dist, kind="stable"), np.argsort(dist, kind="stable")
     np.testing.assert_allclose(dist[b], ref_dist[a], rtol=FLOAT32_RTOL)
     # images at equal distances may come in another order: compare sorted damping per band
-    np.testing.assert_allclose(np.sort(damping, axis=1), np.sort(src.damping, axis=1), rtol=FLOAT32_RTOL)
+    np.testing.assert_allclose(
+        np.sort(damping, axis=1), np.sort(src.damping, axis=1), rtol=FLOAT32_RTOL
+    )
 
 
 @pytest.mark.parametrize("fs", [16000, 48000])

@@ -77,9 +77,12 @@ def test_outside_the_domain_warns_and_still_synthesizes():
 
 
 def test_extreme_rooms_give_finite_bounded_model_inputs():
-    extreme = Room(size_m=(50.0, 1.0, 1.0), source_position_m=(0.01, 0.5, 0.5),
-                   listener_position_m=(49.9, 0.5, 0.5), surfaces=dataclasses.replace(
-                       ROOM.surfaces, floor=1.0, ceiling=0.01))
+    extreme = Room(
+        size_m=(50.0, 1.0, 1.0),
+        source_position_m=(0.01, 0.5, 0.5),
+        listener_position_m=(49.9, 0.5, 0.5),
+        surfaces=dataclasses.replace(ROOM.surfaces, floor=1.0, ceiling=0.01),
+    )
     x, baseline = features.model_input(extreme)
     assert np.all(np.isfinite(x)) and np.abs(x).max() <= 5.0
     with warnings.catch_warnings():
@@ -140,6 +143,11 @@ def test_mismatched_model_is_refused(tmp_path):
 
 def test_shipped_model_describes_itself(tmp_path):
     meta = Synthesizer(shutil.copy(MODEL_PATH, tmp_path / "m.onnx")).metadata
-    for key in ("rtverb.training", "rtverb.commit", "rtverb.model_config", "rtverb.parity_rel_error"):
+    for key in (
+        "rtverb.training",
+        "rtverb.commit",
+        "rtverb.model_config",
+        "rtverb.parity_rel_error",
+    ):
         assert meta.get(key), key
     assert MODEL_PATH.stat().st_size <= 20e6

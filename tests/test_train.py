@@ -93,10 +93,20 @@ def test_a_room_the_simulator_rejects_is_logged_and_skipped(tmp_path, monkeypatc
 
 def test_dask_cluster_runs_the_same_job(tmp_path):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
-        args = ["--rooms", "2", "--seed", "3", "--out", str(tmp_path), "--scheduler",
-                cluster.scheduler_address, *TINY]
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        args = [
+            "--rooms",
+            "2",
+            "--seed",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--scheduler",
+            cluster.scheduler_address,
+            *TINY,
+        ]
         assert datagen.main(args) == 0
     with np.load(tmp_path / "shard_00000.npz") as shard:
         assert list(shard["index"]) == [0, 1]
@@ -104,8 +114,13 @@ def test_dask_cluster_runs_the_same_job(tmp_path):
 
 def test_fit_resume_export_and_run(tiny_set, tmp_path):
     data = load_shards(tiny_set)
-    cfg = FitConfig(out=str(tmp_path / "run"), epochs=2, batch_size=2, val_fraction=0.25,
-                    model=ModelConfig(width=8, modes=8, layers=2))
+    cfg = FitConfig(
+        out=str(tmp_path / "run"),
+        epochs=2,
+        batch_size=2,
+        val_fraction=0.25,
+        model=ModelConfig(width=8, modes=8, layers=2),
+    )
     state = fit(cfg, data=data, log=lambda s: None)
     assert state["epoch"] == 2 and np.isfinite(state["best_val"])
     assert (tmp_path / "run" / "loss.png").stat().st_size > 0

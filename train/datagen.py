@@ -63,7 +63,9 @@ def sample_room(rng: np.random.Generator, max_tries: int = 1000) -> Room:
         size = []
         for axis in AXES:
             spec = PARAMS_BY_NAME[f"room/size/{axis}"]
-            size.append(float(np.exp(rng.uniform(np.log(spec.domain_min), np.log(spec.domain_max)))))
+            size.append(
+                float(np.exp(rng.uniform(np.log(spec.domain_min), np.log(spec.domain_max))))
+            )
         surfaces = {
             s: (
                 names[rng.integers(len(names))]
@@ -90,7 +92,9 @@ def sample_room(rng: np.random.Generator, max_tries: int = 1000) -> Room:
     raise RuntimeError("could not sample a room inside the domain; is the domain empty?")
 
 
-def _simulate_room(index: int, seed: int, runs: int, ray_factor: float, keep_rir: bool) -> dict | None:
+def _simulate_room(
+    index: int, seed: int, runs: int, ray_factor: float, keep_rir: bool
+) -> dict | None:
     from train.simulate import SIM_DELAY_SAMPLES, SIM_RATE_HZ, simulate
 
     room = sample_room(np.random.default_rng([seed, index]))
@@ -98,8 +102,11 @@ def _simulate_room(index: int, seed: int, runs: int, ray_factor: float, keep_rir
     try:
         hists, metrics, rir, n_rays = [], [], None, 0
         for run in range(runs):
-            sim = simulate(room, seed=int(np.random.default_rng([seed, index, run]).integers(2**31)),
-                           ray_factor=ray_factor)
+            sim = simulate(
+                room,
+                seed=int(np.random.default_rng([seed, index, run]).integers(2**31)),
+                ray_factor=ray_factor,
+            )
             assert sim.rir is not None
             hists.append(sim.hist)
             metrics.append(measure(sim.rir, SIM_RATE_HZ, room.distance_m, SIM_DELAY_SAMPLES))
@@ -126,8 +133,16 @@ def shard_path(out: Path, shard: int) -> Path:
     return out / f"shard_{shard:05d}.npz"
 
 
-def run_shard(out: str, shard: int, shard_size: int, n_rooms: int, seed: int, runs: int,
-              ray_factor: float, keep_rir: bool) -> int:
+def run_shard(
+    out: str,
+    shard: int,
+    shard_size: int,
+    n_rooms: int,
+    seed: int,
+    runs: int,
+    ray_factor: float,
+    keep_rir: bool,
+) -> int:
     """Simulate one shard and write it atomically; returns the number of rooms written."""
     os.environ["OMP_NUM_THREADS"] = "1"
     path = shard_path(Path(out), shard)
@@ -161,8 +176,15 @@ def _pending(out: Path, n_shards: int) -> list[int]:
 
 def _completed(args: argparse.Namespace, shards: list[int]) -> Iterator[int]:
     """Run shards on a process pool or a dask cluster, yielding rooms written per finished shard."""
-    job = (str(args.out), args.shard_size, args.rooms, args.seed, args.runs, args.ray_factor,
-           args.keep_rir)
+    job = (
+        str(args.out),
+        args.shard_size,
+        args.rooms,
+        args.seed,
+        args.runs,
+        args.ray_factor,
+        args.keep_rir,
+    )
     if args.scheduler:
         from distributed import Client, as_completed
 
@@ -171,7 +193,8 @@ def _completed(args: argparse.Namespace, shards: list[int]) -> Iterator[int]:
             for future in as_completed(futures):
                 yield future.result()
         return
-    from concurrent.futures import ProcessPoolExecutor, as_completed as done
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import as_completed as done
 
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [pool.submit(run_shard, job[0], k, *job[1:]) for k in shards]
@@ -200,14 +223,26 @@ def main(argv: list[str] | None = None) -> int:
     done_rooms = min(args.rooms, (n_shards - len(shards)) * args.shard_size)
     log.info("%d of %d shards to simulate in %s", len(shards), n_shards, args.out)
 
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     start = time.perf_counter()
     written = 0
-    with Progress(TextColumn("rooms"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  disable=not sys.stderr.isatty()) as progress:
+    with Progress(
+        TextColumn("rooms"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not sys.stderr.isatty(),
+    ) as progress:
         task = progress.add_task("rooms", total=args.rooms, completed=done_rooms, rate="")
         for n in _completed(args, shards):
             written += n

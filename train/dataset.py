@@ -14,7 +14,7 @@ from rtverb.room import Room
 
 @dataclass
 class EnvelopeSet:
-    """Rooms as arrays: inputs (n, C, N_FRAMES), analytic envelopes and targets (n, 8, N_FRAMES) dB."""
+    """Rooms as arrays: inputs (n, C, N_FRAMES); analytic envelopes, targets (n, 8, N_FRAMES) dB."""
 
     rooms: list[Room]
     x: np.ndarray
@@ -43,7 +43,9 @@ class EnvelopeSet:
         )
 
 
-def load_shards(folder: str | Path, limit: int | None = None, with_rir: bool = False) -> EnvelopeSet:
+def load_shards(
+    folder: str | Path, limit: int | None = None, with_rir: bool = False
+) -> EnvelopeSet:
     """Read every finished shard in ``folder`` (sorted), at most ``limit`` rooms."""
     paths = sorted(Path(folder).glob("shard_*.npz"))
     if not paths:
@@ -62,7 +64,15 @@ def load_shards(folder: str | Path, limit: int | None = None, with_rir: bool = F
                 xs.append(x)
                 bases.append(base)
                 targets.append(features.hist_to_frames_db(shard["hist"][i]))
-                for key in ("T30_s", "EDT_s", "C50_db", "C80_db", "D50", "DRR_db", "C50_broadband_db"):
+                for key in (
+                    "T30_s",
+                    "EDT_s",
+                    "C50_db",
+                    "C80_db",
+                    "D50",
+                    "DRR_db",
+                    "C50_broadband_db",
+                ):
                     metrics.setdefault(key, []).append(shard[key][i])
                 if with_rir and "rir" in shard:
                     rirs.append(shard["rir"][i])

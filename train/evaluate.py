@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from rtverb import features
 from rtverb.acoustics import measure
 from rtverb.ism import DELAY_SAMPLES
 from rtverb.params import BANDS_HZ
@@ -110,7 +109,9 @@ def _plots(out: Path, truth_data: EnvelopeSet, irs: list[np.ndarray], err: dict)
     names = []
     for label, i in (("best", order[0]), ("median", order[len(order) // 2]), ("worst", order[-1])):
         path = out / f"edc_{label}.png"
-        plot_edc_overlay(irs[i], truth_data.rir[i], RATE_HZ, path, labels=("rtverb FNO", "reference run"))
+        plot_edc_overlay(
+            irs[i], truth_data.rir[i], RATE_HZ, path, labels=("rtverb FNO", "reference run")
+        )
         names.append(path.name)
     return names
 
@@ -127,8 +128,12 @@ def _bar_chart(out: Path, per_band: dict[str, dict[str, list[float]]]) -> str:
     for ax, (key, unit) in zip(axes, (("T30", "%"), ("EDT", "%"), ("C50", "dB")), strict=True):
         for j, (method, values) in enumerate(per_band.items()):
             scale = 100 if unit == "%" else 1
-            ax.bar(np.arange(len(bands)) + j * width, np.array(values[key]) * scale, width,
-                   label=method)
+            ax.bar(
+                np.arange(len(bands)) + j * width,
+                np.array(values[key]) * scale,
+                width,
+                label=method,
+            )
         ax.set_xticks(np.arange(len(bands)) + 0.4 - width / 2, [str(b) for b in bands])
         ax.set_xlabel("octave band (Hz)")
         ax.set_title(f"median |Δ{key}| ({unit})")
@@ -157,7 +162,9 @@ def evaluate(truth_dir: str, out: Path, model: Path, gru: Path | None, n_ref: in
     }
     if gru is not None and gru.exists():
         g = Synthesizer(gru)
-        methods["gru"] = metrics_of([render_ir(r, g.envelope_db(r), RATE_HZ) for r in data.rooms], data)
+        methods["gru"] = metrics_of(
+            [render_ir(r, g.envelope_db(r), RATE_HZ) for r in data.rooms], data
+        )
     errs = {name: errors(m, truth) for name, m in methods.items()}
     report = {
         "rooms": len(data),
@@ -170,10 +177,15 @@ def evaluate(truth_dir: str, out: Path, model: Path, gru: Path | None, n_ref: in
         "bands_hz": [BANDS_HZ[i] for i in TARGET_BANDS],
         "timing": timing(synth, data, n_ref),
     }
-    fno_t30, sab_t30 = report["summary"]["fno"]["T30_median"], report["summary"]["sabine"]["T30_median"]
+    fno_t30, sab_t30 = (
+        report["summary"]["fno"]["T30_median"],
+        report["summary"]["sabine"]["T30_median"],
+    )
     report["t30_improvement_over_sabine"] = sab_t30 / fno_t30
     out.mkdir(parents=True, exist_ok=True)
-    report["figures"] = _plots(out, data, irs_fno, errs["fno"]) + [_bar_chart(out, report["per_band_median"])]
+    report["figures"] = _plots(out, data, irs_fno, errs["fno"]) + [
+        _bar_chart(out, report["per_band_median"])
+    ]
     (out / "evaluation.json").write_text(json.dumps(report, indent=1))
     (out / "evaluation.md").write_text(markdown(report))
     return report
@@ -188,7 +200,8 @@ def markdown(r: dict) -> str:
         "and the octave bands 250-4000 Hz (p90 = 90th percentile).",
         "Reproduce: `python -m train.evaluate` (see README).",
         "",
-        "| method | median abs dT30 | p90 abs dT30 | median abs dEDT | median abs dC50 | worst band median abs dC50 | median abs dDRR |",
+        "| method | median abs dT30 | p90 abs dT30 | median abs dEDT | median abs dC50 "
+        "| worst band median abs dC50 | median abs dDRR |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, s in r["summary"].items():
@@ -197,23 +210,38 @@ def markdown(r: dict) -> str:
             f"{100 * s['EDT_median']:.1f} % | {s['C50_median_db']:.2f} dB | "
             f"{s['C50_worst_band_median_db']:.2f} dB | {s['DRR_median_db']:.2f} dB |"
         )
-    lines += ["", f"T30 error of the Sabine/Eyring baseline / FNO: {r['t30_improvement_over_sabine']:.1f}x", ""]
-    lines += ["## Per band (median)", "", "| method | quantity | " + " | ".join(f"{b:g} Hz" for b in r["bands_hz"]) + " |",
-              "|---|---|" + "---|" * len(r["bands_hz"])]
+    lines += [
+        "",
+        f"T30 error of the Sabine/Eyring baseline / FNO: {r['t30_improvement_over_sabine']:.1f}x",
+        "",
+    ]
+    lines += [
+        "## Per band (median)",
+        "",
+        "| method | quantity | " + " | ".join(f"{b:g} Hz" for b in r["bands_hz"]) + " |",
+        "|---|---|" + "---|" * len(r["bands_hz"]),
+    ]
     for name, per in r["per_band_median"].items():
         for key in ("T30", "EDT", "C50"):
             scale, unit = (100, "%") if key != "C50" else (1, "dB")
-            lines.append(f"| {name} | {key} | " + " | ".join(f"{scale * v:.1f} {unit}" for v in per[key]) + " |")
+            lines.append(
+                f"| {name} | {key} | "
+                + " | ".join(f"{scale * v:.1f} {unit}" for v in per[key])
+                + " |"
+            )
     t = r["timing"]
     lines += [
         "",
         "## Speed (one thread)",
         "",
         f"- room change to ready IR (model + rendering, 48 kHz): p50 {t['synth_p50_ms']:.2f} ms, "
-        f"p90 {t['synth_p90_ms']:.2f} ms; IRs of 2.5 s or longer: p50 {t['synth_p50_ms_ir_over_2_5_s']:.2f} ms "
+        f"p90 {t['synth_p90_ms']:.2f} ms; IRs of 2.5 s or longer: "
+        f"p50 {t['synth_p50_ms_ir_over_2_5_s']:.2f} ms "
         f"(median IR length {t['ir_length_median_s']:.2f} s)",
-        f"- reference simulation of the same rooms (default rays, one run): p50 {t['reference_p50_s']:.2f} s",
-        f"- speed-up over the reference: median {t['speedup_median']:.0f}x, minimum {t['speedup_min']:.0f}x",
+        "- reference simulation of the same rooms (default rays, one run): "
+        f"p50 {t['reference_p50_s']:.2f} s",
+        f"- speed-up over the reference: median {t['speedup_median']:.0f}x, "
+        f"minimum {t['speedup_min']:.0f}x",
         "",
         "## Figures",
         "",
@@ -236,8 +264,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.stamp:
         from train.export import set_metadata
 
-        set_metadata(args.model, {"rtverb.evaluation": json.dumps(
-            {"summary": report["summary"]["fno"], "timing": report["timing"], "rooms": report["rooms"]})})
+        set_metadata(
+            args.model,
+            {
+                "rtverb.evaluation": json.dumps(
+                    {
+                        "summary": report["summary"]["fno"],
+                        "timing": report["timing"],
+                        "rooms": report["rooms"],
+                    }
+                )
+            },
+        )
     return 0
 
 

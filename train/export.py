@@ -42,8 +42,9 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -106,8 +107,14 @@ def export(checkpoint: str | Path, out: str | Path = MODEL_PATH, info: dict | No
     example = torch.from_numpy(features.model_input(Room())[0][None])
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
-        program = torch.onnx.export(model, (example,), dynamo=True, external_data=False,
-                                    input_names=["x"], output_names=["correction_db"])
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            external_data=False,
+            input_names=["x"],
+            output_names=["correction_db"],
+        )
         program.save(str(raw))
         error = parity(reference, raw, inputs)
         if error > PARITY_RTOL:
@@ -117,18 +124,25 @@ def export(checkpoint: str | Path, out: str | Path = MODEL_PATH, info: dict | No
         onnx_model = onnx.load(str(raw))
         _save_atomic(onnx_model, out)
     meta = expected_metadata()
-    meta.update({
-        "rtverb.model_kind": ckpt["config"]["model"]["kind"],
-        "rtverb.model_config": json.dumps(ckpt["config"]["model"]),
-        "rtverb.training": json.dumps({
-            "data": ckpt["config"]["data"], "rooms_train": ckpt["state"]["n_train"],
-            "rooms_val": ckpt["state"]["n_val"], "seed": ckpt["config"]["seed"],
-            "best_epoch": ckpt["state"]["best_epoch"], "best_val_loss_db": ckpt["state"]["best_val"],
-        }),
-        "rtverb.commit": _commit(),
-        "rtverb.parity_rel_error": f"{error:.2e}",
-        **(info or {}),
-    })
+    meta.update(
+        {
+            "rtverb.model_kind": ckpt["config"]["model"]["kind"],
+            "rtverb.model_config": json.dumps(ckpt["config"]["model"]),
+            "rtverb.training": json.dumps(
+                {
+                    "data": ckpt["config"]["data"],
+                    "rooms_train": ckpt["state"]["n_train"],
+                    "rooms_val": ckpt["state"]["n_val"],
+                    "seed": ckpt["config"]["seed"],
+                    "best_epoch": ckpt["state"]["best_epoch"],
+                    "best_val_loss_db": ckpt["state"]["best_val"],
+                }
+            ),
+            "rtverb.commit": _commit(),
+            "rtverb.parity_rel_error": f"{error:.2e}",
+            **(info or {}),
+        }
+    )
     set_metadata(out, meta)
     return error
 
@@ -140,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     error = export(args.checkpoint, args.out)
     size_mb = Path(args.out).stat().st_size / 1e6
-    print(f"wrote {args.out} ({size_mb:.1f} MB); torch vs onnxruntime max relative error {error:.2e}")
+    print(
+        f"wrote {args.out} ({size_mb:.1f} MB); torch vs onnxruntime max relative error {error:.2e}"
+    )
     return 0
 
 

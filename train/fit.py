@@ -58,7 +58,9 @@ def edc_db(envelope_db: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(tail / tail[..., :1] + 1e-30)
 
 
-def envelope_loss(pred_db: torch.Tensor, target_db: torch.Tensor, edc_weight: float) -> torch.Tensor:
+def envelope_loss(
+    pred_db: torch.Tensor, target_db: torch.Tensor, edc_weight: float
+) -> torch.Tensor:
     floor = target_db.amax(-1, keepdim=True) - DYNAMIC_RANGE_DB
     env = (torch.maximum(pred_db, floor) - torch.maximum(target_db, floor)).abs().mean()
     edc_t, edc_p = edc_db(target_db), edc_db(pred_db)
@@ -68,8 +70,11 @@ def envelope_loss(pred_db: torch.Tensor, target_db: torch.Tensor, edc_weight: fl
 
 
 def _tensors(data: EnvelopeSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (torch.from_numpy(data.x), torch.from_numpy(data.baseline_db),
-            torch.from_numpy(data.target_db))
+    return (
+        torch.from_numpy(data.x),
+        torch.from_numpy(data.baseline_db),
+        torch.from_numpy(data.target_db),
+    )
 
 
 def train_one_epoch(model, optimizer, scheduler, data, cfg: FitConfig, rng) -> float:
@@ -96,15 +101,24 @@ def evaluate(model, data: EnvelopeSet, cfg: FitConfig) -> float:
     total = 0.0
     for start in range(0, len(data), 64):
         sl = slice(start, start + 64)
-        total += envelope_loss(base[sl] + model(x[sl]), target[sl], cfg.edc_weight).item() * len(x[sl])
+        total += envelope_loss(base[sl] + model(x[sl]), target[sl], cfg.edc_weight).item() * len(
+            x[sl]
+        )
     return total / len(data)
 
 
 def checkpoint(path: Path, model, optimizer, scheduler, state: dict, cfg: FitConfig) -> None:
     tmp = path.with_suffix(".partial")
-    torch.save({"model": weights(model), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "state": state,
-                "config": dataclasses.asdict(cfg)}, tmp)
+    torch.save(
+        {
+            "model": weights(model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "state": state,
+            "config": dataclasses.asdict(cfg),
+        },
+        tmp,
+    )
     tmp.replace(path)
 
 
@@ -158,8 +172,12 @@ def fit(cfg: FitConfig, data: EnvelopeSet | None = None, log=print) -> dict:
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     state = resume_state_from_dir(out, model, optimizer, scheduler) or {
-        "epoch": 0, "best_val": float("inf"), "best_epoch": -1,
-        "history": {"train": [], "val": []}, "n_train": len(train_set), "n_val": len(val_set),
+        "epoch": 0,
+        "best_val": float("inf"),
+        "best_epoch": -1,
+        "history": {"train": [], "val": []},
+        "n_train": len(train_set),
+        "n_val": len(val_set),
     }
     if state["epoch"]:
         log(f"resumed from {out / 'last.pt'} at epoch {state['epoch']}")
@@ -175,8 +193,11 @@ def fit(cfg: FitConfig, data: EnvelopeSet | None = None, log=print) -> dict:
             state["best_val"], state["best_epoch"] = val_loss, state["epoch"]
             checkpoint(out / "best.pt", model, optimizer, scheduler, state, cfg)
         checkpoint(out / "last.pt", model, optimizer, scheduler, state, cfg)
-        log(f"epoch {state['epoch']:4d}  train {train_loss:7.3f}  val {val_loss:7.3f}  "
-            f"best {state['best_val']:7.3f}@{state['best_epoch']}  {time.perf_counter() - t0:5.1f} s")
+        log(
+            f"epoch {state['epoch']:4d}  train {train_loss:7.3f}  val {val_loss:7.3f}  "
+            f"best {state['best_val']:7.3f}@{state['best_epoch']}  "
+            f"{time.perf_counter() - t0:5.1f} s"
+        )
     plot_losses(state["history"], out / "loss.png")
     (out / "state.json").write_text(json.dumps({k: v for k, v in state.items()}, indent=1))
     return state

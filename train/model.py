@@ -111,8 +111,12 @@ class RealSpectralConv1d(nn.Module):
 
     def forward(self, x: torch.Tensor, output_shape: object = None) -> torch.Tensor:
         xr, xi = x @ self.fwd_cos, x @ self.fwd_sin
-        yr = torch.einsum("bik,iok->bok", xr, self.w_re) - torch.einsum("bik,iok->bok", xi, self.w_im)
-        yi = torch.einsum("bik,iok->bok", xr, self.w_im) + torch.einsum("bik,iok->bok", xi, self.w_re)
+        yr = torch.einsum("bik,iok->bok", xr, self.w_re) - torch.einsum(
+            "bik,iok->bok", xi, self.w_im
+        )
+        yi = torch.einsum("bik,iok->bok", xr, self.w_im) + torch.einsum(
+            "bik,iok->bok", xi, self.w_re
+        )
         y = yr @ self.inv_cos + yi @ self.inv_sin
         return y if self.bias is None else y + self.bias
 

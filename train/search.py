@@ -51,20 +51,38 @@ def main(argv: list[str] | None = None) -> int:
         params = sample(rng)
         if trial < len(results):
             continue
-        model = ModelConfig(**{k: v for k, v in params.items() if k in ("width", "modes", "layers")})
-        cfg = FitConfig(out=str(args.out / f"trial_{trial:03d}"), epochs=args.epochs, seed=args.seed,
-                        patience=args.epochs, model=model,
-                        **{k: v for k, v in params.items() if k in ("lr", "weight_decay", "edc_weight")})
+        model = ModelConfig(
+            **{k: v for k, v in params.items() if k in ("width", "modes", "layers")}
+        )
+        cfg = FitConfig(
+            out=str(args.out / f"trial_{trial:03d}"),
+            epochs=args.epochs,
+            seed=args.seed,
+            patience=args.epochs,
+            model=model,
+            **{k: v for k, v in params.items() if k in ("lr", "weight_decay", "edc_weight")},
+        )
         state = fit(cfg, data=data, log=lambda s: None)
-        results.append({"trial": trial, **params, "best_val": state["best_val"],
-                        "best_epoch": state["best_epoch"], "config": dataclasses.asdict(cfg)})
+        results.append(
+            {
+                "trial": trial,
+                **params,
+                "best_val": state["best_val"],
+                "best_epoch": state["best_epoch"],
+                "config": dataclasses.asdict(cfg),
+            }
+        )
         results_path.write_text(json.dumps(results, indent=1))
         print(f"trial {trial}: {params} -> val {state['best_val']:.3f}", flush=True)
-    print("\n| trial | width | modes | layers | lr | weight decay | EDC weight | best val loss (dB) |")
+    print(
+        "\n| trial | width | modes | layers | lr | weight decay | EDC weight | best val loss (dB) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in sorted(results, key=lambda r: r["best_val"]):
-        print(f"| {r['trial']} | {r['width']} | {r['modes']} | {r['layers']} | {r['lr']:g} | "
-              f"{r['weight_decay']:g} | {r['edc_weight']:g} | {r['best_val']:.3f} |")
+        print(
+            f"| {r['trial']} | {r['width']} | {r['modes']} | {r['layers']} | {r['lr']:g} | "
+            f"{r['weight_decay']:g} | {r['edc_weight']:g} | {r['best_val']:.3f} |"
+        )
     return 0
 
 

@@ -66,12 +66,15 @@ def shoebox(room: Room, sample_rate_hz: int = SIM_RATE_HZ, ray_factor: float = 1
 
 
 def simulate(
-    room: Room, seed: int, ray_factor: float = 1.0, with_rir: bool = True,
+    room: Room,
+    seed: int,
+    ray_factor: float = 1.0,
+    with_rir: bool = True,
     sample_rate_hz: int = SIM_RATE_HZ,
 ) -> Simulation:
     """Run the reference simulation; deterministic for a given seed (numpy and libroom)."""
     pra.random.seed(numpy=seed, libroom=seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (pyroomacoustics draws from the global RNG)
     sim = shoebox(room, sample_rate_hz, ray_factor)
     sim.image_source_model()
     sim.ray_tracing()
