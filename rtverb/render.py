@@ -186,6 +186,10 @@ def stream(
     `TAIL_QUIET_S` after the IR and predelay (trimmed after the last louder frame; at most
     IR + predelay + `POST_TAIL_ALLOWANCE_S`).
     """
+    if tail_s is not None and not (math.isfinite(tail_s) and tail_s >= 0):
+        raise RenderError(f"tail_s: expected seconds >= 0, got {tail_s!r}")
+    if not (isinstance(block_size, int) and block_size >= 1):
+        raise RenderError(f"block_size: expected frames >= 1, got {block_size!r}")
     ir = np.ascontiguousarray(ir, dtype=np.float32)
     mix = {"wet_db": wet_db, "dry_db": dry_db, "predelay_ms": predelay_ms}
     path = _Path(ir, sample_rate_hz, channels, block_size, pre, post, mix)
@@ -216,14 +220,14 @@ def stream(
                 produced += k
                 yield y[:, :k]
                 y = y[:, k:]
+            if tail_s is not None and produced == n_in and tail_frames == max_tail:
+                return  # a fixed tail: exactly max_tail frames
             if produced < n_in or y.shape[1] == 0:
                 continue
-            if tail_s is not None:  # a fixed tail: exactly max_tail frames
+            if tail_s is not None:
                 y = y[:, : max_tail - tail_frames]
                 tail_frames += y.shape[1]
                 yield y
-                if tail_frames == max_tail:
-                    return
                 continue
             loud = np.flatnonzero(np.max(np.abs(y), axis=0) > path.peak * threshold_ratio)
             if loud.size:

@@ -102,6 +102,28 @@ def test_fixed_tail_and_predelay() -> None:
     np.testing.assert_allclose(out, ref, atol=ORACLE_TOLERANCE * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("block_size", [256, 8192])
+def test_zero_tail_gives_exactly_the_input_length(block_size: int) -> None:
+    audio = noise(2, 0.3)
+    parts = list(render.stream([audio], decaying_noise_ir(0.2), RATE_HZ, channels=2, tail_s=0.0,
+                                block_size=block_size))  # fmt: skip
+    assert sum(p.shape[1] for p in parts) == audio.shape[1]
+    assert all(p.shape[1] for p in parts)  # no empty blocks
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"tail_s": -1.0}, "tail_s"),
+        ({"tail_s": float("nan")}, "tail_s"),
+        ({"block_size": 0}, "block"),
+    ],
+)
+def test_bad_render_settings(kwargs, expected) -> None:
+    with pytest.raises(RenderError, match=expected):
+        render_array(noise(1, 0.1), RATE_HZ, decaying_noise_ir(0.1), **kwargs)
+
+
 def test_silent_input_gives_silent_output_of_the_same_length() -> None:
     out = render_array(np.zeros((2, 1000), np.float32), RATE_HZ, decaying_noise_ir(0.1))
     assert out.shape == (2, 1000)
