@@ -114,7 +114,7 @@ def plan_stages(block_size: int, max_taps: int, channels: int = 1) -> tuple[Stag
 class _Kernel:
     """A prepared IR: partition spectra per stage and the schedule of their work."""
 
-    __slots__ = ("taps", "spectra", "used", "ifft_phase", "mac", "busy")
+    __slots__ = ("taps", "spectra", "used", "ifft_phase", "mac")
 
     def __init__(self, ir: np.ndarray, stages: tuple[Stage, ...], channels: int) -> None:
         self.taps = ir.shape[1]
@@ -129,11 +129,6 @@ class _Kernel:
             spec = np.fft.rfft(parts, n=2 * size, axis=-1)  # (partitions, ir channels, bins)
             self.spectra.append(np.ascontiguousarray(spec, dtype=np.complex64))
         self.ifft_phase, self.mac = _schedule(stages, self.used, channels)
-        #: Whether stage s has work in block p of its period: ``busy[s][p]``.
-        self.busy = [
-            [chunk is not None or p == last for p, chunk in enumerate(chunks)]
-            for chunks, last in zip(self.mac, self.ifft_phase, strict=True)
-        ]
 
 
 #: A MAC chunk: partitions [first, stop) and whether it starts the period's sum.
@@ -240,10 +235,11 @@ class _StageState:
         self.obuf = [[np.zeros((channels, 2 * size), np.float32) for _ in range(2)] for _ in "ab"]
         self.lag = 0 if stage.start_tap == 0 else 1  # the head uses its result at once
         self.scale = np.float32(1.0 / (2 * size))  # the inverse FFT's 1/n
+        self.reset()  # writes every page now: no first-touch page faults in the audio thread
 
     def reset(self) -> None:
         self.pos = 0
-        for a in (self.fdl, *self.acc, *self.obuf[0], *self.obuf[1]):
+        for a in (self.fdl, self.tmp, *self.acc, *self.obuf[0], *self.obuf[1]):
             a.fill(0)
 
     def take_spectrum(self, hist: np.ndarray, end: int) -> None:
@@ -259,25 +255,19 @@ class _StageState:
         if chunk is not None:
             p0, p1, first = chunk
             base = self.pos if phase >= self.stage.fft_phase else (self.pos - 1) % self.depth
-            fdl, spec, acc = (
-                self.fdl[base + p0 : base + p1],
-                kernel.spectra[s][p0:p1],
-                self.acc[slot],
-            )
+            x, h, acc = self.fdl[base + p0 : base + p1], kernel.spectra[s][p0:p1], self.acc[slot]
+            dst = acc if first else self.acc_tmp
             if p1 - p0 == 1:
-                np.multiply(fdl[0], spec[0], out=acc if first else self.acc_tmp)
-            else:
-                tmp = np.multiply(fdl, spec, out=self.tmp[: p1 - p0])
-                if tmp[0].size < _REDUCE_BELOW:  # many short rows: one reduction
-                    np.add.reduce(tmp, axis=0, out=acc if first else self.acc_tmp)
-                else:  # few long rows: row adds (numpy reduces long rows slowly)
-                    np.add(tmp[0], tmp[1], out=acc if first else self.acc_tmp)
-                    for row in tmp[2:]:
-                        np.add(
-                            acc if first else self.acc_tmp, row, out=acc if first else self.acc_tmp
-                        )
+                np.multiply(x[0], h[0], out=dst)
+            elif x[0].size < _REDUCE_BELOW:  # many short rows: one reduction
+                np.add.reduce(np.multiply(x, h, out=self.tmp[: p1 - p0]), axis=0, out=dst)
+            else:  # few long rows: numpy reduces those slowly, add them one by one
+                prod = np.multiply(x, h, out=self.tmp[: p1 - p0])
+                np.add(prod[0], prod[1], out=dst)
+                for row in prod[2:]:
+                    np.add(dst, row, out=dst)
             if not first:
-                np.add(acc, self.acc_tmp, out=acc)
+                np.add(acc, dst, out=acc)
         if phase == kernel.ifft_phase[s]:
             out = self.obuf[slot][(tick // self.stage.period_blocks + self.lag) % 2]
             _irfft(self.acc[slot], out, self.scale)
@@ -363,6 +353,7 @@ class Convolver:
         #: Crossfades begun by the audio thread, and `time.perf_counter()` when the last began.
         self.swaps_started = 0
         self.last_swap_started_s = 0.0
+        self.reset()  # writes every page now: no first-touch page faults in the audio thread
 
     # ---- control side (any thread) -----------------------------------------------------
 
@@ -475,8 +466,7 @@ class Convolver:
             if phase == st.stage.fft_phase:
                 st.take_spectrum(hist, w - (st.lag + phase) * size)
             if nxt is None:
-                if cur.busy[s][phase]:
-                    st.compute(t, phase, slot, cur, s)
+                st.compute(t, phase, slot, cur, s)
                 seg = st.output(t, phase, slot, size) if cur.used[s] else None
             else:
                 seg = self._crossfade(st, s, t, phase, cur, nxt)
