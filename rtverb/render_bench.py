@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         f"setup: {args.seconds:g} s x {ch} ch at {rate} Hz, IR {args.ir_s:g} s "
         f"({ir.size} taps), wet 0 dB, dry 0 dB, tail {args.ir_s:g} s; best of {args.repeats}\n"
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f} (other work slows the figures), "
         f"numpy {np.__version__}"
     )
     mix = {"wet_db": 0.0, "dry_db": 0.0, "tail_s": args.ir_s}
