@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 import rtverb
+from rtverb.bench_report import report, save_plot
 from rtverb.chain import ChainError, parse_chain
 from rtverb.convolver import Convolver
 from rtverb.engine import Engine
@@ -308,6 +309,7 @@ def measure(
         "swap_block_max_us": float(swap_us.max()),
         "swap_block_mean_us": float(swap_us.mean()),
         "swap_blocks": len(swap_us),
+        "swaps": SWAPS,
         "rtf": _offline_rtf(engine, x, sample_rate_hz, seconds),
         "headroom": budget_us / stats(ours, budget_us)["p999_us"],
         "load_mean": float(ours.mean() / budget_us),
@@ -404,132 +406,3 @@ def _accuracy(
         z *= np.vdot(z, ref) / np.vdot(z, z)
         out["max_error_vs_pedalboard"] = float(np.max(np.abs(z - ref)) / peak)
     return out
-
-
-def report(config: dict[str, Any], results: list[dict[str, Any]]) -> str:
-    """The human-readable report: setup, then one block size in full or a sweep table."""
-    m, v = config["machine"], config["versions"]
-    lines = [
-        f"rtverb bench: {config['sample_rate_hz']:g} Hz, {config['channels']} ch, IR "
-        f"{config['ir_s']:.2f} s ({config['ir_taps']} taps, {config['ir']})",
-        f"machine: {m['cpu']}, {m['cores']} cores, {m['system']}, load average "
-        + " ".join(f"{x:g}" for x in m["load_avg"])
-        + (" (other work was running: figures are pessimistic)" if m["load_avg"][0] > 0.5 else ""),
-        "versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        "threads: 1 (numpy's FFT is single-threaded; no BLAS in the hot path)",
-        f"scheduling: {config['scheduling']}",
-    ]
-    if len(results) == 1:
-        lines += _one(results[0])
-    else:
-        lines += _table(results)
-    return "\n".join(lines + _chain_lines(results))
-
-
-def _chain_lines(results: list[dict[str, Any]]) -> list[str]:
-    """Per-block cost of --pre/--post, and the callback's total mean load with them."""
-    lines = []
-    for r in results:
-        chains, budget = r.get("chains", {}), r["config"]["budget_us"]
-        for name, c in chains.items():
-            lines.append(
-                f"--{name} at block {r['config']['block_size']}: mean {c['mean_us']:.1f} µs, "
-                f"p99.9 {c['p999_us']:.1f} µs, max {c['max_us']:.1f} µs "
-                f"({100 * c['load_mean']:.1f}% of the budget)"
-            )
-        if chains:
-            total = r["rtverb"]["mean_us"] + sum(c["mean_us"] for c in chains.values())
-            lines.append(f"  rtverb + chains: mean {100 * total / budget:.1f}% of the budget")
-    return [""] + lines if lines else []
-
-
-def _row(name: str, s: dict[str, float], over: bool = True, f: str = ".1f") -> str:
-    keys = ("mean_us", "p50_us", "p99_us", "p999_us", "max_us")
-    tail = f"{s['over_budget_blocks']:>12d}" if over else ""
-    return f"{name:<22}" + "".join(f"{s[k]:>9{f}}" for k in keys) + tail
-
-
-def _one(r: dict[str, Any]) -> list[str]:
-    c, ours, theirs = r["config"], r["rtverb"], r["pedalboard"]
-    swap_load = ours["swap_block_max_us"] / c["budget_us"]
-    lines = [
-        f"block: {c['block_size']} frames, budget {c['budget_us']:.0f} µs per block",
-        f"partitions: {c['partitions']}",
-        f"timed: {c['blocks_timed']} blocks, interleaved with pedalboard.Convolution",
-        "",
-        f"{'per block (µs)':<22}{'mean':>9}{'p50':>9}{'p99':>9}{'p99.9':>9}{'max':>9}"
-        f"{'over budget':>12}",
-        _row("rtverb", ours),
-    ]
-    if theirs is not None:
-        ratio = {k: ours[k] / theirs[k] for k in theirs if k.endswith("_us")}
-        lines += [
-            _row("pedalboard", theirs),
-            _row("rtverb / pedalboard", ratio, over=False, f=".2f"),
-        ]
-    lines += [
-        "",
-        f"load: mean {100 * ours['load_mean']:.1f}% of the budget, worst "
-        f"{100 * ours['load_worst']:.1f}% (swap blocks included)",
-        f"IR swaps: {ours['swap_blocks']} blocks during {SWAPS} crossfades: max "
-        f"{ours['swap_block_max_us']:.0f} µs ({100 * swap_load:.1f}% of the budget), "
-        f"mean {ours['swap_block_mean_us']:.0f} µs",
-        f"offline: real-time factor {ours['rtf']:.4f} ({1 / ours['rtf']:.0f}x real time)",
-        f"headroom: {ours['headroom']:.1f}x (budget / p99.9: a machine that much slower keeps up)",
-        f"accuracy: max error {ours['max_error_vs_fftconvolve']:.1e} x peak vs scipy fftconvolve"
-        + (
-            f", {ours['max_error_vs_pedalboard']:.1e} vs pedalboard (its gain undone)"
-            if "max_error_vs_pedalboard" in ours
-            else ""
-        ),
-    ]
-    return lines
-
-
-def _table(results: list[dict[str, Any]]) -> list[str]:
-    head = (
-        f"{'block':>6}{'budget':>9}{'mean':>9}{'p99.9':>9}{'max':>9}{'swap max':>10}"
-        f"{'headroom':>10}{'pb mean':>9}{'pb p99.9':>10}{'mean ratio':>12}"
-    )
-    lines = ["", "per block, µs (pb = pedalboard.Convolution, same run)", head]
-    for r in results:
-        c, o, p = r["config"], r["rtverb"], r["pedalboard"]
-        pb = (
-            f"{p['mean_us']:>9.1f}{p['p999_us']:>10.1f}{o['mean_us'] / p['mean_us']:>12.2f}"
-            if p
-            else f"{'-':>9}{'-':>10}{'-':>12}"
-        )
-        lines.append(
-            f"{c['block_size']:>6}{c['budget_us']:>9.0f}{o['mean_us']:>9.1f}{o['p999_us']:>9.1f}"
-            f"{o['max_us']:>9.1f}{o['swap_block_max_us']:>10.1f}{o['headroom']:>10.1f}{pb}"
-        )
-    lines.append(
-        "partitions: "
-        + "; ".join(f"{r['config']['block_size']}: {r['config']['partitions']}" for r in results)
-    )
-    return lines
-
-
-def save_plot(plt: Any, results: list[dict[str, Any]], path: str) -> None:
-    """Cost per block against block size, with the real-time budget."""
-    blocks = [r["config"]["block_size"] for r in results]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(blocks, [r["config"]["budget_us"] for r in results], "k--", label="budget")
-    for who, style in (("rtverb", "o-"), ("pedalboard", "s-")):
-        if all(r[who] for r in results):
-            for key, alpha in (("mean_us", 1.0), ("p999_us", 0.5)):
-                label = f"{who} {'mean' if key == 'mean_us' else 'p99.9'}"
-                ax.plot(blocks, [r[who][key] for r in results], style, alpha=alpha, label=label)
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="block size (frames)",
-        ylabel="µs per block",
-        title="rtverb bench",
-    )
-    ax.set_xticks(blocks, [str(b) for b in blocks])
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -2,8 +2,8 @@
 
 The IR is cut into stages of uniformly partitioned overlap-save convolution. The head stage
 has partitions of one block (latency: one block); each later stage has partitions
-`PARTITION_RATIO` times longer (at most `MAX_PARTITION_FRAMES`), so the long tail costs few
-large FFTs instead of many small ones. A stage of partitions of L frames starts at tap 2L:
+`rtverb.partition.PARTITION_RATIO` times longer (at most 4096 frames), so the long tail costs
+few large FFTs instead of many small ones. A stage of partitions of L frames starts at tap 2L:
 that leaves it one period of L frames to compute each result, and its input FFT, its
 multiply-accumulate (MAC) and its inverse FFT are spread over the blocks of that period on a
 fixed schedule, balanced across stages, so that no block does a whole stage's work.
@@ -15,17 +15,12 @@ the old and the new IR read the same input history while they crossfade.
 
 from __future__ import annotations
 
-import heapq
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
-#: Each stage's partitions are this many times longer than the previous stage's.
-PARTITION_RATIO = 4
-#: Longest partition (FFT of twice this): a bigger FFT in one block would stand out.
-MAX_PARTITION_FRAMES = 4096
+from rtverb.partition import Stage, chunk_cap, plan_stages, schedule
 
 #: Complex values per partition below which one reduction beats row-by-row adds.
 _REDUCE_BELOW = 2048
@@ -53,64 +48,6 @@ except ImportError:  # pragma: no cover - numpy 1.x: allocates
 _ONE = np.float32(1.0)
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One uniform stage: partitions of ``partition_frames`` covering taps [start_tap, stop_tap).
-
-    Its work repeats every ``period_blocks`` blocks; the input spectrum is taken in block
-    ``fft_phase`` of the period.
-    """
-
-    partition_frames: int
-    start_tap: int
-    stop_tap: int
-    period_blocks: int
-    fft_phase: int
-
-    @property
-    def partitions(self) -> int:
-        return -(-(self.stop_tap - self.start_tap) // self.partition_frames)
-
-    def used_partitions(self, taps: int) -> int:
-        """How many partitions an IR of ``taps`` taps fills in this stage."""
-        return max(0, -(-(min(taps, self.stop_tap) - self.start_tap) // self.partition_frames))
-
-
-def _fft_cost(frames: int, channels: int) -> float:
-    """Rough cost of one stage FFT or inverse FFT (µs on a slow core); only for balancing."""
-    n = 2 * frames
-    return 4.0 + 4.5e-4 * channels * n * math.log2(n)
-
-
-def _mac_cost(frames: int, channels: int) -> float:
-    """Rough cost of multiplying-accumulating one partition (µs); only for balancing."""
-    return 1.5 + 1.2e-3 * channels * (frames + 1)
-
-
-def plan_stages(block_size: int, max_taps: int, channels: int = 1) -> tuple[Stage, ...]:
-    """The stage layout for IRs of up to ``max_taps`` taps, FFT phases staggered."""
-    sizes = [(block_size, 0)]
-    while True:
-        size, start = sizes[-1]
-        bigger = size * PARTITION_RATIO
-        if bigger > max(MAX_PARTITION_FRAMES, block_size) or 2 * bigger >= max_taps:
-            break
-        sizes.append((bigger, 2 * bigger))
-    k_max = sizes[-1][0] // block_size
-    load = np.zeros(k_max)
-    stages: list[Stage] = []
-    for i in reversed(range(len(sizes))):
-        size, start = sizes[i]
-        stop = sizes[i + 1][1] if i + 1 < len(sizes) else max_taps
-        period = size // block_size
-        phase = 0
-        if period > 1:  # the first half of the period, on the least loaded block
-            phase = int(np.argmin(load.reshape(-1, period).max(axis=0)[: period // 2]))
-            load[phase::period] += _fft_cost(size, channels)
-        stages.append(Stage(size, start, max(stop, start + size), period, phase))
-    return tuple(reversed(stages))
-
-
 class _Kernel:
     """A prepared IR: partition spectra per stage and the schedule of their work."""
 
@@ -128,81 +65,7 @@ class _Kernel:
             parts = seg.reshape(ir.shape[0], used, size).transpose(1, 0, 2)
             spec = np.fft.rfft(parts, n=2 * size, axis=-1)  # (partitions, ir channels, bins)
             self.spectra.append(np.ascontiguousarray(spec, dtype=np.complex64))
-        self.ifft_phase, self.mac = _schedule(stages, self.used, channels)
-
-
-#: A MAC chunk: partitions [first, stop) and whether it starts the period's sum.
-_Chunk = tuple[int, int, bool]
-
-
-def _schedule(
-    stages: tuple[Stage, ...], used: list[int], channels: int
-) -> tuple[list[int], list[list[_Chunk | None]]]:
-    """Spread each stage's MAC over its period, leaving room for its FFT and inverse FFT.
-
-    Greedy on a cost model over the longest period, largest stage first: the inverse FFT goes
-    in the second half of the period, where it leaves the lowest peak, and each partition
-    goes to the block whose worst tick is least loaded. Blocks in phase order take partitions
-    from the last down to the first, so partition 0 (the newest spectrum) follows the FFT.
-    """
-    k_max = stages[-1].period_blocks
-    load = np.zeros(k_max)
-    for st in stages[1:]:
-        load[st.fft_phase :: st.period_blocks] += _fft_cost(st.partition_frames, channels)
-    ifft_phase = [0] * len(stages)
-    mac: list[list[_Chunk | None]] = [[(0, used[0], True) if used[0] else None]]
-    mac.extend([None] * st.period_blocks for st in stages[1:])
-    for s in reversed(range(1, len(stages))):
-        st, count = stages[s], used[s]
-        period, fft = st.period_blocks, _fft_cost(st.partition_frames, channels)
-        if count == 0:
-            ifft_phase[s] = -1
-            continue
-        phase_load = load.reshape(-1, period).max(axis=0)
-        unit, cap = _mac_cost(st.partition_frames, channels), _chunk_cap(st)
-        best: tuple[float, int, list[int]] | None = None
-        for last in range(period // 2, period):
-            trial = phase_load.copy()
-            trial[last] += fft
-            counts = _spread(trial, count, unit, cap, last + 1)
-            peak = float(np.max(trial + unit * np.array(counts)))
-            if best is None or peak <= best[0]:
-                best = (peak, last, counts)
-        assert best is not None
-        _, last, counts = best
-        ifft_phase[s] = last
-        load[last::period] += fft
-        final = max(p for p in range(period) if counts[p])
-        if final < st.fft_phase:  # partition 0 must wait for this period's FFT
-            counts[final] -= 1
-            counts[last] += 1
-        stop, first = count, True
-        for p in range(period):
-            if counts[p]:
-                mac[s][p] = (stop - counts[p], stop, first)
-                load[p::period] += counts[p] * unit
-                stop, first = stop - counts[p], False
-    return ifft_phase, mac
-
-
-def _spread(load: np.ndarray, count: int, unit: float, cap: int, phases: int) -> list[int]:
-    """How many of ``count`` equal units each of the first ``phases`` blocks takes (greedy)."""
-    counts = [0] * len(load)
-    heap = [(float(load[p]) + unit, p) for p in range(phases)]
-    heapq.heapify(heap)
-    for _ in range(count):
-        cost, p = heapq.heappop(heap)
-        counts[p] += 1
-        if counts[p] < cap:
-            heapq.heappush(heap, (cost + unit, p))
-    return counts
-
-
-def _chunk_cap(stage: Stage) -> int:
-    """Most partitions one block multiplies in a stage (sizes the scratch buffer)."""
-    if stage.period_blocks == 1:
-        return stage.partitions
-    return -(-stage.partitions // (stage.period_blocks // 2)) + 1
+        self.ifft_phase, self.mac = schedule(stages, self.used, channels)
 
 
 def check_block(block: np.ndarray, channels: int, out: np.ndarray | None) -> np.ndarray:
@@ -229,7 +92,7 @@ class _StageState:
         self.depth = stage.partitions
         self.fdl = np.zeros((2 * self.depth, channels, bins), np.complex64)  # mirrored
         self.pos = 0
-        self.tmp = np.zeros((_chunk_cap(stage), channels, bins), np.complex64)
+        self.tmp = np.zeros((chunk_cap(stage), channels, bins), np.complex64)
         self.acc = [np.zeros((channels, bins), np.complex64) for _ in range(2)]
         self.acc_tmp = np.zeros((channels, bins), np.complex64)
         self.obuf = [[np.zeros((channels, 2 * size), np.float32) for _ in range(2)] for _ in "ab"]
