@@ -105,12 +105,18 @@ class _StageState:
         for a in (self.fdl, self.tmp, *self.acc, *self.obuf[0], *self.obuf[1]):
             a.fill(0)
 
-    def take_spectrum(self, hist: np.ndarray, end: int) -> None:
-        """FFT of the 2L input frames ending at ``end`` into the FDL (newest first)."""
+    def take_spectrum(self, hist: np.ndarray, end: int, piece: int) -> None:
+        """FFT of the 2L input frames ending at ``end`` into the FDL (newest first).
+
+        With ``fft_pieces`` > 1, piece k does channel k (piece 0 opens the new FDL slot).
+        """
         size = self.stage.partition_frames
-        self.pos = pos = (self.pos - 1) % self.depth
-        _rfft(hist[:, end - 2 * size : end], self.fdl[pos])
-        self.fdl[pos + self.depth] = self.fdl[pos]
+        if piece == 0:
+            self.pos = (self.pos - 1) % self.depth
+        rows = slice(None) if self.stage.fft_pieces == 1 else slice(piece, piece + 1)
+        spectrum = self.fdl[self.pos, rows]
+        _rfft(hist[rows, end - 2 * size : end], spectrum)
+        self.fdl[self.pos + self.depth, rows] = spectrum
 
     def compute(self, tick: int, phase: int, slot: int, kernel: _Kernel, s: int) -> None:
         """This block's share of kernel's MAC and inverse FFT for stage ``s``."""
@@ -131,9 +137,11 @@ class _StageState:
                     np.add(dst, row, out=dst)
             if not first:
                 np.add(acc, dst, out=acc)
-        if phase == kernel.ifft_phase[s]:
+        piece = phase - kernel.ifft_phase[s]
+        if 0 <= piece < self.stage.fft_pieces:
+            rows = slice(None) if self.stage.fft_pieces == 1 else slice(piece, piece + 1)
             out = self.obuf[slot][(tick // self.stage.period_blocks + self.lag) % 2]
-            _irfft(self.acc[slot], out, self.scale)
+            _irfft(self.acc[slot][rows], out[rows], self.scale)
 
     def output(self, tick: int, phase: int, slot: int, block: int) -> np.ndarray:
         """This block's frames of the stage's current result for ``slot``."""
@@ -326,8 +334,9 @@ class Convolver:
         assert cur is not None
         for s, st in enumerate(self._states):
             phase = t % st.stage.period_blocks
-            if phase == st.stage.fft_phase:
-                st.take_spectrum(hist, w - (st.lag + phase) * size)
+            piece = phase - st.stage.fft_phase
+            if 0 <= piece < st.stage.fft_pieces:
+                st.take_spectrum(hist, w - (st.lag + phase) * size, piece)
             if nxt is None:
                 st.compute(t, phase, slot, cur, s)
                 seg = st.output(t, phase, slot, size) if cur.used[s] else None

@@ -20,6 +20,8 @@ import numpy as np
 PARTITION_RATIO = 4
 #: Longest partition (FFT of twice this): a bigger FFT in one block would stand out.
 MAX_PARTITION_FRAMES = 4096
+#: Stages with partitions this long do their FFTs one channel per block.
+SPLIT_FFT_FRAMES = 2048
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Stage:
     """One uniform stage: partitions of ``partition_frames`` covering taps [start_tap, stop_tap).
 
     Its work repeats every ``period_blocks`` blocks; the input spectrum is taken in block
-    ``fft_phase`` of the period.
+    ``fft_phase`` of the period, over ``fft_pieces`` blocks: 1, or one per channel.
     """
 
     partition_frames: int
@@ -35,6 +37,7 @@ class Stage:
     stop_tap: int
     period_blocks: int
     fft_phase: int
+    fft_pieces: int = 1
 
     @property
     def partitions(self) -> int:
@@ -72,11 +75,16 @@ def plan_stages(block_size: int, max_taps: int, channels: int = 1) -> tuple[Stag
         size, start = sizes[i]
         stop = sizes[i + 1][1] if i + 1 < len(sizes) else max_taps
         period = size // block_size
+        pieces = channels if size >= SPLIT_FFT_FRAMES and period >= 4 * channels else 1
         phase = 0
-        if period > 1:  # the first half of the period, on the least loaded block
-            phase = int(np.argmin(load.reshape(-1, period).max(axis=0)[: period // 2]))
-            load[phase::period] += _fft_cost(size, channels)
-        stages.append(Stage(size, start, max(stop, start + size), period, phase))
+        if period > 1:  # in the first half of the period, on the least loaded blocks
+            cost = _fft_cost(size, channels) / pieces
+            worst = load.reshape(-1, period).max(axis=0)
+            spans = [worst[p : p + pieces].max() for p in range(period // 2 - pieces + 1)]
+            phase = int(np.argmin(spans))
+            for k in range(pieces):
+                load[phase + k :: period] += cost
+        stages.append(Stage(size, start, max(stop, start + size), period, phase, pieces))
     return tuple(reversed(stages))
 
 
@@ -93,26 +101,29 @@ def schedule(
     in the second half of the period, where it leaves the lowest peak, and each partition
     goes to the block whose worst tick is least loaded. Blocks in phase order take partitions
     from the last down to the first, so partition 0 (the newest spectrum) follows the FFT.
+    ``ifft_phase[s]`` is the block of the first piece of stage s's inverse FFT.
     """
     k_max = stages[-1].period_blocks
     load = np.zeros(k_max)
     for st in stages[1:]:
-        load[st.fft_phase :: st.period_blocks] += _fft_cost(st.partition_frames, channels)
+        for k in range(st.fft_pieces):
+            cost = _fft_cost(st.partition_frames, channels) / st.fft_pieces
+            load[st.fft_phase + k :: st.period_blocks] += cost
     ifft_phase = [0] * len(stages)
     mac: list[list[Chunk | None]] = [[(0, used[0], True) if used[0] else None]]
     mac.extend([None] * st.period_blocks for st in stages[1:])
     for s in reversed(range(1, len(stages))):
-        st, count = stages[s], used[s]
-        period, fft = st.period_blocks, _fft_cost(st.partition_frames, channels)
+        st, count, pieces = stages[s], used[s], stages[s].fft_pieces
+        period, fft = st.period_blocks, _fft_cost(st.partition_frames, channels) / pieces
         if count == 0:
             ifft_phase[s] = -1
             continue
         phase_load = load.reshape(-1, period).max(axis=0)
         unit, cap = _mac_cost(st.partition_frames, channels), chunk_cap(st)
         best: tuple[float, int, list[int]] | None = None
-        for last in range(period // 2, period):
+        for last in range(period // 2, period - pieces + 1):  # the inverse FFT's first block
             trial = phase_load.copy()
-            trial[last] += fft
+            trial[last : last + pieces] += fft
             counts = _spread(trial, count, unit, cap, last + 1)
             peak = float(np.max(trial + unit * np.array(counts)))
             if best is None or peak <= best[0]:
@@ -120,9 +131,10 @@ def schedule(
         assert best is not None
         _, last, counts = best
         ifft_phase[s] = last
-        load[last::period] += fft
+        for k in range(pieces):
+            load[last + k :: period] += fft
         final = max(p for p in range(period) if counts[p])
-        if final < st.fft_phase:  # partition 0 must wait for this period's FFT
+        if final < st.fft_phase + pieces - 1:  # partition 0 must wait for this period's FFT
             counts[final] -= 1
             counts[last] += 1
         stop, first = count, True
