@@ -300,18 +300,27 @@ class Convolver:
         Without ``out`` a new array is returned; the live callback passes ``out``.
         """
         out = check_block(block, self.channels, out)
-        frames = block.shape[1]
-        size, fill, i = self.block_size, self._fill, 0
+        self.stream(block, out)
+        return out
+
+    def stream(self, block: np.ndarray, out: np.ndarray, dry: np.ndarray | None = None) -> None:
+        """`process` without the checks; ``dry`` (optional) gets ``block`` delayed as ``out``.
+
+        For callers that have checked ``block`` and ``out`` (the `Engine`).
+        """
+        size, fill, i, frames = self.block_size, self._fill, 0, block.shape[1]
         while i < frames:
             m = min(frames - i, size - fill)
             self._in[:, fill : fill + m] = block[:, i : i + m]
             out[:, i : i + m] = self._tick_out[:, fill : fill + m]
+            if dry is not None:  # the last block's input: the history's newest frames
+                start = self._w - size + fill
+                dry[:, i : i + m] = self._hist[:, start : start + m]
             fill, i = fill + m, i + m
             if fill == size:
                 self._tick()
                 fill = 0
         self._fill = fill
-        return out
 
     def _tick(self) -> None:
         """Convolve the block in ``_in`` into ``_tick_out``."""

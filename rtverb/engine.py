@@ -107,8 +107,6 @@ class Engine:
         self._gain = np.zeros((2, block_size), np.float32)
         self._wet_buf = np.zeros((channels, block_size), np.float32)
         self._dry_buf = np.zeros((channels, block_size), np.float32)
-        self._delay = np.zeros((channels, block_size), np.float32)  # ring of one block
-        self._delay_pos = 0
         #: Output blocks replaced by silence because they held NaN or Inf.
         self.nonfinite_blocks = 0
         #: Crossfades to a new IR (or pre-delay) begun by the audio thread, and
@@ -186,10 +184,8 @@ class Engine:
     # ---- audio side --------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Silence all state: convolver, dry delay; gains jump to their targets."""
+        """Silence all state (convolver, dry delay); gains jump to their targets."""
         self._conv.reset()
-        self._delay.fill(0)
-        self._delay_pos = 0
         self._wet.value = self._wet.target = self._wet_target
         self._dry.value = self._dry.target = self._dry_target
         self._wet.left = self._dry.left = 0
@@ -202,20 +198,19 @@ class Engine:
         out = check_block(block, self.channels, out)
         if not _finite(block):  # keep NaN and Inf out of the state (and numpy's warnings)
             return self._silence(out)
-        size = self.block_size
-        for i in range(0, block.shape[1], size):
-            m = min(size, block.shape[1] - i)
+        conv, size, frames = self._conv, self.block_size, block.shape[1]
+        for i in range(0, frames, size):
+            m = min(size, frames - i)
             x, y = block[:, i : i + m], out[:, i : i + m]
-            dry, wet = self._dry_buf[:, :m], self._wet_buf[:, :m]
-            self._delay_line(x, dry)  # reads x before y is written: in place is fine
-            self._conv.process(x, wet)
-            self.swaps_started = self._conv.swaps_started
-            self.last_swap_started_s = self._conv.last_swap_started_s
+            wet, dry = self._wet_buf[:, :m], self._dry_buf[:, :m]
+            conv.stream(x, wet, dry)  # reads x before y is written: in place is fine
             gw = self._wet.segment(self._wet_target, self._gain[0, :m], self._ramp)
             gd = self._dry.segment(self._dry_target, self._gain[1, :m], self._ramp)
             np.multiply(wet, gw, out=y)
             np.multiply(dry, gd, out=dry)
             np.add(y, dry, out=y)
+        self.swaps_started = conv.swaps_started
+        self.last_swap_started_s = conv.last_swap_started_s
         if not _finite(out):  # e.g. overflow from absurd input levels
             return self._silence(out)
         return out
@@ -225,14 +220,3 @@ class Engine:
         self.nonfinite_blocks += 1
         self.reset()
         return out
-
-    def _delay_line(self, x: np.ndarray, out: np.ndarray) -> None:
-        """``out`` = ``x`` delayed by one block (the convolver's latency)."""
-        m, pos, ring = x.shape[1], self._delay_pos, self._delay
-        first = min(m, ring.shape[1] - pos)
-        out[:, :first] = ring[:, pos : pos + first]
-        ring[:, pos : pos + first] = x[:, :first]
-        if first < m:
-            out[:, first:] = ring[:, : m - first]
-            ring[:, : m - first] = x[:, first:]
-        self._delay_pos = (pos + m) % ring.shape[1]
