@@ -87,8 +87,10 @@ def material_absorption(material: Material, where: str = "material") -> np.ndarr
                 "coefficients."
             )
         return np.array(db[material]["coeffs"], dtype=np.float64)
-    if isinstance(material, bool):
-        raise RoomError(f"{where}: expected a material name or absorption coefficients, got a bool")
+    if isinstance(material, bool) or not isinstance(material, int | float | Sequence):
+        raise RoomError(
+            f"{where}: expected a material name or absorption coefficients, got {material!r}"
+        )
     values = [material] if isinstance(material, int | float) else list(material)
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         raise RoomError(f"{where}: absorption coefficients must be numbers, got {material!r}")
@@ -97,7 +99,10 @@ def material_absorption(material: Material, where: str = "material") -> np.ndarr
             f"{where}: give 1, 6 or 7 absorption coefficients (bands "
             f"{', '.join(str(int(b)) for b in BANDS_HZ)} Hz), got {len(values)}"
         )
-    coeffs = np.array(values, dtype=np.float64)
+    try:
+        coeffs = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range
+        coeffs = np.full(len(values), np.inf)
     if not np.all(np.isfinite(coeffs)) or np.any(coeffs <= 0) or np.any(coeffs > 1):
         raise RoomError(
             f"{where}: absorption coefficients must lie in (0, 1], got {values}; 0.01 is a hard "
@@ -135,7 +140,10 @@ def _vec3(value: Any, where: str) -> tuple[float, float, float]:
         or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
     ):
         raise RoomError(f"{where}: expected three numbers [x, y, z] in metres, got {value!r}")
-    x, y, z = (float(v) for v in value)
+    try:
+        x, y, z = (float(v) for v in value)
+    except OverflowError:  # an integer beyond float range
+        x = y = z = math.inf
     if not all(math.isfinite(v) for v in (x, y, z)):
         raise RoomError(f"{where}: values must be finite, got {value!r}")
     return (x, y, z)
@@ -190,14 +198,15 @@ class Room:
             spec = PARAMS_BY_NAME[name]
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise RoomError(f"{name.replace('/', '.')}: expected a number, got {value!r}")
-            if not (math.isfinite(value) and spec.min <= value <= spec.max):
+            if not spec.min <= value <= spec.max:  # also refuses NaN and huge integers
                 raise RoomError(
                     f"{name.replace('/', '.')}: {value} is outside {spec.min}..{spec.max}"
                     f"{' ' + spec.unit if spec.unit else ''}"
                 )
             object.__setattr__(self, key, float(value))
-        if not isinstance(self.name, str) or not isinstance(self.description, str):
-            raise RoomError("name and description must be strings")
+        for key in ("name", "description"):
+            if not isinstance(getattr(self, key), str):
+                raise RoomError(f"{key}: expected a string in quotes, got {getattr(self, key)!r}")
 
     # ---- derived acoustics -------------------------------------------------------------
 
@@ -321,7 +330,11 @@ class Room:
         known = {"name", "description", "room", "source", "listener", "mix"}
         for key in data:
             if key not in known:
-                raise RoomError(f"unknown top-level key {key!r}; expected {sorted(known)}")
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise RoomError(
+                    f"{key}: unknown top-level key{hint}; allowed: {', '.join(sorted(known))}"
+                )
         room = _table(data, "room", required=True)
         _check_keys(room, "room", {"size_m", "scattering", "surfaces"})
         surfaces = _table(room, "surfaces", "room.surfaces", required=True)
@@ -383,13 +396,14 @@ class Room:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise RoomError(f"{path}: not valid TOML: {e}") from None
+            at = re.search(r"at line (\d+)", str(e))
+            where = f"{path}:{at.group(1)}" if at else str(path)
+            raise RoomError(f"{where}: not valid TOML: {e}") from None
         try:
             return cls.from_dict(data)
         except (RoomError, TypeError) as e:
             message = str(e)
-            field_name = message.split(":", 1)[0].split(".")[-1]
-            line = _find_line(text, field_name)
+            line = _find_line(text, message.split(":", 1)[0])
             where = f"{path}:{line}" if line else str(path)
             raise RoomError(f"{where}: {message}") from None
 
@@ -431,17 +445,31 @@ def _check_keys(table: dict[str, Any], where: str, allowed: set[str]) -> None:
             )
 
 
-def _find_line(text: str, key: str) -> int | None:
-    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+def _find_line(text: str, field_path: str) -> int | None:
+    """Line of ``field_path`` (``listener.position_m``, ``[room.surfaces]``) in a room file.
+
+    The key's line inside its own table; else the table's header; else the key's first line.
+    """
+    *tables, key = field_path.strip("[]").split(".")
+    table = ".".join(tables)
+    key_line = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    header_line = re.compile(r"^\s*\[([^\[\]]+)\]")
+    current, header, first = "", None, None
     for number, line in enumerate(text.splitlines(), start=1):
-        if pattern.match(line):
-            return number
-    return None
+        if match := header_line.match(line):
+            current = re.sub(r"\s+", "", match.group(1))
+            if current == field_path.strip("[]"):
+                header = number
+        elif key_line.match(line):
+            if current == table:
+                return number
+            first = first or number
+    return header or first
 
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, Sequence):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return repr(float(value))
