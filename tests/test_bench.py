@@ -106,3 +106,21 @@ def test_bad_options_exit_2_with_a_message(argv, match, capsys, tmp_path, monkey
         f.write(np.zeros((1, 100), np.float32))
     assert run_bench(argv) == 2
     assert match in capsys.readouterr().err
+
+
+def test_realtime_mode_is_undone_and_paced() -> None:
+    import os
+    import time
+
+    before = os.sched_getscheduler(0)
+    how, restore = bench._enter_realtime()
+    try:
+        assert "SCHED_FIFO" in how
+    finally:
+        if restore is not None:
+            restore()
+    assert os.sched_getscheduler(0) == before
+    pacer, t0 = bench._Pacer(0.002, on=True), time.perf_counter()
+    for _ in range(5):
+        pacer.wait()
+    assert time.perf_counter() - t0 >= 0.009  # an audio clock: one block per period

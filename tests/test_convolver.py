@@ -87,6 +87,16 @@ def test_call_sizes_give_one_long_calls_output(calls: list[int]) -> None:
     np.testing.assert_array_equal(run(Convolver(ir, 128, SR, max_ir_s=0.1), x, calls), whole)
 
 
+@pytest.mark.parametrize("channels", [1, 4])
+def test_long_stages_fft_one_channel_per_block(channels: int) -> None:
+    rng = np.random.default_rng(channels)
+    ir = decaying_noise(rng, channels, SR // 2, rt60_s=0.4)
+    x = rng.standard_normal((channels, SR // 2 + 5000)).astype(np.float32)
+    cv = Convolver(ir, 64, SR, max_ir_s=0.5)
+    assert cv.stages[-1].fft_pieces == channels
+    assert_matches(run(cv, x, [64, 1000, 3]), reference(x, ir, 64))
+
+
 def test_one_ir_for_every_channel() -> None:
     rng = np.random.default_rng(3)
     ir = decaying_noise(rng, 1, 4000)[0]
