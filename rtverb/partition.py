@@ -116,7 +116,7 @@ def schedule(
         st, count, pieces = stages[s], used[s], stages[s].fft_pieces
         period, fft = st.period_blocks, _fft_cost(st.partition_frames, channels) / pieces
         if count == 0:
-            ifft_phase[s] = -1
+            ifft_phase[s] = period  # never: the stage has nothing to transform
             continue
         phase_load = load.reshape(-1, period).max(axis=0)
         unit, cap = _mac_cost(st.partition_frames, channels), chunk_cap(st)
