@@ -257,8 +257,12 @@ class Convolver:
     def set_ir(self, ir: np.ndarray) -> None:
         """Prepare ``ir`` on this thread and publish it; the audio thread crossfades to it.
 
-        The crossfade starts with the next block, or when the current one ends (the latest IR
-        wins). Invalid IRs raise ValueError and leave the convolver on its current IR.
+        The audio thread takes it at its next block, or when the crossfade under way ends
+        (the latest IR wins). Each stage crossfades linearly over ``crossfade_ms`` from the
+        first block in which it has a whole result for the new IR: the head at once, a stage
+        of L-frame partitions within two of its periods (2 x 4096 frames at most, 171 ms at
+        48 kHz). The old IR's tail keeps ringing meanwhile; the output then is exactly the
+        new IR's. Invalid IRs raise ValueError and leave the convolver on its current IR.
         """
         self._pending = _Kernel(self._check_ir(ir), self.stages, self.channels)
 
