@@ -11,6 +11,7 @@ import sys
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "analyze": ("rtverb.analyze", "Measure an impulse response: T30, EDT, C50, C80, D50, DRR."),
     "bench": ("rtverb.bench", "Does rtverb keep up on this machine? Per-block cost vs pedalboard."),
     "live": ("rtverb.live", "Hear a microphone or a file through the room; OSC moves the room."),
     "presets": ("rtverb.presets", "List the room presets with T30 and C50 of the synthesized IR."),
