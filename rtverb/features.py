@@ -26,7 +26,8 @@ FLOOR_DB = -160.0
 #: Diffuse-field late energy = DIFFUSE_GAIN x (1 - a) / (S a), fitted once on simulated rooms
 #: (median over the training set; the learned model corrects it per room).
 DIFFUSE_GAIN = 35.0
-_ENVELOPE_SCALE_DB = 60.0  # envelope input channels are dB / this, to keep them near [-3, 0]
+#: The analytic envelope enters the model as dB / this (about -0.2 ... -1.6).
+BASELINE_SCALE_DB = 100.0
 
 #: Time coordinate of each frame's centre, seconds.
 FRAME_TIMES_S = (np.arange(N_FRAMES) + 0.5) * FRAME_S
@@ -93,8 +94,7 @@ def model_input(room: Room) -> tuple[np.ndarray, np.ndarray]:
     x = np.empty((N_INPUT_CHANNELS, N_FRAMES), dtype=np.float32)
     x[0] = FRAME_TIMES_S / (N_FRAMES * FRAME_S)
     x[1] = np.clip(since_direct, -5.0, 50.0) / 10.0
-    peak = baseline.max()
-    x[2 : 2 + N_BANDS] = np.maximum(baseline - peak, -3 * _ENVELOPE_SCALE_DB) / _ENVELOPE_SCALE_DB
+    x[2 : 2 + N_BANDS] = baseline / BASELINE_SCALE_DB
     x[2 + N_BANDS :] = room_vector(room)[:, None]
     return x, baseline
 

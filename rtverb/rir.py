@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from rtverb.presets import load_preset
-from rtverb.render import RenderError, SafeWriter, check_output
+from rtverb.audio_io import RenderError, SafeWriter, check_output
 from rtverb.room import RoomError
 
 

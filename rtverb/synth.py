@@ -41,7 +41,7 @@ MODEL_PATH = Path(__file__).parent / "models" / "rir_fno.onnx"
 TAIL_FLOOR_DB = -90.0
 _NOISE_SEED = 20261121
 #: ONNX metadata a model must carry, with the values this runtime expects.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 
 class ModelError(RuntimeError):

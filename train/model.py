@@ -1,8 +1,15 @@
 """The envelope models: a neuraloperator FNO along time (ours) and a GRU (the baseline).
 
 Both map the input channels of `rtverb.features.model_input` (C, N_FRAMES) to a correction
-(8 bands, N_FRAMES) in dB that is added to the analytic envelope. `exportable` turns a trained
-FNO into the same function in real arithmetic (ONNX has no complex tensors).
+(8 bands, N_FRAMES) in dB that is added to the analytic envelope A_b(t). The network outputs
+16 channels along time: c_b(t) and g_b(t); the correction is
+
+    10 dB * c_b(t) + mean_t(g_b) * A_b(t)
+
+so the mean of g_b rescales each band's analytic decay (level and slope: the simulated decay
+differs from Eyring's by 10-50 %, a multiplicative error an additive field learns poorly) and
+c_b(t) shapes the onset and any bend. `exportable` turns a trained FNO into the same function
+in real arithmetic (ONNX has no complex tensors).
 """
 
 from __future__ import annotations
@@ -28,14 +35,18 @@ class ModelConfig:
 
 
 class EnvelopeModel(nn.Module):
-    """``correction_db = OUTPUT_SCALE_DB * net(x)``; x is (batch, C, N_FRAMES)."""
+    """x (batch, C, N_FRAMES) -> correction (batch, 8, N_FRAMES) dB; see the module doc."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return OUTPUT_SCALE_DB * self.net(x)
+        y = self.net(x)
+        n = features.N_BANDS
+        analytic_db = features.BASELINE_SCALE_DB * x[:, 2 : 2 + n]
+        scale = y[:, n:].mean(dim=-1, keepdim=True)
+        return OUTPUT_SCALE_DB * y[:, :n] + scale * analytic_db
 
 
 class GRUNet(nn.Module):
@@ -62,7 +73,7 @@ def load_weights(model: nn.Module, state: dict) -> None:
 
 def build(cfg: ModelConfig) -> EnvelopeModel:
     if cfg.kind == "gru":
-        return EnvelopeModel(GRUNet(features.N_INPUT_CHANNELS, cfg.gru_hidden, features.N_BANDS))
+        return EnvelopeModel(GRUNet(features.N_INPUT_CHANNELS, cfg.gru_hidden, 2 * features.N_BANDS))
     if cfg.kind != "fno":
         raise ValueError(f"unknown model kind {cfg.kind!r}; use 'fno' or 'gru'")
     from neuralop.models import FNO
@@ -70,7 +81,7 @@ def build(cfg: ModelConfig) -> EnvelopeModel:
     net = FNO(
         n_modes=(cfg.modes,),
         in_channels=features.N_INPUT_CHANNELS,
-        out_channels=features.N_BANDS,
+        out_channels=2 * features.N_BANDS,
         hidden_channels=cfg.width,
         n_layers=cfg.layers,
         positional_embedding=None,  # the inputs carry their own time coordinates
