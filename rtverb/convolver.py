@@ -65,7 +65,7 @@ class _Kernel:
             parts = seg.reshape(ir.shape[0], used, size).transpose(1, 0, 2)
             spec = np.fft.rfft(parts, n=2 * size, axis=-1)  # (partitions, ir channels, bins)
             self.spectra.append(np.ascontiguousarray(spec, dtype=np.complex64))
-        self.ifft_phase, self.mac = schedule(stages, self.used, channels)
+        self.ifft_phase, self.mac = schedule(stages, tuple(self.used), channels)
 
 
 def check_block(block: np.ndarray, channels: int, out: np.ndarray | None) -> np.ndarray:
@@ -166,7 +166,9 @@ class Convolver:
     - no locks, no waiting, no I/O; the cost of each block is bounded: a stage's work is
       spread over its period, and during an IR crossfade it is at most twice the usual;
     - IR changes arrive through `set_ir` from any other thread; `process` and `reset` are
-      called from one thread at a time (the audio thread).
+      called from one thread at a time (the audio thread). Python threads share the GIL:
+      a busy control thread delays the audio thread by up to `sys.getswitchinterval()`
+      (5 ms by default; live use wants ~0.5 ms).
     """
 
     def __init__(

@@ -10,6 +10,7 @@ rough cost model (µs on a slow core) that only has to get the proportions right
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from dataclasses import dataclass
@@ -92,16 +93,18 @@ def plan_stages(block_size: int, max_taps: int, channels: int = 1) -> tuple[Stag
 Chunk = tuple[int, int, bool]
 
 
-def schedule(
-    stages: tuple[Stage, ...], used: list[int], channels: int
-) -> tuple[list[int], list[list[Chunk | None]]]:
+#: Per stage: the block of its inverse FFT's first piece, and its MAC chunk in each block.
+Schedule = tuple[tuple[int, ...], tuple[tuple[Chunk | None, ...], ...]]
+
+
+@functools.lru_cache(maxsize=32)  # IRs of one length share one schedule (it takes ~5 ms)
+def schedule(stages: tuple[Stage, ...], used: tuple[int, ...], channels: int) -> Schedule:
     """Spread each stage's MAC over its period, leaving room for its FFT and inverse FFT.
 
     Greedy on a cost model over the longest period, largest stage first: the inverse FFT goes
     in the second half of the period, where it leaves the lowest peak, and each partition
     goes to the block whose worst tick is least loaded. Blocks in phase order take partitions
     from the last down to the first, so partition 0 (the newest spectrum) follows the FFT.
-    ``ifft_phase[s]`` is the block of the first piece of stage s's inverse FFT.
     """
     k_max = stages[-1].period_blocks
     load = np.zeros(k_max)
@@ -143,7 +146,7 @@ def schedule(
                 mac[s][p] = (stop - counts[p], stop, first)
                 load[p::period] += counts[p] * unit
                 stop, first = stop - counts[p], False
-    return ifft_phase, mac
+    return tuple(ifft_phase), tuple(tuple(chunks) for chunks in mac)
 
 
 def _spread(load: np.ndarray, count: int, unit: float, cap: int, phases: int) -> list[int]:
