@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("rtverb.analyze", "Measure an impulse response: T30, EDT, C50, C80, D50, DRR."),
     "bench": ("rtverb.bench", "Does rtverb keep up on this machine? Per-block cost vs pedalboard."),
     "live": ("rtverb.live", "Hear a microphone or a file through the room; OSC moves the room."),
+    "plot": ("rtverb.plot", "Pictures: a room in 3D, an IR, two IRs' decay curves (PNG)."),
     "presets": ("rtverb.presets", "List the room presets with T30 and C50 of the synthesized IR."),
     "rir": ("rtverb.rir", "Synthesize a room's impulse response to an audio file."),
     "render": ("rtverb.render_cli", "Render audio files through pre-chain -> room -> post-chain."),
