@@ -114,11 +114,12 @@ def save_plot(plt: Any, results: list[dict[str, Any]], path: str) -> None:
     blocks = [r["config"]["block_size"] for r in results]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(blocks, [r["config"]["budget_us"] for r in results], "k--", label="budget")
-    for who, style in (("rtverb", "o-"), ("pedalboard", "s-")):
+    for who, marker, color in (("rtverb", "o", "tab:blue"), ("pedalboard", "s", "tab:green")):
         if all(r[who] for r in results):
-            for key, alpha in (("mean_us", 1.0), ("p999_us", 0.5)):
+            for key, line in (("mean_us", "-"), ("p999_us", ":")):
                 label = f"{who} {'mean' if key == 'mean_us' else 'p99.9'}"
-                ax.plot(blocks, [r[who][key] for r in results], style, alpha=alpha, label=label)
+                values = [r[who][key] for r in results]
+                ax.plot(blocks, values, marker + line, color=color, label=label)
     ax.set(
         xscale="log",
         yscale="log",
