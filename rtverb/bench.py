@@ -316,6 +316,13 @@ def measure(
         "load_worst": float(ours_all.max() / budget_us),
         "over_budget_blocks": int(np.sum(ours_all > budget_us)),
     }
+    # The schedule's flatness, robust to the OS: the median cost of each block position in
+    # the longest period; the worst position over the median block.
+    period = engine.convolver.stages[-1].period_blocks
+    position = (WARMUP_BLOCKS + np.arange(n)) % period
+    medians = [float(np.median(ours[position == p])) for p in range(period)]
+    rtverb_stats["worst_position_p50_us"] = max(medians)
+    rtverb_stats["period_blocks"] = period
     rtverb_stats.update(_accuracy(ir, block, sample_rate_hz, rng, can_pb))
     return {
         "config": {

@@ -75,6 +75,9 @@ def _one(r: dict[str, Any]) -> list[str]:
         f"mean {ours['swap_block_mean_us']:.0f} µs",
         f"offline: real-time factor {ours['rtf']:.4f} ({1 / ours['rtf']:.0f}x real time)",
         f"headroom: {ours['headroom']:.1f}x (budget / p99.9: a machine that much slower keeps up)",
+        f"spread: the costliest of the {ours['period_blocks']} block positions of the longest "
+        f"period takes {ours['worst_position_p50_us']:.0f} µs (median), "
+        f"{ours['worst_position_p50_us'] / ours['p50_us']:.2f}x the median block",
         f"accuracy: max error {ours['max_error_vs_fftconvolve']:.1e} x peak vs scipy fftconvolve"
         + (
             f", {ours['max_error_vs_pedalboard']:.1e} vs pedalboard (its gain undone)"
