@@ -89,27 +89,25 @@ def _one(r: dict[str, Any]) -> list[str]:
 
 
 def _table(results: list[dict[str, Any]]) -> list[str]:
-    head = (
-        f"{'block':>6}{'budget':>9}{'mean':>9}{'p99.9':>9}{'max':>9}{'swap max':>10}"
-        f"{'headroom':>10}{'pb mean':>9}{'pb p99.9':>10}{'mean ratio':>12}"
-    )
-    lines = ["", "per block, µs (pb = pedalboard.Convolution, same run)", head]
+    cols = ("block", "budget", "mean", "p50", "p99.9", "max", "swap max", "headroom",
+            "pb mean", "pb p50", "pb p99.9", "mean ratio")  # fmt: skip
+    lines = ["", "per block, µs (pb = pedalboard.Convolution, same run)"]
+    lines.append("".join(f"{k:>{max(8, len(k) + 2)}}" for k in cols))
     for r in results:
         c, o, p = r["config"], r["rtverb"], r["pedalboard"]
-        pb = (
-            f"{p['mean_us']:>9.1f}{p['p999_us']:>10.1f}{o['mean_us'] / p['mean_us']:>12.2f}"
-            if p
-            else f"{'-':>9}{'-':>10}{'-':>12}"
+        values = [c["block_size"], c["budget_us"], o["mean_us"], o["p50_us"], o["p999_us"],
+                  o["max_us"], o["swap_block_max_us"], o["headroom"]]  # fmt: skip
+        values += (
+            [p["mean_us"], p["p50_us"], p["p999_us"], o["mean_us"] / p["mean_us"]] if p else []
         )
+        cells = [f"{v:.2f}" if k in ("headroom", "mean ratio") else f"{v:.0f}"
+                 for k, v in zip(cols, values, strict=False)]  # fmt: skip
+        cells += ["-"] * (len(cols) - len(cells))
         lines.append(
-            f"{c['block_size']:>6}{c['budget_us']:>9.0f}{o['mean_us']:>9.1f}{o['p999_us']:>9.1f}"
-            f"{o['max_us']:>9.1f}{o['swap_block_max_us']:>10.1f}{o['headroom']:>10.1f}{pb}"
+            "".join(f"{v:>{max(8, len(k) + 2)}}" for k, v in zip(cols, cells, strict=True))
         )
-    lines.append(
-        "partitions: "
-        + "; ".join(f"{r['config']['block_size']}: {r['config']['partitions']}" for r in results)
-    )
-    return lines
+    parts = [f"{r['config']['block_size']}: {r['config']['partitions']}" for r in results]
+    return [*lines, "partitions:", *(f"  {x}" for x in parts)]
 
 
 def save_plot(plt: Any, results: list[dict[str, Any]], path: str) -> None:
