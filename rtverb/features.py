@@ -99,6 +99,24 @@ def model_input(room: Room) -> tuple[np.ndarray, np.ndarray]:
     return x, baseline
 
 
+#: The network's fields are in units of this many dB (keeps its activations near 1).
+OUTPUT_SCALE_DB = 10.0
+
+
+def correction_db(fields: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The envelope correction (..., 8, N_FRAMES) dB from the network's 16 fields.
+
+    Fields c_b(t) (the first 8) and g_b(t) (the last 8): ``OUTPUT_SCALE_DB * c_b(t) +
+    mean_t(g_b) * A_b(t)``, A_b the analytic envelope in dB. The mean of g_b rescales each
+    band's analytic decay, level and slope together (the simulated decay differs from Eyring's
+    by 10-50 %, a multiplicative error an additive field learns poorly); c_b shapes the onset
+    and any bend. `train.model.EnvelopeModel` computes the same in torch.
+    """
+    analytic_db = BASELINE_SCALE_DB * x[..., 2 : 2 + N_BANDS, :]
+    scale = fields[..., N_BANDS:, :].mean(axis=-1, keepdims=True)
+    return OUTPUT_SCALE_DB * fields[..., :N_BANDS, :] + scale * analytic_db
+
+
 def hist_to_frames_db(hist: np.ndarray) -> np.ndarray:
     """Simulator histograms (..., 8, 1000 bins of 4 ms) to the model's target (..., 8, N_FRAMES) dB.
 

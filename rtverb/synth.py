@@ -41,7 +41,7 @@ MODEL_PATH = Path(__file__).parent / "models" / "rir_fno.onnx"
 TAIL_FLOOR_DB = -90.0
 _NOISE_SEED = 20261121
 #: ONNX metadata a model must carry, with the values this runtime expects.
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 
 
 class ModelError(RuntimeError):
@@ -101,7 +101,7 @@ class Synthesizer:
     def envelope_db(self, room: Room) -> np.ndarray:
         """Predicted late energy envelope, (8 bands, N_FRAMES) dB per 4 ms bin."""
         x, baseline = features.model_input(room)
-        correction = self.session.run(None, {self._input: x[None]})[0][0]
+        correction = features.correction_db(self.session.run(None, {self._input: x[None]})[0][0], x)
         envelope = np.maximum(baseline + correction, features.FLOOR_DB)
         # nothing arrives before the direct sound (the analytic envelope is silent there too)
         envelope[:, baseline.max(axis=0) <= features.FLOOR_DB] = features.FLOOR_DB

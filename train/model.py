@@ -1,15 +1,10 @@
 """The envelope models: a neuraloperator FNO along time (ours) and a GRU (the baseline).
 
-Both map the input channels of `rtverb.features.model_input` (C, N_FRAMES) to a correction
-(8 bands, N_FRAMES) in dB that is added to the analytic envelope A_b(t). The network outputs
-16 channels along time: c_b(t) and g_b(t); the correction is
-
-    10 dB * c_b(t) + mean_t(g_b) * A_b(t)
-
-so the mean of g_b rescales each band's analytic decay (level and slope: the simulated decay
-differs from Eyring's by 10-50 %, a multiplicative error an additive field learns poorly) and
-c_b(t) shapes the onset and any bend. `exportable` turns a trained FNO into the same function
-in real arithmetic (ONNX has no complex tensors).
+Both map the input channels of `rtverb.features.model_input` (C, N_FRAMES) to 16 fields
+along time, which `rtverb.features.correction_db` turns into a correction (8 bands, N_FRAMES)
+in dB added to the analytic envelope. The ONNX file holds the network (the fields); the
+runtime applies that two-line head in numpy. `exportable` turns a trained FNO into the same
+function in real arithmetic (ONNX has no complex tensors).
 """
 
 from __future__ import annotations
@@ -20,9 +15,6 @@ import torch
 from torch import nn
 
 from rtverb import features
-
-#: The networks output corrections in units of this many dB (keeps activations near 1).
-OUTPUT_SCALE_DB = 10.0
 
 
 @dataclass
@@ -35,7 +27,7 @@ class ModelConfig:
 
 
 class EnvelopeModel(nn.Module):
-    """x (batch, C, N_FRAMES) -> correction (batch, 8, N_FRAMES) dB; see the module doc."""
+    """x (batch, C, N_FRAMES) -> correction (batch, 8, N_FRAMES) dB, as in the runtime."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
@@ -46,7 +38,7 @@ class EnvelopeModel(nn.Module):
         n = features.N_BANDS
         analytic_db = features.BASELINE_SCALE_DB * x[:, 2 : 2 + n]
         scale = y[:, n:].mean(dim=-1, keepdim=True)
-        return OUTPUT_SCALE_DB * y[:, :n] + scale * analytic_db
+        return features.OUTPUT_SCALE_DB * y[:, :n] + scale * analytic_db
 
 
 class GRUNet(nn.Module):
@@ -73,7 +65,9 @@ def load_weights(model: nn.Module, state: dict) -> None:
 
 def build(cfg: ModelConfig) -> EnvelopeModel:
     if cfg.kind == "gru":
-        return EnvelopeModel(GRUNet(features.N_INPUT_CHANNELS, cfg.gru_hidden, 2 * features.N_BANDS))
+        return EnvelopeModel(
+            GRUNet(features.N_INPUT_CHANNELS, cfg.gru_hidden, 2 * features.N_BANDS)
+        )
     if cfg.kind != "fno":
         raise ValueError(f"unknown model kind {cfg.kind!r}; use 'fno' or 'gru'")
     from neuralop.models import FNO
