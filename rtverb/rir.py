@@ -8,8 +8,8 @@ import time
 import warnings
 from pathlib import Path
 
-from rtverb.presets import load_preset
 from rtverb.audio_io import RenderError, SafeWriter, check_output
+from rtverb.presets import load_preset
 from rtverb.room import RoomError
 
 
