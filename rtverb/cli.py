@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `rtverb analyze --json | head`
+        sys.stderr.close()
+        return 141
 
 
 if __name__ == "__main__":

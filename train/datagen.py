@@ -23,10 +23,15 @@ shards and never sees a half-written one.
 
 from __future__ import annotations
 
+import os
+
+# One BLAS/OpenMP thread per process, set before numpy loads: the pool runs one process per core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
