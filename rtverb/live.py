@@ -13,8 +13,8 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +35,19 @@ from rtverb.osc import OscController
 from rtverb.presets import load_preset
 from rtverb.room import Room, RoomError
 from rtverb.roomworker import RoomWorker, geometry_key
+from rtverb.synthprocess import SynthProcess, SynthProcessError
 
 log = logging.getLogger("rtverb.live")
 
 #: Starting room when --preset is not given.
 DEFAULT_PRESET = "studio_live_room"
-#: Seconds of audio the input and recording rings hold (the I/O thread wakes every 5 ms).
+#: Seconds of audio the input and recording rings hold (the I/O thread wakes every 20 ms).
 RING_S = 4.0
 #: How long the end of a run waits for the last room change to reach the audio, seconds.
 SETTLE_S = 3.0
+#: Python's GIL switch interval while live, seconds (default 5 ms, near a whole 256-frame
+#: block): the audio thread waits at most about this long for the GIL held by another thread.
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,12 +126,6 @@ def run(args: argparse.Namespace) -> int:
     return 2  # pragma: no cover (mypy: ExitStack may swallow exceptions)
 
 
-def _synthesizer(kind: str) -> Any:
-    from rtverb import synth
-
-    return synth.synthesize if kind == "model" else synth.synthesize_analytic
-
-
 class Live:
     """Everything `rtverb live` runs, built from its arguments (cleanup goes on ``stack``).
 
@@ -153,16 +151,15 @@ class Live:
         pre, post = (
             self._chain(text, where) for text, where in ((args.pre, "pre"), (args.post, "post"))
         )
-        synthesize = _synthesizer(args.synth)
         t0 = time.perf_counter()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # already logged above
-                ir = synthesize(room, self.sr)
-        except RuntimeError as e:  # rtverb.synth.ModelError
+            synthesize = SynthProcess(args.synth)  # keeps synthesis off this process's GIL
+        except SynthProcessError as e:  # e.g. rtverb.synth.ModelError in the child
             raise RuntimeError(f"{e}\n(--synth analytic runs without the model)") from None
+        stack.callback(synthesize.close)
+        ir = synthesize(room, self.sr)
         log.info(
-            "%s: IR %.2f s synthesized in %.0f ms",
+            "%s: IR %.2f s synthesized in %.0f ms (with the synthesis process's start)",
             room.name,
             len(ir) / self.sr,
             (time.perf_counter() - t0) * 1e3,
@@ -316,6 +313,7 @@ class Live:
     def run(self, console: Any) -> int:
         """Stream until --seconds, the end of a non-looping --input (plus the room's tail), or
         Ctrl-C; then shut down in order and report."""
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.worker.start()
         self.pump.prime()
         self.pump.start()
@@ -330,7 +328,8 @@ class Live:
             with display:
                 while time.perf_counter() < stop_at:
                     time.sleep(1 / STATUS_HZ)
-                    display.update(self._status_text(time.perf_counter() - t0))
+                    if display.enabled:
+                        display.update(self._status_text(time.perf_counter() - t0))
                     if self.source is not None and self.source.finished and not self.args.loop:
                         if not self.session.source_finished:
                             self.session.source_finished = True
@@ -374,6 +373,7 @@ class Live:
                 "callbacks": s.callbacks,
                 "frames": s.frames,
                 "xruns": s.xruns,
+                "xrun_at_callbacks": [int(i) for i in s.xrun_at if i >= 0],
                 "late_callbacks": s.late_callbacks,
                 "callback_exceptions": s.callback_exceptions,
                 "first_exception": s.first_exception or None,

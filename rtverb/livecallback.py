@@ -20,6 +20,8 @@ from rtverb.liveio import Ring
 
 #: Smoothing of the displayed callback load (exponential moving average per callback).
 LOAD_SMOOTHING = 0.02
+#: The callback numbers of this many first xruns are kept (when in the run they happened).
+XRUN_LOG = 16
 
 
 class LiveStats:
@@ -29,7 +31,8 @@ class LiveStats:
         self.callbacks = 0
         self.frames = 0
         self.xruns = 0  # callbacks the audio server flagged (input overflow / output underflow)
-        self.late_callbacks = 0  # callbacks that took longer than their block: rtverb's xruns
+        self.xrun_at = np.full(XRUN_LOG, -1, np.int64)  # callback numbers of the first xruns
+        self.late_callbacks = 0  # callbacks that ran longer than their block
         self.callback_exceptions = 0
         self.first_exception = ""
         self.worst_s = 0.0
@@ -76,6 +79,8 @@ class LiveSession:
         outdata, frames, _, status = args[-4:]
         try:
             if status.output_underflow or status.input_overflow:
+                if s.xruns < XRUN_LOG:
+                    s.xrun_at[s.xruns] = s.callbacks
                 s.xruns += 1
             for i in range(0, frames, self.block):
                 m = min(self.block, frames - i)

@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 
 #: Frames moved per read or write by the I/O thread.
 IO_CHUNK_FRAMES = 4096
-#: How often the I/O thread wakes, seconds (the rings hold many times this).
-IO_PERIOD_S = 0.005
+#: How often the I/O thread wakes, seconds (the rings hold seconds).
+IO_PERIOD_S = 0.02
 
 
 class Ring:

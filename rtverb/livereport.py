@@ -26,6 +26,7 @@ class StatusLine:
 
     def __init__(self, console: Any, enabled: bool) -> None:
         self._live: Any = None
+        self.enabled = enabled
         if enabled:
             from rich.live import Live as RichLive
 

@@ -163,6 +163,7 @@ class OscController:
         status: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.room = room
+        self._domain_warnings = room.domain_warnings()
         self._on_room = on_room
         self._on_mix = on_mix
         self._status = status
@@ -252,9 +253,9 @@ class OscController:
             Reply(d, r.address, r.args) for d in self._feedback_dests(txn.sender) for r in feedback
         ]
         notes = list(txn.warnings)
-        if changed:
-            before = set(old.domain_warnings())
-            notes += [w for w in new.domain_warnings() if w not in before]
+        if any(not n.startswith("mix/") for n in changed):
+            before, self._domain_warnings = self._domain_warnings, new.domain_warnings()
+            notes += [w for w in self._domain_warnings if w not in before]
         for note in notes:
             log.info("OSC: %s", note)
             out.append(Reply(txn.sender, "/rtverb/warning", (note,)))

@@ -5,10 +5,14 @@ the latest one (latest wins), synthesizes its impulse response on its own thread
 to the engine (``engine.set_ir``), whose audio thread crossfades to it. Nothing here ever runs
 on, or waits for, the audio thread; the audio thread never waits for the worker.
 
-Knob-to-ear latency is measured per synthesized room: from the earliest change the new IR
-covers (``received_s``, `time.perf_counter`) to the moment the audio thread starts the
-crossfade (``engine.last_swap_started_s``), plus one block (the first output block with the new
-room fading in).
+The engine crossfades one IR at a time and takes the latest IR published when a crossfade ends,
+so the worker waits for the engine to be free *before* it takes the latest room and synthesizes
+it: the IR it publishes is as fresh as possible and starts fading in at the next block.
+
+Knob-to-ear latency is measured per change: from its arrival (``received_s``,
+`time.perf_counter`) to the moment the audio thread starts the crossfade to a room that includes
+it (``engine.last_swap_started_s``), plus one block (the first output block with the new room
+fading in). A change that arrives during a crossfade waits for it to end.
 """
 
 from __future__ import annotations
@@ -30,9 +34,13 @@ log = logging.getLogger(__name__)
 #: How long the worker waits for the audio thread to start the crossfade to a new IR before it
 #: stops measuring that change's latency (no audio running, e.g. in tests), seconds.
 SWAP_WAIT_S = 0.25
-#: Poll period while waiting for the crossfade to start, seconds (well under one block).
-SWAP_POLL_S = 0.0005
-#: Latencies kept for the summary (the most recent).
+#: Poll period while waiting for the audio thread (a fraction of a 256-frame block: every wake-up
+#: takes the GIL from the audio thread's point of view, so not much finer), seconds.
+SWAP_POLL_S = 0.002
+#: Longest wait for the engine to finish a crossfade before publishing anyway (no audio
+#: running), seconds.
+BUSY_WAIT_S = 1.0
+#: Latencies kept for the summary (the most recent), and arrival times kept per pending room.
 LATENCY_HISTORY = 10_000
 
 
@@ -46,6 +54,12 @@ class IrSink(Protocol):
     def last_swap_started_s(self) -> float: ...
 
     def set_ir(self, ir: np.ndarray) -> None: ...
+
+
+def _engine_busy(engine: IrSink) -> bool:
+    """Whether the engine is still crossfading (`rtverb.convolver.Convolver.swapping`)."""
+    convolver = getattr(engine, "convolver", None)
+    return bool(getattr(convolver, "swapping", False))
 
 
 Synthesize = Callable[[Room, int], np.ndarray]
@@ -96,7 +110,8 @@ class RoomWorker:
         self._block_s = float(block_s)
         self._on_error = on_error
         self._cond = threading.Condition()
-        self._pending: tuple[Room, float | None] | None = None
+        self._pending: Room | None = None
+        self._arrivals: list[float] = []  # arrival times of the changes the pending room covers
         self._busy = False
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -144,16 +159,14 @@ class RoomWorker:
         Args:
             room: the new room.
             received_s: `time.perf_counter` when the change arrived, for the latency figures.
-                Of coalesced changes the earliest time is kept (the conservative latency).
         """
         with self._cond:
             self.requests += 1
             if self._pending is not None:
                 self.coalesced += 1
-                earlier = self._pending[1]
-                if earlier is not None and (received_s is None or earlier < received_s):
-                    received_s = earlier
-            self._pending = (room, received_s)
+            self._pending = room
+            if received_s is not None and len(self._arrivals) < LATENCY_HISTORY:
+                self._arrivals.append(received_s)
             self._cond.notify()
 
     def wait_idle(self, timeout_s: float = 10.0) -> bool:
@@ -192,12 +205,19 @@ class RoomWorker:
                     self._cond.wait()
                 if self._stopping:
                     return
-                assert self._pending is not None
-                room, received_s = self._pending
-                self._pending = None
                 self._busy = True
+            # wait (unlocked: submit never waits) until the engine can take a new IR now
+            deadline = time.perf_counter() + BUSY_WAIT_S
+            while _engine_busy(self._engine) and time.perf_counter() < deadline:
+                if self._stopping:
+                    return
+                time.sleep(SWAP_POLL_S)
+            with self._cond:
+                room, arrivals = self._pending, self._arrivals
+                self._pending, self._arrivals = None, []
+            assert room is not None
             try:
-                self._apply(room, received_s)
+                self._apply(room, arrivals)
             except Exception as e:  # never let the worker die: the engine keeps its IR
                 self._fail(f"room worker: {type(e).__name__}: {e}")
 
@@ -208,7 +228,7 @@ class RoomWorker:
         if self._on_error is not None:
             self._on_error(message)
 
-    def _apply(self, room: Room, received_s: float | None) -> None:
+    def _apply(self, room: Room, arrivals: list[float]) -> None:
         key = geometry_key(room)
         new_predelay = self._predelay and room.predelay_ms != self._applied_predelay_ms
         if key == self._applied_key:
@@ -235,19 +255,19 @@ class RoomWorker:
         self._applied_key = key
         self.ir_taps = int(ir.shape[-1])
         self.syntheses += 1
-        if received_s is not None:
-            self._measure(swaps_before, received_s)
+        if arrivals:
+            self._measure(swaps_before, arrivals)
 
     def _set_predelay(self, room: Room) -> None:
         self._engine.set_mix(predelay_ms=room.predelay_ms)  # type: ignore[attr-defined]
         self._applied_predelay_ms = room.predelay_ms
         self.predelay_changes += 1
 
-    def _measure(self, swaps_before: int, received_s: float) -> None:
+    def _measure(self, swaps_before: int, arrivals: list[float]) -> None:
         deadline = time.perf_counter() + SWAP_WAIT_S
         while self._engine.swaps_started == swaps_before:
             if self._stopping or time.perf_counter() > deadline:
                 return
             time.sleep(SWAP_POLL_S)
         started = self._engine.last_swap_started_s
-        self.latency_ms.append((started - received_s + self._block_s) * 1e3)
+        self.latency_ms.extend((started - t + self._block_s) * 1e3 for t in arrivals)

@@ -33,27 +33,41 @@ def stand_in_synth(delay_s: float = 0.0, calls: list[Room] | None = None):
 
 
 class FakeEngine:
-    """Records set_ir; with ``audio=True`` a thread plays the audio thread's part: it starts the
-    crossfade to a published IR at the next block boundary."""
+    """Records set_ir; with ``audio=True`` a thread plays the audio thread's part: at each block
+    boundary it starts crossfading to the latest published IR, unless a crossfade of
+    ``fade_blocks`` is still running (as `rtverb.convolver.Convolver` does)."""
 
-    def __init__(self, audio: bool = False) -> None:
+    def __init__(self, audio: bool = False, fade_blocks: int = 0) -> None:
         self.irs: list[np.ndarray] = []
         self.swaps_started = 0
         self.last_swap_started_s = 0.0
+        self.published_during_fade = 0
         self._published = 0
+        self._fade_left = 0
+        self._fade_blocks = fade_blocks
+        self.convolver = self  # the worker reads engine.convolver.swapping
         self._stop = threading.Event()
         if audio:
             threading.Thread(target=self._audio, daemon=True).start()
 
+    @property
+    def swapping(self) -> bool:
+        return self._fade_left > 0 or self._published > self.swaps_started
+
     def set_ir(self, ir: np.ndarray) -> None:
+        if self._fade_left > 0:
+            self.published_during_fade += 1
         self.irs.append(ir)
         self._published += 1
 
     def _audio(self) -> None:
         while not self._stop.wait(BLOCK_S):
-            if self._published > self.swaps_started:
+            if self._fade_left > 0:
+                self._fade_left -= 1
+            elif self._published > self.swaps_started:
                 self.last_swap_started_s = time.perf_counter()
                 self.swaps_started = self._published
+                self._fade_left = self._fade_blocks
 
     def close(self) -> None:
         self._stop.set()
@@ -160,3 +174,43 @@ def test_unusable_shapes_are_refused(bad):
         w.submit(sized(6.0))
         assert w.wait_idle(WAIT_S)
     assert engine.irs == [] and w.errors == 1
+
+
+def test_changes_during_a_crossfade_wait_for_it_and_only_the_latest_is_synthesized():
+    fade_blocks = 20  # ~107 ms, like the engine's multi-stage crossfade
+    engine = FakeEngine(audio=True, fade_blocks=fade_blocks)
+    calls: list[Room] = []
+    try:
+        with RoomWorker(
+            engine, sample_rate_hz=SR, block_s=BLOCK_S, synthesize=stand_in_synth(0.002, calls)
+        ) as w:
+            rooms = [sized(6.0 + 0.01 * i) for i in range(60)]
+            for room in rooms:  # 60 changes over ~0.6 s, a fader sweep at 100 per second
+                w.submit(room, received_s=time.perf_counter())
+                time.sleep(0.01)
+            assert w.wait_idle(WAIT_S)
+    finally:
+        engine.close()
+    assert w.applied_room == rooms[-1]
+    assert engine.published_during_fade == 0  # never an IR that waits behind a crossfade
+    # one synthesis per crossfade, not per change
+    assert len(calls) <= 0.6 / (fade_blocks * BLOCK_S) + 2
+    summary = w.latency_summary()
+    assert summary["count"] == 60  # every change is timed
+    # no change waits longer than one crossfade, a synthesis and two blocks (loaded-machine slack)
+    assert summary["max_ms"] <= (fade_blocks + 2) * BLOCK_S * 1e3 + 2 + 50
+
+
+def test_synth_process_matches_in_process_synthesis_and_reports_errors():
+    from rtverb import synth
+    from rtverb.synthprocess import SynthProcess, SynthProcessError
+
+    room = sized(6.0)
+    with SynthProcess("analytic") as child:
+        ir = child(room, SR)
+        np.testing.assert_array_equal(ir, synth.synthesize_analytic(room, SR))
+        with pytest.raises(SynthProcessError, match="sample_rate_hz"):
+            child(room, 10)  # the child's ValueError comes back; the child keeps serving
+        assert child(room, SR).shape == ir.shape
+    with pytest.raises(ValueError, match="kind"):
+        SynthProcess("neural")

@@ -1,0 +1,458 @@
+"""rtverb live: the ring buffers, the audio callback, command-line errors, and an integration run
+against a real (JACK dummy) audio server with OSC room changes over UDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from pedalboard.io import AudioFile
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import build_msg
+
+from rtverb import cli
+from rtverb.engine import Engine
+from rtverb.livecallback import LiveSession
+from rtverb.liveio import Ring
+from rtverb.presets import load_preset
+from rtverb.room import Room
+
+SR = 48000
+BLOCK = 256
+TONE_HZ = 220.0
+TONE_AMPLITUDE = 0.25
+#: No click: the largest sample-to-sample step of the output may be at most this many times the
+#: steepest step of a pure tone with the output's peak amplitude (peak * 2 pi f / fs). A steady
+#: room, a crossfade between two rooms (30 ms) and a gain ramp (20 ms) stay under 2x; switching
+#: IRs without a crossfade jumps by up to the peak itself, about 17x at 220 Hz.
+MAX_JUMP_RATIO = 2.0
+
+
+def status(**flags: bool) -> SimpleNamespace:
+    return SimpleNamespace(**{"output_underflow": False, "input_overflow": False, **flags})
+
+
+def tone(frames: int, channels: int = 1) -> np.ndarray:
+    t = np.arange(frames) / SR
+    x = (TONE_AMPLITUDE * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)
+    return np.repeat(x[None], channels, axis=0)
+
+
+def jump_ratio(y: np.ndarray) -> float:
+    """Largest sample-to-sample step over the steepest step of a tone at the output's peak."""
+    peak = float(np.max(np.abs(y)))
+    return float(np.max(np.abs(np.diff(y, axis=-1)))) / (peak * 2 * np.pi * TONE_HZ / SR)
+
+
+def decaying_noise(seconds: float, seed: int = 0) -> np.ndarray:
+    taps = int(seconds * SR)
+    rng = np.random.default_rng(seed)
+    return (0.3 * rng.standard_normal(taps) * np.exp(-np.arange(taps) / (0.1 * taps))).astype(
+        np.float32
+    )
+
+
+# ---- ring buffer -----------------------------------------------------------------------------
+
+
+def test_ring_wraps_and_never_overwrites_unread_audio():
+    ring = Ring(2, 10)
+    data = np.arange(2 * 25, dtype=np.float32).reshape(2, 25)
+    out = np.zeros((2, 7), np.float32)
+    got: list[np.ndarray] = []
+    written = 0
+    for _ in range(20):
+        written += ring.write(data[:, written : written + 6])
+        n = ring.read_into(out)
+        got.append(out[:, :n].copy())
+        assert 0 <= ring.available() <= ring.capacity
+    np.testing.assert_array_equal(np.concatenate(got, axis=1), data[:, :written])
+    assert written == 25
+    assert ring.write(np.ones((2, 20), np.float32)) == 10  # only what fits
+
+
+def test_ring_between_two_threads_delivers_every_frame_in_order():
+    ring = Ring(1, 1000)
+    total = 200_000
+    received = np.zeros(total, np.float32)
+
+    def produce() -> None:
+        sent = 0
+        while sent < total:
+            chunk = np.arange(sent, min(sent + 300, total), dtype=np.float32)[None]
+            sent += ring.write(chunk)
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    have, buf = 0, np.zeros((1, 256), np.float32)
+    while have < total:
+        n = ring.read_into(buf)
+        received[have : have + n] = buf[0, :n]
+        have += n
+    thread.join()
+    np.testing.assert_array_equal(received, np.arange(total, dtype=np.float32))
+
+
+# ---- the callback ------------------------------------------------------------------------------
+
+
+def make_session(ir: np.ndarray, **kwargs) -> LiveSession:
+    engine = Engine(ir, channels=2, block_size=BLOCK, sample_rate_hz=SR, wet_db=0.0, dry_db=-70.0)
+    return LiveSession(engine, channels=2, block=BLOCK, sample_rate_hz=SR, **kwargs)
+
+
+def test_callback_output_is_the_engine_output_for_device_and_file_input():
+    ir = np.zeros(100, np.float32)
+    ir[10] = 0.5  # a delay of 10 taps at half gain
+    x = tone(BLOCK * 8, 2)
+    # duplex stream: indata is (frames, channels)
+    session = make_session(ir)
+    out = np.zeros((BLOCK * 8, 2), np.float32)
+    for b in range(8):
+        sl = slice(b * BLOCK, (b + 1) * BLOCK)
+        session.callback(x[:, sl].T.copy(), out[sl], BLOCK, None, status())
+    expected = np.zeros_like(x)
+    expected[:, BLOCK + 10 :] = 0.5 * x[:, : -BLOCK - 10]  # engine latency: one block
+    np.testing.assert_allclose(out.T, expected, atol=1e-5)
+    # output-only stream fed from a ring; the output also goes to the recording ring
+    src, rec = Ring(2, SR), Ring(2, SR)
+    src.write(x)
+    session = make_session(ir, source_ring=src, record_ring=rec)
+    out2 = np.zeros_like(out)
+    for b in range(8):
+        session.callback(out2[b * BLOCK : (b + 1) * BLOCK], BLOCK, None, status())
+    np.testing.assert_allclose(out2, out, atol=1e-6)
+    recorded = np.zeros((2, BLOCK * 8), np.float32)
+    assert rec.read_into(recorded) == BLOCK * 8
+    np.testing.assert_array_equal(recorded, out2.T)
+    assert session.stats.callbacks == 8 and session.stats.input_underruns == 0
+
+
+def test_callback_counts_xruns_underruns_and_survives_exceptions():
+    session = make_session(decaying_noise(0.1), source_ring=Ring(2, SR))
+    out = np.ones((BLOCK, 2), np.float32)
+    session.callback(out, BLOCK, None, status(output_underflow=True))
+    assert session.stats.xruns == 1
+    assert session.stats.input_underruns == 1  # the ring was empty before the file ended
+    session.source_finished = True
+    session.callback(out, BLOCK, None, status())
+    assert session.stats.input_underruns == 1  # silence after the end is not an underrun
+
+    class Broken:
+        def process(self, x, out=None):
+            raise RuntimeError("boom")
+
+    session.engine = Broken()
+    out.fill(1)
+    session.callback(out, BLOCK, None, status())
+    assert session.stats.callback_exceptions == 1
+    assert "boom" in session.stats.first_exception
+    assert not out.any()  # the failed block is silence, not garbage
+
+
+def _peak_allocation(step, repeats: int = 200) -> int:
+    """Largest number of bytes allocated (and traced by tracemalloc) during one ``step()``."""
+    for _ in range(50):  # warm up caches, FFT plans, crossfade state
+        step()
+    tracemalloc.start()
+    try:
+        worst = 0
+        for _ in range(repeats):
+            tracemalloc.reset_peak()
+            before, _ = tracemalloc.get_traced_memory()
+            step()
+            worst = max(worst, tracemalloc.get_traced_memory()[1] - before)
+    finally:
+        tracemalloc.stop()
+    return worst
+
+
+def test_callback_allocation_does_not_grow_with_the_ir():
+    """The real-time contract: no allocation that grows with the IR, and the callback adds less
+    than one block to whatever the engine allocates per block."""
+    one_block_bytes = 2 * BLOCK * 4
+    x, drain = tone(BLOCK, 2), np.zeros((2, BLOCK), np.float32)
+    out = np.zeros((BLOCK, 2), np.float32)
+    figures = {}
+    for ir_s in (0.5, 4.0):
+        src, rec = Ring(2, SR), Ring(2, SR)
+        session = make_session(decaying_noise(ir_s), source_ring=src, record_ring=rec)
+
+        def step(session=session, src=src, rec=rec) -> None:
+            src.write(x)
+            session.callback(out, BLOCK, None, status())
+            rec.read_into(drain)
+
+        figures[f"callback {ir_s} s"] = _peak_allocation(step)
+        engine = make_session(decaying_noise(ir_s)).engine
+        y = np.zeros((2, BLOCK), np.float32)
+        figures[f"engine {ir_s} s"] = _peak_allocation(lambda e=engine, y=y: e.process(x, out=y))
+    print(f"peak bytes allocated per block: {figures}")
+    assert figures["callback 4.0 s"] <= figures["callback 0.5 s"] + one_block_bytes
+    for ir_s in (0.5, 4.0):
+        assert figures[f"callback {ir_s} s"] <= figures[f"engine {ir_s} s"] + one_block_bytes
+
+
+def test_jump_metric_catches_a_hard_ir_switch():
+    """The click bound of the integration test can fail: switching IRs without a crossfade."""
+    x = tone(SR)[0]
+    y1 = np.convolve(x, decaying_noise(0.2, seed=1))[: len(x)]
+    y2 = np.convolve(x, decaying_noise(0.2, seed=2))[: len(x)]
+    switched = np.concatenate([y1[: SR // 2], y2[SR // 2 :]])
+    assert jump_ratio(y1[SR // 4 :]) < MAX_JUMP_RATIO
+    assert jump_ratio(switched[SR // 4 :]) > MAX_JUMP_RATIO
+
+
+# ---- command-line errors -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--preset", "studio_live_rom"], "studio_live_room"),
+        (["--input", "/nonexistent/x.wav"], "no such file"),
+        (["--loop"], "--loop needs --input"),
+        (["--block", "3"], "16 to 8192"),
+        (["--seconds", "0"], "positive"),
+        (["--pre", "Reverbb(room_size=0.5)"], "Reverb"),
+    ],
+)
+def test_setup_errors_name_the_problem(argv, fragment, capsys):
+    assert cli.main(["live", "--no-osc", "--synth", "analytic", *argv]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_record_never_replaces_a_file_unasked(tmp_path, capsys):
+    existing = tmp_path / "take.wav"
+    existing.write_bytes(b"precious")
+    wav = tmp_path / "in.wav"
+    with AudioFile(str(wav), "w", SR, 1) as f:
+        f.write(tone(SR // 10))
+    argv = ["live", "--no-osc", "--synth", "analytic", "--input", str(wav)]
+    assert cli.main([*argv, "--record", str(existing)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main([*argv, "--record", str(wav), "--overwrite"]) == 2
+    assert "input" in capsys.readouterr().err
+    assert existing.read_bytes() == b"precious" and wav.stat().st_size > 0
+
+
+def test_a_device_that_cannot_open_lists_the_devices(tmp_path, capsys):
+    wav = tmp_path / "in.wav"
+    with AudioFile(str(wav), "w", SR, 1) as f:
+        f.write(tone(SR // 10))
+    argv = ["live", "--no-osc", "--synth", "analytic", "--input", str(wav)]
+    assert cli.main([*argv, "--device", "no-such-device-xyz"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open device 'no-such-device-xyz'" in err and "--device" in err
+
+
+# ---- integration: a real audio server, OSC over UDP -------------------------------------------
+
+#: Xruns tolerated (as a fraction of callbacks) only while other processes oversubscribe the
+#: CPU (1-minute load average above the core count when the test starts): a Python callback
+#: must take the GIL at every block, and a non-audio rtverb thread that a foreign process
+#: preempts while it holds the GIL delays it. Measured here at load 7 on 2 cores: 2-12 xruns in
+#: 1875 callbacks (with Python's default 5 ms GIL switch interval: 46). On an idle machine, as
+#: in CI, the test tolerates none.
+XRUN_FRACTION_UNDER_FOREIGN_LOAD = 0.01
+RUN_S = 10.0  # the issue asks for at least 10 s
+CHANGES_PER_S = 60  # and at least 50 room changes per second
+#: The last message: a bundle setting every room parameter to a float32-exact value.
+FINAL = {
+    "room/size": (8.5, 6.25, 3.5),
+    "room/scattering": (0.25,),
+    "source/position": (2.5, 3.0, 1.5),
+    "listener/position": (6.0, 2.5, 1.25),
+    "room/surface/floor": ("carpet_cotton",),
+    "room/surface/ceiling": (0.5,),
+    "room/surface/east": (0.125, 0.25, 0.25, 0.375, 0.5, 0.5),
+    "room/surface/west": ("plasterboard",),
+    "room/surface/north": ("hard_surface",),
+    "room/surface/south": ("wooden_lining",),
+    "mix/wet_db": (-8.0,),
+    "mix/dry_db": (0.0,),
+    "mix/predelay_ms": (10.0,),
+}
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _synth_kind() -> str:
+    """The shipped model when it loads; else the analytic baseline (same real-time path)."""
+    from rtverb import synth
+
+    try:
+        synth.default_synthesizer()
+        return "model"
+    except synth.ModelError as e:
+        print(f"the model does not load ({e}); running with --synth analytic")
+        return "analytic"
+
+
+@pytest.fixture
+def jack_server():
+    """A clocked JACK dummy server (48 kHz, 256 frames) of its own name; stopped by PID."""
+    if shutil.which("jackd") is None:
+        pytest.skip("jackd is not installed (Debian: apt-get install jackd2 libportaudio2)")
+    name = f"rtverb_test_{os.getpid()}"
+    proc = subprocess.Popen(
+        ["jackd", "-n", name, "-d", "dummy", "-r", str(SR), "-p", str(BLOCK)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # ready when a client can connect
+            probe = subprocess.run(["jack_lsp"], env=env, capture_output=True, timeout=10)
+            if probe.returncode == 0 and b"system:playback_1" in probe.stdout:
+                break
+            assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
+            time.sleep(0.2)
+        else:
+            pytest.fail("the JACK dummy server did not come up in 15 s")
+        yield env
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _sender(port: int, stop: threading.Event, log: dict) -> None:
+    """Room changes at CHANGES_PER_S over UDP: sweeps of every kind of address, then FINAL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    dest = ("127.0.0.1", port)
+    for _ in range(150):  # wait until rtverb answers
+        sock.sendto(build_msg("/rtverb/get", ["room/size/x"]).dgram, dest)
+        try:
+            sock.recv(65536)
+            break
+        except TimeoutError:
+            continue
+    else:
+        log["error"] = "rtverb never answered /rtverb/get"
+        return
+    sock.setblocking(False)
+    t0 = time.perf_counter()
+    i = 0
+    while time.perf_counter() - t0 < RUN_S - 1.5 and not stop.is_set():
+        phase = i / CHANGES_PER_S
+        kind = i % 6
+        if kind == 0:
+            m = build_msg("/rtverb/room/size/x", [7.0 + 2.0 * np.sin(phase)])
+        elif kind == 1:
+            m = build_msg("/rtverb/norm/source/position", [0.3 + 0.1 * np.sin(phase), 0.5, 0.4])
+        elif kind == 2:
+            m = build_msg("/rtverb/room/scattering", [0.2 + 0.1 * np.sin(phase)])
+        elif kind == 3:
+            m = build_msg("/rtverb/room/surface/ceiling", [0.3 + 0.2 * np.sin(phase)])
+        elif kind == 4:
+            m = build_msg("/rtverb/mix/wet_db", [-8.0 + 3.0 * np.sin(phase)])
+        else:
+            m = build_msg("/rtverb/listener/position/y", [2.5 + np.sin(phase)])
+        sock.sendto(m.dgram, dest)
+        i += 1
+        time.sleep(max(0.0, t0 + i / CHANGES_PER_S - time.perf_counter()))
+    log["rate_per_s"] = i / (time.perf_counter() - t0)
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for address, args in FINAL.items():
+        bundle.add_content(build_msg("/rtverb/" + address, list(args)))
+    sock.sendto(bundle.build().dgram, dest)
+    log["sent"] = i + 1
+    echoes = 0
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        try:
+            echoes += OscMessage(sock.recv(65536)).address.startswith("/rtverb/")
+        except (BlockingIOError, TimeoutError):
+            time.sleep(0.01)
+    log["echoes"] = echoes
+    sock.close()
+
+
+def _expected_final_room(start: Room) -> dict:
+    values = {}
+    for address, args in FINAL.items():
+        if address in ("room/size", "source/position", "listener/position"):
+            values.update({f"{address}/{a}": v for a, v in zip("xyz", args, strict=True)})
+        else:
+            values[address] = args[0] if len(args) == 1 else tuple(args)
+    return start.with_values(values).to_dict()
+
+
+@pytest.mark.slow
+def test_live_with_room_changes_over_udp(jack_server, tmp_path):
+    wav, out, summary_path = tmp_path / "tone.wav", tmp_path / "out.wav", tmp_path / "sum.json"
+    with AudioFile(str(wav), "w", SR, 1, bit_depth=32) as f:
+        f.write(tone(int(RUN_S * SR)))  # a whole number of periods: the loop is seamless
+    port = _free_udp_port()
+    synth_kind = _synth_kind()
+    cores = os.cpu_count() or 1
+    oversubscribed = os.getloadavg()[0] > cores
+    cmd = [
+        sys.executable, "-m", "rtverb", "live", "--input", str(wav), "--loop",
+        "--device", "system", "--block", str(BLOCK), "--sample-rate", str(SR),
+        "--preset", "studio_live_room", "--synth", synth_kind, "--osc-port", str(port),
+        "--record", str(out), "--seconds", str(RUN_S), "--summary-json", str(summary_path),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=jack_server, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    stop, log = threading.Event(), {}
+    sender = threading.Thread(target=_sender, args=(port, stop, log))
+    sender.start()
+    try:
+        output, _ = proc.communicate(timeout=RUN_S + 60)
+    finally:
+        stop.set()
+        sender.join()
+        if proc.poll() is None:
+            proc.kill()
+    text = output.decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "error" not in log, log
+    summary = json.loads(summary_path.read_text())
+    print(f"\nsynth={synth_kind} sender={log} summary={json.dumps(summary, indent=1)}")
+
+    assert log["rate_per_s"] >= 50
+    assert summary["callback_exceptions"] == 0, summary["first_exception"]
+    # xruns caused by rtverb: callbacks that overran their block, and server-reported xruns
+    allowed = int(XRUN_FRACTION_UNDER_FOREIGN_LOAD * summary["callbacks"]) if oversubscribed else 0
+    print(f"load average {os.getloadavg()[0]:.1f} on {cores} cores: {allowed} xruns tolerated")
+    assert summary["late_callbacks"] <= allowed
+    assert summary["xruns"] <= allowed
+    assert summary["callbacks"] >= (RUN_S - 1) * SR / BLOCK
+    assert summary["input_underruns"] == 0 and summary["nonfinite_blocks"] == 0
+    assert summary["osc"]["packets"] >= log["sent"]  # nothing dropped by the socket
+    assert summary["osc"]["errors"] == 0
+    assert summary["room_changes"] >= 0.9 * log["sent"]
+    assert summary["room"] == _expected_final_room(load_preset("studio_live_room"))
+    assert summary["ir_matches_room"]
+    assert log["echoes"] > 0
+    with AudioFile(str(out)) as f:
+        y = f.read(f.frames)
+    assert y.shape == (2, summary["record"]["frames"]) and summary["record"]["dropped_frames"] == 0
+    assert np.all(np.isfinite(y))
+    assert np.max(np.abs(y)) > 0.1 * TONE_AMPLITUDE  # the tone came through
+    # from 1 s on: the tone's onset through the starting room is not a room change
+    assert jump_ratio(y[:, SR:]) < MAX_JUMP_RATIO
