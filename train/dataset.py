@@ -43,6 +43,42 @@ class EnvelopeSet:
         )
 
 
+#: Offsets into `rtverb.features.room_vector`.
+_SIZE, _SRC, _LST, _ABS = 0, 3, 6, 10
+_SURFACE = {name: i for i, name in enumerate(("floor", "ceiling", "east", "west", "north", "south"))}
+
+
+def symmetric_variants(vec: np.ndarray) -> np.ndarray:
+    """The 16 room vectors of the same shoebox mirrored along x, y, z and with x, y swapped.
+
+    These are exact symmetries of the simulator (the expected histogram does not change), so
+    every variant keeps the room's target: 16 training examples per simulated room.
+    ``vec`` (..., ROOM_VECTOR_SIZE) -> (16, ..., ROOM_VECTOR_SIZE).
+    """
+    out = []
+    bands = (features.ROOM_VECTOR_SIZE - _ABS - features.N_BANDS - 2) // 6
+    for swap_xy in (False, True):
+        for mirror in range(8):
+            v = vec.copy()
+            walls = v[..., _ABS : _ABS + 6 * bands].reshape(*v.shape[:-1], 6, bands)
+            order = list(range(6))
+            for axis, (lo, hi) in enumerate((("west", "east"), ("south", "north"), ("floor", "ceiling"))):
+                if mirror >> axis & 1:
+                    for start in (_SRC, _LST):
+                        v[..., start + axis] = 1 - v[..., start + axis]
+                    i, j = _SURFACE[lo], _SURFACE[hi]
+                    order[i], order[j] = order[j], order[i]
+            if swap_xy:
+                for start in (_SIZE, _SRC, _LST):
+                    v[..., [start, start + 1]] = v[..., [start + 1, start]]
+                for a, b in (("east", "north"), ("west", "south")):
+                    i, j = _SURFACE[a], _SURFACE[b]
+                    order[i], order[j] = order[j], order[i]
+            v[..., _ABS : _ABS + 6 * bands] = walls[..., order, :].reshape(*v.shape[:-1], -1)
+            out.append(v)
+    return np.stack(out)
+
+
 def load_shards(
     folder: str | Path, limit: int | None = None, with_rir: bool = False
 ) -> EnvelopeSet:

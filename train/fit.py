@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from train.dataset import EnvelopeSet, load_shards
+from rtverb import features
+from train.dataset import EnvelopeSet, load_shards, symmetric_variants
 from train.model import ModelConfig, build, load_weights, weights
 
 DYNAMIC_RANGE_DB = 80.0
@@ -47,6 +48,7 @@ class FitConfig:
     patience: int = 25
     edc_weight: float = 1.0
     threads: int = 1
+    augment: bool = True  # each epoch, every room as one of its 16 mirror/swap variants
     limit: int | None = None  # use at most this many rooms (tests, quick runs)
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -80,11 +82,18 @@ def _tensors(data: EnvelopeSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 def train_one_epoch(model, optimizer, scheduler, data, cfg: FitConfig, rng) -> float:
     model.train()
     x, base, target = _tensors(data)
+    first = 2 + features.N_BANDS  # the room vector's channels
+    variants = symmetric_variants(data.x[:, first:, 0]) if cfg.augment else None
     order = torch.from_numpy(rng.permutation(len(data)))
     losses = []
     for start in range(0, len(order), cfg.batch_size):
         idx = order[start : start + cfg.batch_size]
-        loss = envelope_loss(base[idx] + model(x[idx]), target[idx], cfg.edc_weight)
+        xb = x[idx]
+        if variants is not None:
+            pick = rng.integers(len(variants), size=len(idx))
+            xb = xb.clone()
+            xb[:, first:, :] = torch.from_numpy(variants[pick, idx.numpy()])[:, :, None]
+        loss = envelope_loss(base[idx] + model(xb), target[idx], cfg.edc_weight)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
@@ -210,8 +219,12 @@ def config_from_args(argv: list[str] | None, description: str = __doc__) -> FitC
         if f.name == "model":
             continue
         default = f.default
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            continue
         kind = type(default) if default is not None else int
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default)
+        parser.add_argument(flag, type=kind, default=default)
     args = vars(parser.parse_args(argv))
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     model = ModelConfig(**{k: v for k, v in args.items() if k in model_fields})
