@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -314,6 +315,10 @@ class Live:
         """Stream until --seconds, the end of a non-looping --input (plus the room's tail), or
         Ctrl-C; then shut down in order and report."""
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        # Ctrl-C, and a polite kill, stop cleanly (even when started in the background, where
+        # the shell ignores SIGINT): the summary is written and the recording kept.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         self.worker.start()
         self.pump.prime()
         self.pump.start()

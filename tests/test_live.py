@@ -455,3 +455,26 @@ def test_live_with_room_changes_over_udp(jack_server, tmp_path):
     assert np.max(np.abs(y)) > 0.1 * TONE_AMPLITUDE  # the tone came through
     # from 1 s on: the tone's onset through the starting room is not a room change
     assert jump_ratio(y[:, SR:]) < MAX_JUMP_RATIO
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_stops_cleanly_and_keeps_the_recording(jack_server, tmp_path, sig):
+    wav, out, summary_path = tmp_path / "tone.wav", tmp_path / "take.wav", tmp_path / "sum.json"
+    with AudioFile(str(wav), "w", SR, 1) as f:
+        f.write(tone(SR))
+    cmd = [
+        sys.executable, "-m", "rtverb", "live", "--input", str(wav), "--loop", "--device",
+        "system", "--synth", "analytic", "--no-osc", "--record", str(out),
+        "--summary-json", str(summary_path),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=jack_server, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(8)  # start-up (imports, the synthesis process) and a few seconds of audio
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output.decode(errors="replace")
+    summary = json.loads(summary_path.read_text())
+    assert summary["interrupted"] and summary["callbacks"] > 0
+    with AudioFile(str(out)) as f:
+        assert f.frames == summary["record"]["frames"] > 0
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
