@@ -43,7 +43,9 @@ class StatusLine:
 
     def update(self, text: str) -> None:
         if self._live is not None:
-            self._live.update(text)
+            from rich.text import Text
+
+            self._live.update(Text(text, no_wrap=True, overflow="ellipsis"))
 
 
 def print_summary(console: Any, summary: dict[str, Any]) -> None:
