@@ -250,6 +250,18 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_regression_set(truth_dir: str, path: Path, n: int) -> None:
+    """A small fixed set for the shipped model's regression test: rooms and truth metrics."""
+    data = load_shards(truth_dir)
+    rooms = []
+    for i in range(min(n, len(data))):
+        truth = {k: np.nanmean(data.metrics[k][i], axis=0).tolist()
+                 for k in ("T30_s", "EDT_s", "C50_db", "DRR_db")}
+        rooms.append({"room": data.rooms[i].to_dict(), "truth": truth})
+    path.write_text(json.dumps({"source": f"{truth_dir} (train.datagen --seed 2 --runs 4 "
+                                          "--ray-factor 8), first rooms", "rooms": rooms}, indent=1))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--truth", default="data/truth")
@@ -258,7 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("docs"))
     p.add_argument("--reference-rooms", type=int, default=12, help="rooms timed on the simulator")
     p.add_argument("--stamp", action="store_true", help="write the figures into the model file")
+    p.add_argument("--write-regression", type=Path, help="write the regression test's room set")
     args = p.parse_args(argv)
+    if args.write_regression:
+        write_regression_set(args.truth, args.write_regression, 12)
+        return 0
     report = evaluate(args.truth, args.out, args.model, args.gru, args.reference_rooms)
     print((args.out / "evaluation.md").read_text())
     if args.stamp:
