@@ -1,0 +1,74 @@
+"""The shipped model on a small fixed set of simulated rooms (held out from training).
+
+``tests/data/regression_rooms.json`` holds 12 rooms of the evaluation set with their truth:
+metrics averaged over 4 reference simulations with 8x the default rays
+(`python -m train.evaluate --write-regression`). The thresholds guard against a regression of
+the shipped model; they sit above what it measured (docs/evaluation.md) by a margin for the
+small sample, not at the product targets.
+"""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtverb.acoustics import measure
+from rtverb.ism import DELAY_SAMPLES
+from rtverb.room import Room
+from rtverb.synth import synthesize, synthesize_analytic
+
+ROOMS = json.loads((Path(__file__).parent / "data" / "regression_rooms.json").read_text())["rooms"]
+TARGET_BANDS = slice(1, 6)  # 250-4000 Hz
+
+#: Shipped model on these 12 rooms, medians over rooms and bands 250-4000 Hz.
+MAX_T30_REL = 0.15
+MAX_EDT_REL = 0.20
+MAX_C50_DB = 2.0
+MAX_DRR_DB = 1.5
+
+
+def _errors(synth) -> dict[str, float]:
+    t30, edt, c50, drr = [], [], [], []
+    for entry in ROOMS:
+        room = Room.from_dict(entry["room"])
+        truth = entry["truth"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = measure(synth(room, 48000), 48000, room.distance_m, DELAY_SAMPLES)
+        t30.append(np.abs(np.array(m.T30_s) / truth["T30_s"] - 1)[TARGET_BANDS])
+        edt.append(np.abs(np.array(m.EDT_s) / truth["EDT_s"] - 1)[TARGET_BANDS])
+        c50.append(np.abs(np.array(m.C50_db) - truth["C50_db"])[TARGET_BANDS])
+        drr.append(abs(m.DRR_db - truth["DRR_db"]))
+    return {
+        "T30": float(np.nanmedian(t30)),
+        "EDT": float(np.nanmedian(edt)),
+        "C50": float(np.nanmedian(c50)),
+        "DRR": float(np.nanmedian(drr)),
+    }
+
+
+@pytest.fixture(scope="module")
+def model_errors():
+    return _errors(synthesize)
+
+
+def test_t30(model_errors):
+    assert model_errors["T30"] <= MAX_T30_REL
+
+
+def test_edt(model_errors):
+    assert model_errors["EDT"] <= MAX_EDT_REL
+
+
+def test_c50(model_errors):
+    assert model_errors["C50"] <= MAX_C50_DB
+
+
+def test_drr(model_errors):
+    assert model_errors["DRR"] <= MAX_DRR_DB
+
+
+def test_model_beats_the_sabine_baseline(model_errors):
+    assert model_errors["T30"] < _errors(synthesize_analytic)["T30"]
