@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtverb.ism import AIR_ABSORPTION_PER_M, MODEL_BANDS_HZ, band_absorption
+from rtverb.ism import AIR_ABSORPTION_PER_M, MODEL_BANDS_HZ, band_absorption, image_sources
 from rtverb.params import AXES, PARAMS_BY_NAME
 from rtverb.room import SPEED_OF_SOUND_M_S, Room
 
@@ -115,6 +115,26 @@ def correction_db(fields: np.ndarray, x: np.ndarray) -> np.ndarray:
     analytic_db = BASELINE_SCALE_DB * x[..., 2 : 2 + N_BANDS, :]
     scale = fields[..., N_BANDS:, :].mean(axis=-1, keepdims=True)
     return OUTPUT_SCALE_DB * fields[..., :N_BANDS, :] + scale * analytic_db
+
+
+def air_db() -> np.ndarray:
+    """Air absorption the renderer applies to the late envelope, (8, N_FRAMES) dB."""
+    return -10 * np.log10(np.e) * AIR_ABSORPTION_PER_M[:, None] * SPEED_OF_SOUND_M_S * FRAME_TIMES_S
+
+
+def early_energy(room: Room) -> np.ndarray:
+    """Energy of the direct sound and image sources per frame, (8, N_FRAMES), per 4 ms bin.
+
+    On the envelope's scale (a late envelope of E per bin and an arrival of energy E render
+    the same band energy), with air absorption: training adds it to the late envelopes to see
+    the whole IR's decay, which T30, EDT, C50 and DRR are measured on.
+    """
+    dist, damping = image_sources(room)
+    energy = (damping / dist) ** 2 * np.exp(-AIR_ABSORPTION_PER_M[:, None] * dist)
+    frame = np.minimum((dist / SPEED_OF_SOUND_M_S / FRAME_S).astype(np.int64), N_FRAMES - 1)
+    out = np.zeros((N_BANDS, N_FRAMES))
+    np.add.at(out.T, frame, energy.T)
+    return out / (FRAME_S / HIST_BIN_S)
 
 
 def hist_to_frames_db(hist: np.ndarray) -> np.ndarray:

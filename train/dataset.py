@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from rtverb import features
+from rtverb.params import SURFACES
 from rtverb.room import Room
 
 
@@ -21,6 +22,7 @@ class EnvelopeSet:
     baseline_db: np.ndarray
     target_db: np.ndarray
     metrics: dict[str, np.ndarray]  # measured on the simulated RIRs: key -> (n, runs, ...) arrays
+    early: np.ndarray  # (n, 8, N_FRAMES) energy of the exact early part (features.early_energy)
     rir: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -39,13 +41,14 @@ class EnvelopeSet:
             baseline_db=self.baseline_db[idx],
             target_db=self.target_db[idx],
             metrics={k: v[idx] for k, v in self.metrics.items()},
+            early=self.early[idx],
             rir=None if self.rir is None else self.rir[idx],
         )
 
 
 #: Offsets into `rtverb.features.room_vector`.
 _SIZE, _SRC, _LST, _ABS = 0, 3, 6, 10
-_SURFACE = {name: i for i, name in enumerate(("floor", "ceiling", "east", "west", "north", "south"))}
+_SURFACE = {name: i for i, name in enumerate(SURFACES)}
 
 
 def symmetric_variants(vec: np.ndarray) -> np.ndarray:
@@ -62,7 +65,8 @@ def symmetric_variants(vec: np.ndarray) -> np.ndarray:
             v = vec.copy()
             walls = v[..., _ABS : _ABS + 6 * bands].reshape(*v.shape[:-1], 6, bands)
             order = list(range(6))
-            for axis, (lo, hi) in enumerate((("west", "east"), ("south", "north"), ("floor", "ceiling"))):
+            pairs = (("west", "east"), ("south", "north"), ("floor", "ceiling"))
+            for axis, (lo, hi) in enumerate(pairs):
                 if mirror >> axis & 1:
                     for start in (_SRC, _LST):
                         v[..., start + axis] = 1 - v[..., start + axis]
@@ -89,7 +93,7 @@ def load_shards(
             f"{folder}: no shard_*.npz files; generate data with `python -m train.datagen`"
         )
     rooms: list[Room] = []
-    xs, bases, targets, rirs = [], [], [], []
+    xs, bases, targets, rirs, early = [], [], [], [], []
     metrics: dict[str, list[np.ndarray]] = {}
     for path in paths:
         with np.load(path) as shard:
@@ -100,6 +104,7 @@ def load_shards(
                 xs.append(x)
                 bases.append(base)
                 targets.append(features.hist_to_frames_db(shard["hist"][i]))
+                early.append(features.early_energy(room).astype(np.float32))
                 for key in (
                     "T30_s",
                     "EDT_s",
@@ -126,5 +131,6 @@ def load_shards(
         baseline_db=np.stack(bases).astype(np.float32),
         target_db=np.stack(targets),
         metrics={k: np.stack(v) for k, v in metrics.items()},
+        early=np.stack(early),
         rir=rir,
     )

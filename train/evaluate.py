@@ -255,11 +255,21 @@ def write_regression_set(truth_dir: str, path: Path, n: int) -> None:
     data = load_shards(truth_dir)
     rooms = []
     for i in range(min(n, len(data))):
-        truth = {k: np.nanmean(data.metrics[k][i], axis=0).tolist()
-                 for k in ("T30_s", "EDT_s", "C50_db", "DRR_db")}
+        truth = {
+            k: np.nanmean(data.metrics[k][i], axis=0).tolist()
+            for k in ("T30_s", "EDT_s", "C50_db", "DRR_db")
+        }
         rooms.append({"room": data.rooms[i].to_dict(), "truth": truth})
-    path.write_text(json.dumps({"source": f"{truth_dir} (train.datagen --seed 2 --runs 4 "
-                                          "--ray-factor 8), first rooms", "rooms": rooms}, indent=1))
+    path.write_text(
+        json.dumps(
+            {
+                "source": f"{truth_dir} (train.datagen --seed 2 --runs 4 "
+                "--ray-factor 8), first rooms",
+                "rooms": rooms,
+            },
+            indent=1,
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

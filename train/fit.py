@@ -4,15 +4,20 @@ AdamW, cosine learning-rate schedule with warm-up, gradient clipping, early stop
 validation loss, a checkpoint every epoch (``last.pt``) and at the best epoch (``best.pt``),
 resume from ``last.pt`` when it exists, loss curves in ``loss.png``. Everything is seeded.
 
-The loss works in the log domain, where the late envelope is predictable. Per band:
-- an L1 distance of the envelopes in dB, both clamped at `DYNAMIC_RANGE_DB` below the band's
-  peak (silence before the onset and below the decay's end costs nothing);
+The loss works in the log domain, where the late envelope is predictable, and on the whole
+IR's energy: the late envelope with the renderer's air absorption plus the exact early part's
+energy (`rtverb.features.early_energy`), which is what T30, EDT, C50 and DRR are measured on.
+Per band:
+- an L1 distance of the late envelopes in dB, both clamped at `DYNAMIC_RANGE_DB` below the
+  band's peak (silence before the onset and below the decay's end costs nothing);
 - an L1 distance of the energy decay curves (Schroeder, backward) in dB, down to
-  `EDC_RANGE_DB`: the decay shape that T30 and EDT are measured on;
+  `EDC_RANGE_DB`;
+- the decay rates of those curves between -5 and -35 dB and between 0 and -10 dB, where T30
+  and EDT are read, as |log(rate / target rate)| (least-squares slopes over the target's range);
 - an L1 distance of the energy build-up curves (forward cumulative energy) in dB relative to
   the target's total, from `BUILDUP_RANGE_DB`: the level and the early energy that C50 and DRR
-  are measured on. Frame-wise dB alone let the model sit 4-6 dB low: a few loud early frames
-  carry most of the energy but little of a frame average.
+  depend on. Frame-wise dB alone let the model sit 4-6 dB low: a few loud early frames carry
+  most of the energy but little of a frame average.
 """
 
 from __future__ import annotations
@@ -54,49 +59,80 @@ class FitConfig:
     patience: int = 25
     edc_weight: float = 2.0
     buildup_weight: float = 2.0
+    rate_weight: float = 20.0  # x |log rate ratio|: a 10 % T30 error weighs 2
     threads: int = 1
     augment: bool = True  # each epoch, every room as one of its 16 mirror/swap variants
     limit: int | None = None  # use at most this many rooms (tests, quick runs)
     model: ModelConfig = field(default_factory=ModelConfig)
 
 
-def edc_db(envelope_db: torch.Tensor) -> torch.Tensor:
-    """Backward-integrated energy (Schroeder) of an envelope in dB, normalized to 0 dB at t=0."""
-    energy = torch.pow(10.0, torch.clamp(envelope_db, max=_MAX_DB) / 10)
+def _energy(db: torch.Tensor) -> torch.Tensor:
+    return torch.pow(10.0, torch.clamp(db, max=_MAX_DB) / 10)
+
+
+def edc_db(energy: torch.Tensor) -> torch.Tensor:
+    """Backward-integrated energy (Schroeder) in dB, normalized to 0 dB at t = 0."""
     tail = torch.flip(torch.cumsum(torch.flip(energy, [-1]), -1), [-1])
     return 10 * torch.log10(tail / tail[..., :1] + 1e-30)
 
 
-def buildup_db(envelope_db: torch.Tensor, reference_db: torch.Tensor) -> torch.Tensor:
-    """Forward cumulative energy of an envelope in dB relative to the reference's total energy."""
-    energy = torch.pow(10.0, torch.clamp(envelope_db, max=_MAX_DB) / 10)
-    total = torch.pow(10.0, torch.clamp(reference_db, max=_MAX_DB) / 10).sum(-1, keepdim=True)
-    return 10 * torch.log10(torch.cumsum(energy, -1) / total + 1e-30)
+def buildup_db(energy: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Forward cumulative energy in dB relative to the reference's total energy."""
+    return 10 * torch.log10(torch.cumsum(energy, -1) / reference.sum(-1, keepdim=True) + 1e-30)
 
 
-def envelope_loss(pred_db: torch.Tensor, target_db: torch.Tensor, cfg: FitConfig) -> torch.Tensor:
+def decay_rate(edc: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Least-squares slope of ``edc`` (dB per frame) over ``mask``, per band; negative."""
+    t = torch.arange(edc.shape[-1], dtype=edc.dtype)
+    n = mask.sum(-1).clamp(min=1)
+    t_mean = (mask * t).sum(-1) / n
+    y_mean = (mask * edc).sum(-1) / n
+    cov = (mask * (t - t_mean[..., None]) * (edc - y_mean[..., None])).sum(-1)
+    return cov / (mask * (t - t_mean[..., None]) ** 2).sum(-1).clamp(min=1e-6)
+
+
+def _rate_error(edc_p: torch.Tensor, edc_t: torch.Tensor, top: float, bottom: float):
+    mask = ((edc_t <= top) & (edc_t >= bottom)).float()
+    valid = (mask.sum(-1) >= 3).float()
+    rate_p = -decay_rate(edc_p, mask)
+    rate_t = -decay_rate(edc_t, mask)
+    err = (torch.log(rate_p.clamp(min=1e-3)) - torch.log(rate_t.clamp(min=1e-3))).abs()
+    return (err * valid).sum() / valid.sum().clamp(min=1)
+
+
+def envelope_loss(
+    pred_db: torch.Tensor,
+    target_db: torch.Tensor,
+    early: torch.Tensor,
+    cfg: FitConfig,
+) -> torch.Tensor:
+    """The training loss (see the module doc); dB-like units. ``early`` is linear energy."""
     floor = target_db.amax(-1, keepdim=True) - DYNAMIC_RANGE_DB
     env = (torch.maximum(pred_db, floor) - torch.maximum(target_db, floor)).abs().mean()
-    edc_t, edc_p = edc_db(target_db), edc_db(pred_db)
+    air = torch.from_numpy(features.air_db().astype(np.float32))
+    whole_p, whole_t = _energy(pred_db + air) + early, _energy(target_db + air) + early
+    edc_t, edc_p = edc_db(whole_t), edc_db(whole_p)
     mask = (edc_t > -EDC_RANGE_DB).float()
     edc = ((edc_p - edc_t).abs() * mask).sum() / mask.sum().clamp(min=1)
-    up_t, up_p = buildup_db(target_db, target_db), buildup_db(pred_db, target_db)
+    rates = _rate_error(edc_p, edc_t, -5.0, -35.0) + _rate_error(edc_p, edc_t, 0.0, -10.0)
+    up_t, up_p = buildup_db(whole_t, whole_t), buildup_db(whole_p, whole_t)
     up_mask = (up_t > BUILDUP_RANGE_DB).float()
     buildup = ((up_p - up_t).abs() * up_mask).sum() / up_mask.sum().clamp(min=1)
-    return env + cfg.edc_weight * edc + cfg.buildup_weight * buildup
+    return env + cfg.edc_weight * edc + cfg.rate_weight * rates + cfg.buildup_weight * buildup
 
 
-def _tensors(data: EnvelopeSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _tensors(data: EnvelopeSet) -> tuple[torch.Tensor, ...]:
     return (
         torch.from_numpy(data.x),
         torch.from_numpy(data.baseline_db),
         torch.from_numpy(data.target_db),
+        torch.from_numpy(data.early),
     )
 
 
 def train_one_epoch(model, optimizer, scheduler, data, cfg: FitConfig, rng) -> float:
     model.train()
-    x, base, target = _tensors(data)
+    x, base, target, early = _tensors(data)
     first = 2 + features.N_BANDS  # the room vector's channels
     variants = symmetric_variants(data.x[:, first:, 0]) if cfg.augment else None
     order = torch.from_numpy(rng.permutation(len(data)))
@@ -108,7 +144,7 @@ def train_one_epoch(model, optimizer, scheduler, data, cfg: FitConfig, rng) -> f
             pick = rng.integers(len(variants), size=len(idx))
             xb = xb.clone()
             xb[:, first:, :] = torch.from_numpy(variants[pick, idx.numpy()])[:, :, None]
-        loss = envelope_loss(base[idx] + model(xb), target[idx], cfg)
+        loss = envelope_loss(base[idx] + model(xb), target[idx], early[idx], cfg)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
@@ -121,11 +157,11 @@ def train_one_epoch(model, optimizer, scheduler, data, cfg: FitConfig, rng) -> f
 @torch.no_grad()
 def evaluate(model, data: EnvelopeSet, cfg: FitConfig) -> float:
     model.eval()
-    x, base, target = _tensors(data)
+    x, base, target, early = _tensors(data)
     total = 0.0
     for start in range(0, len(data), 64):
         sl = slice(start, start + 64)
-        loss = envelope_loss(base[sl] + model(x[sl]), target[sl], cfg)
+        loss = envelope_loss(base[sl] + model(x[sl]), target[sl], early[sl], cfg)
         total += loss.item() * len(x[sl])
     return total / len(data)
 
