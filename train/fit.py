@@ -181,11 +181,16 @@ def checkpoint(path: Path, model, optimizer, scheduler, state: dict, cfg: FitCon
     tmp.replace(path)
 
 
-def resume_state_from_dir(out: Path, model, optimizer, scheduler) -> dict | None:
+def resume_state_from_dir(out: Path, model, optimizer, scheduler, cfg: FitConfig) -> dict | None:
     path = out / "last.pt"
     if not path.exists():
         return None
     ckpt = torch.load(path, weights_only=False)
+    if ckpt["config"]["model"] != dataclasses.asdict(cfg.model):
+        raise SystemExit(
+            f"{path}: was trained with model {ckpt['config']['model']}, not "
+            f"{dataclasses.asdict(cfg.model)}; resume with the same options or use another --out"
+        )
     load_weights(model, ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
@@ -230,7 +235,7 @@ def fit(cfg: FitConfig, data: EnvelopeSet | None = None, log=print) -> dict:
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-    state = resume_state_from_dir(out, model, optimizer, scheduler) or {
+    state = resume_state_from_dir(out, model, optimizer, scheduler, cfg) or {
         "epoch": 0,
         "best_val": float("inf"),
         "best_epoch": -1,
