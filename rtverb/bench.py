@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 import rtverb
-from rtverb.bench_report import report, save_plot
+from rtverb.bench_report import report, save_plot, stats
 from rtverb.chain import ChainError, parse_chain
 from rtverb.convolver import Convolver
 from rtverb.engine import Engine
@@ -248,17 +248,6 @@ def versions() -> dict[str, str]:
         "scipy": scipy.__version__,
         "pedalboard": pedalboard.__version__,
         "rtverb": rtverb.__version__,
-    }
-
-
-def stats(us: np.ndarray, budget_us: float) -> dict[str, float]:
-    return {
-        "mean_us": float(us.mean()),
-        "p50_us": float(np.percentile(us, 50)),
-        "p99_us": float(np.percentile(us, 99)),
-        "p999_us": float(np.percentile(us, 99.9)),
-        "max_us": float(us.max()),
-        "over_budget_blocks": int(np.sum(us > budget_us)),
     }
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from pedalboard.io import AudioFile
 from scipy.signal import fftconvolve
 
+from rtverb.bench_report import stats
 from rtverb.chain import parse_chain
 from rtverb.render import OFFLINE_BLOCK_SIZE, render_array, render_file
 
@@ -111,14 +112,7 @@ def chain_block_cost(
         board.process(blocks[i % 64], sample_rate_hz, buffer_size=block, reset=False)
         us[i] = (time.perf_counter_ns() - t0) / 1e3
     budget_us = block / sample_rate_hz * 1e6
-    return {
-        "mean_us": float(us.mean()),
-        "p50_us": float(np.percentile(us, 50)),
-        "p99_us": float(np.percentile(us, 99)),
-        "p999_us": float(np.percentile(us, 99.9)),
-        "max_us": float(us.max()),
-        "load_mean": float(us.mean() / budget_us),
-    }
+    return stats(us, budget_us) | {"load_mean": float(us.mean() / budget_us)}
 
 
 def _bench_chains(audio: np.ndarray, rate: int, pre: str | None, post: str | None) -> None:
