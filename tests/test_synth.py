@@ -44,9 +44,10 @@ def test_direct_sound_is_exact_and_on_the_simulator_scale():
     assert np.sum(direct.astype(np.float64) ** 2) == pytest.approx(ROOM.distance_m**-2, rel=0.1)
     # before it, only the slow ripple of the simulator's zero-phase 10 Hz high-pass (< 1 %)
     assert np.abs(ir[: onset - 300]).max() < 0.01 / ROOM.distance_m
-    # before the first reflection only the direct sound is there, exactly as the physics gives
+    # around it, the exact early part; the late envelope may start at the direct sound's frame,
+    # 40 dB or more below it (1 % of the peak)
     early = early_ir(ROOM, fs)
-    np.testing.assert_allclose(ir[window], early[window], atol=1e-3 * np.abs(early).max())
+    np.testing.assert_allclose(ir[window], early[window], atol=1e-2 * np.abs(early).max())
 
 
 def _direct_energy(room: Room, ir: np.ndarray, fs: int) -> float:
