@@ -50,9 +50,9 @@ class FitConfig:
     out: str = "runs/fno"
     val_fraction: float = 0.1
     seed: int = 0
-    epochs: int = 120
-    batch_size: int = 32
-    lr: float = 2e-3
+    epochs: int = 140
+    batch_size: int = 16
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_epochs: int = 3
     clip_norm: float = 1.0

@@ -21,7 +21,7 @@ from rtverb import features
 class ModelConfig:
     kind: str = "fno"  # "fno" or "gru"
     width: int = 32
-    modes: int = 64  # Fourier modes kept along time (FNO); neuralop keeps modes // 2 + 1
+    modes: int = 32  # Fourier modes kept along time (FNO); neuralop keeps modes // 2 + 1
     layers: int = 4
     gru_hidden: int = 64
 
