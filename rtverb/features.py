@@ -4,8 +4,9 @@ The model predicts the late (ray-traced) energy envelope of a room per octave ba
 on a fixed time grid (`N_FRAMES` frames of `FRAME_S`). Its input is a stack of channels along
 that grid: a time coordinate, time since the direct sound in mean free times, the analytic
 (Eyring, diffuse-field) envelope of every band, and the room's parameters normalized from the
-parameter table (`rtverb.params`), each broadcast along time. The model learns a correction
-to the analytic envelope, so an untrained model already gives the Eyring baseline.
+parameter table (`rtverb.params`), each broadcast along time. The model's output fields become
+a correction to the analytic envelope (`correction_db`): it rescales each band's analytic decay
+and reshapes it.
 """
 
 from __future__ import annotations

@@ -101,7 +101,10 @@ class Synthesizer:
     def envelope_db(self, room: Room) -> np.ndarray:
         """Predicted late energy envelope, (8 bands, N_FRAMES) dB per 4 ms bin."""
         x, baseline = features.model_input(room)
-        correction = features.correction_db(self.session.run(None, {self._input: x[None]})[0][0], x)
+        fields = self.session.run(None, {self._input: x[None]})[0][0]
+        if not np.all(np.isfinite(fields)):  # inputs are finite and clipped: a broken file
+            raise ModelError(f"{self.path}: the model returned NaN or Inf for {room.name!r}")
+        correction = features.correction_db(fields, x)
         envelope = np.maximum(baseline + correction, features.FLOOR_DB)
         # nothing arrives before the direct sound (the analytic envelope is silent there too)
         envelope[:, baseline.max(axis=0) <= features.FLOOR_DB] = features.FLOOR_DB
