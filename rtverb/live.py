@@ -9,6 +9,7 @@ status line, stop conditions, orderly shutdown and the summary.
 from __future__ import annotations
 
 import argparse
+import gc
 import contextlib
 import logging
 import math
@@ -324,6 +325,12 @@ class Live:
         self.pump.start()
         if self.server is not None:
             self.server.start()
+        # Python's cyclic garbage collector can run in whichever thread allocates, the audio
+        # callback included (a 1.8 ms pass was measured there): move everything built so far
+        # out of its reach and keep it off while streaming (the worker frees IRs by refcount).
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         self.stream.start()
         t0 = time.perf_counter()
         stop_at = t0 + self.args.seconds if self.args.seconds else math.inf
