@@ -9,8 +9,8 @@ status line, stop conditions, orderly shutdown and the summary.
 from __future__ import annotations
 
 import argparse
-import gc
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -367,6 +367,8 @@ class Live:
         while self.engine.convolver.swapping and time.perf_counter() < deadline:
             time.sleep(0.01)  # let the audio thread finish fading in the last room
         self.stream.stop()
+        gc.enable()
+        gc.unfreeze()
         self.pump.stop()
         self.worker.stop()
         return self.summary(seconds, interrupted, settled)
