@@ -15,6 +15,7 @@ SCHED_FIFO where allowed, one block per block period (caches then start cold eac
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import os
@@ -287,17 +288,26 @@ def measure(
             pb.process(blocks[i % 64], sample_rate_hz, buffer_size=block, reset=False)
     ours, theirs = np.empty(n), np.empty(n)
     clock, pacer = time.perf_counter_ns, _Pacer(block / sample_rate_hz, paced)
-    for i in range(n):  # interleaved, alternating who goes first
-        pacer.wait()
-        b = blocks[i % 64]
-        for who in (0, 1) if i % 2 else (1, 0):
-            t0 = clock()
-            if who == 0:
-                engine.process(b, out)
-            elif pb is not None:
-                pb.process(b, sample_rate_hz, buffer_size=block, reset=False)
-            (ours if who == 0 else theirs)[i] = (clock() - t0) / 1e3
-    swap_us = _swap_blocks(engine, ir, blocks, out, pacer)
+    # as `rtverb live` streams: the cyclic garbage collector frozen and paused (a collection
+    # triggered by pedalboard's per-block arrays would otherwise land in someone's timing)
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        for i in range(n):  # interleaved, alternating who goes first
+            pacer.wait()
+            b = blocks[i % 64]
+            for who in (0, 1) if i % 2 else (1, 0):
+                t0 = clock()
+                if who == 0:
+                    engine.process(b, out)
+                elif pb is not None:
+                    pb.process(b, sample_rate_hz, buffer_size=block, reset=False)
+                (ours if who == 0 else theirs)[i] = (clock() - t0) / 1e3
+        swap_us = _swap_blocks(engine, ir, blocks, out, pacer)
+    finally:
+        gc.enable()
+        gc.unfreeze()
     ours_all = np.concatenate([ours, swap_us])
     rtverb_stats = stats(ours, budget_us) | {
         "swap_block_max_us": float(swap_us.max()),
