@@ -34,12 +34,18 @@ BASELINE_SCALE_DB = 100.0
 FRAME_TIMES_S = (np.arange(N_FRAMES) + 0.5) * FRAME_S
 
 
-def decay_times_s(room: Room) -> np.ndarray:
-    """Eyring reverberation time per model band with air absorption, seconds, shape (8,)."""
+def _mean_absorption(room: Room) -> tuple[float, np.ndarray]:
+    """Total surface area and area-weighted absorption per model band (clipped inside (0, 1))."""
     areas = room.surface_areas_m2()
     alpha = np.clip((areas @ band_absorption(room)) / areas.sum(), 1e-6, 1 - 1e-6)
+    return float(areas.sum()), alpha
+
+
+def decay_times_s(room: Room) -> np.ndarray:
+    """Eyring reverberation time per model band with air absorption, seconds, shape (8,)."""
+    area, alpha = _mean_absorption(room)
     volume = room.volume_m3
-    return 0.161 * volume / (-areas.sum() * np.log1p(-alpha) + 4 * AIR_ABSORPTION_PER_M * volume)
+    return 0.161 * volume / (-area * np.log1p(-alpha) + 4 * AIR_ABSORPTION_PER_M * volume)
 
 
 def analytic_envelope_db(room: Room) -> np.ndarray:
@@ -48,12 +54,10 @@ def analytic_envelope_db(room: Room) -> np.ndarray:
     It starts at the direct sound and decays exponentially; air absorption is excluded, as in
     the simulator's histograms (synthesis applies it). This is also the Sabine/Eyring baseline.
     """
-    areas = room.surface_areas_m2()
-    alpha = np.clip((areas @ band_absorption(room)) / areas.sum(), 1e-6, 1 - 1e-6)
-    volume = room.volume_m3
-    rt = 0.161 * volume / (-areas.sum() * np.log1p(-alpha))
+    area, alpha = _mean_absorption(room)
+    rt = 0.161 * room.volume_m3 / (-area * np.log1p(-alpha))
     tau = rt / np.log(1e6)  # energy time constant
-    total = DIFFUSE_GAIN * (1 - alpha) / (areas.sum() * alpha)
+    total = DIFFUSE_GAIN * (1 - alpha) / (area * alpha)
     t_direct = room.distance_m / SPEED_OF_SOUND_M_S
     t = FRAME_TIMES_S - t_direct
     level = total[:, None] * (HIST_BIN_S / tau[:, None]) * np.exp(-np.maximum(t, 0) / tau[:, None])
@@ -118,9 +122,9 @@ def correction_db(fields: np.ndarray, x: np.ndarray) -> np.ndarray:
     return OUTPUT_SCALE_DB * fields[..., :N_BANDS, :] + scale * analytic_db
 
 
-def air_db() -> np.ndarray:
-    """Air absorption the renderer applies to the late envelope, (8, N_FRAMES) dB."""
-    return -10 * np.log10(np.e) * AIR_ABSORPTION_PER_M[:, None] * SPEED_OF_SOUND_M_S * FRAME_TIMES_S
+def air_db(times_s: np.ndarray = FRAME_TIMES_S) -> np.ndarray:
+    """Air absorption the renderer applies to the late envelope at ``times_s``, (8, T) dB."""
+    return -10 * np.log10(np.e) * AIR_ABSORPTION_PER_M[:, None] * SPEED_OF_SOUND_M_S * times_s
 
 
 def early_energy(room: Room) -> np.ndarray:

@@ -26,7 +26,6 @@ from scipy import ndimage, signal
 
 from rtverb import features
 from rtverb.ism import (
-    AIR_ABSORPTION_PER_M,
     DELAY_SAMPLES,
     MODEL_BANDS_HZ,
     band_count,
@@ -34,7 +33,7 @@ from rtverb.ism import (
     early_ir,
 )
 from rtverb.params import SCHEMA_VERSION, table_hash
-from rtverb.room import SPEED_OF_SOUND_M_S, Room
+from rtverb.room import Room
 
 MODEL_PATH = Path(__file__).parent / "models" / "rir_fno.onnx"
 #: The late part ends where every band is this far below the envelope's peak.
@@ -203,8 +202,7 @@ def late_ir(envelope_db: np.ndarray, sample_rate_hz: float) -> np.ndarray:
     db = np.stack(
         [np.interp(centres, features.FRAME_TIMES_S, envelope_db[b]) for b in range(bands)]
     )
-    air_db = -10 * np.log10(np.e) * AIR_ABSORPTION_PER_M[:bands, None] * SPEED_OF_SOUND_M_S
-    db += air_db * centres[None, :]
+    db += features.air_db(centres)[:bands]
     audible = np.nonzero(db.max(axis=0) > db.max() + TAIL_FLOOR_DB)[0]
     n_bins = int(audible[-1]) + 1 if len(audible) else 1
     amp = np.sqrt(10 ** (db[:, :n_bins] / 10) * (bin_s / features.HIST_BIN_S)).astype(np.float32)
