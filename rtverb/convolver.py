@@ -22,6 +22,9 @@ import numpy as np
 
 from rtverb.partition import Stage, chunk_cap, plan_stages, schedule
 
+#: Default IR crossfade: short enough that a moving knob is heard within ~25 ms (the head
+#: stage takes the next IR when its fade ends), long enough that a room change never clicks.
+CROSSFADE_MS = 20.0
 #: Complex values per partition below which one reduction beats row-by-row adds.
 _REDUCE_BELOW = 2048
 
@@ -178,7 +181,7 @@ class Convolver:
         sample_rate_hz: float = 48000.0,
         *,
         channels: int | None = None,
-        crossfade_ms: float = 30.0,
+        crossfade_ms: float = CROSSFADE_MS,
         max_ir_s: float = 12.0,
     ) -> None:
         if not isinstance(block_size, int | np.integer) or block_size < 1:
@@ -215,13 +218,15 @@ class Convolver:
         self._ramp[: self._fade_frames] = np.arange(1, self._fade_frames + 1) / max(
             1, self._fade_frames
         )
-        kernel = _Kernel(ir64, self.stages, self.channels)
-        self._kernels: list[_Kernel | None] = [kernel, None]
-        self._slot = 0
-        self._pending = self._taken = kernel
+        kernel = self._pending = _Kernel(ir64, self.stages, self.channels)
         n = len(self.stages)
+        # Per stage: the kernel it plays (in its result slot ``_slot[s]``), the one fading in
+        # (or None) and the ticks at which that one starts computing, fading and is done.
+        self._cur: list[_Kernel] = [kernel] * n
+        self._nxt: list[_Kernel | None] = [None] * n
+        self._slot = [0] * n
         self._start, self._fade, self._done = [0] * n, [0] * n, [0] * n
-        self._end_tick = 0
+        self._fade_ticks = -(-self._fade_frames // block)
         self._t, self._w, self._fill = 0, self._keep, 0
         #: Crossfades begun by the audio thread, and `time.perf_counter()` when the last began.
         self.swaps_started = 0
@@ -259,21 +264,22 @@ class Convolver:
     def set_ir(self, ir: np.ndarray) -> None:
         """Prepare ``ir`` on this thread and publish it; the audio thread crossfades to it.
 
-        The audio thread takes it at its next block, or when the crossfade under way ends
-        (the latest IR wins). Each stage crossfades linearly over ``crossfade_ms`` from the
-        first block in which it has a whole result for the new IR: the head at once, a stage
-        of L-frame partitions within two of its periods (2 x 4096 frames at most, 171 ms at
-        48 kHz). The old IR's tail keeps ringing meanwhile; the output then is exactly the
-        new IR's. Invalid IRs raise ValueError and leave the convolver on its current IR.
+        Each stage of partitions takes it on its own, at the audio thread's next block or
+        when that stage's crossfade under way ends (the latest IR wins), and crossfades
+        linearly over ``crossfade_ms`` from the first block in which it has a whole result for
+        the new IR: the head at once, a stage of L-frame partitions within two of its periods
+        (2 x 4096 frames at most, 171 ms at 48 kHz). So the head follows a moving knob within
+        one crossfade while the tail catches up. The old IR's tail keeps ringing meanwhile;
+        the output then is exactly the new IR's. Invalid IRs raise ValueError and leave the
+        convolver on its current IR.
         """
         self._pending = _Kernel(self._check_ir(ir), self.stages, self.channels)
 
     def describe(self) -> str:
         """The partition scheme, e.g. ``8x256 | 6x1024 over 4 blocks | 34/139x4096 ...``."""
-        kernel = self._kernels[self._slot]
-        assert kernel is not None
         parts = []
-        for st, used in zip(self.stages, kernel.used, strict=True):
+        for s, st in enumerate(self.stages):
+            used = self._cur[s].used[s]
             count = f"{used}/{st.partitions}" if used < st.partitions else str(used)
             over = f" over {st.period_blocks} blocks" if st.period_blocks > 1 else ""
             parts.append(f"{count}x{st.partition_frames}{over}")
@@ -281,8 +287,16 @@ class Convolver:
 
     @property
     def swapping(self) -> bool:
-        """Whether a new IR is waiting or being crossfaded in."""
-        return self._kernels[1 - self._slot] is not None or self._pending is not self._taken
+        """Whether a new IR is waiting or being crossfaded in (in any stage)."""
+        pending = self._pending
+        return any(n is not None for n in self._nxt) or any(c is not pending for c in self._cur)
+
+    def head_free_in_s(self) -> float:
+        """Seconds until an IR published now would start to sound (the head stage's crossfade
+        under way must end first); 0 if the head would take it at the next block."""
+        if self._nxt[0] is None:
+            return 0.0
+        return max(0, self._done[0] - self._t) * self.block_size / self.sample_rate_hz
 
     # ---- audio side (one thread) -------------------------------------------------------
 
@@ -293,12 +307,12 @@ class Convolver:
         for a in (self._hist, self._in, self._tick_out):
             a.fill(0)
         self._t, self._w, self._fill = 0, self._keep, 0
-        if self._kernels[1 - self._slot] is not None:
-            self._finish()
-        if self._pending is not self._taken:
-            self._taken = self._kernels[self._slot] = self._pending
+        pending = self._pending
+        if pending is not self._cur[0] or self._nxt[0] is not None:
             self.swaps_started += 1
             self.last_swap_started_s = time.perf_counter()
+        self._cur = [pending] * len(self.stages)
+        self._nxt = [None] * len(self.stages)
 
     def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Convolve ``block`` (channels, frames) float32; returns ``out`` (written in place).
@@ -330,13 +344,7 @@ class Convolver:
 
     def _tick(self) -> None:
         """Convolve the block in ``_in`` into ``_tick_out``."""
-        t, size = self._t, self.block_size
-        nxt = self._kernels[1 - self._slot]
-        if nxt is not None and t >= self._end_tick:
-            self._finish()
-            nxt = None
-        if nxt is None and self._pending is not self._taken:
-            nxt = self._attach(t)
+        t, size, pending = self._t, self.block_size, self._pending
         hist, w = self._hist, self._w
         if w + size > hist.shape[1]:
             for row in hist:  # row by row: numpy would copy 2-D views it cannot prove apart
@@ -344,17 +352,21 @@ class Convolver:
             w = self._keep
         hist[:, w : w + size] = self._in
         self._w = w = w + size
-        out, slot, first = self._tick_out, self._slot, True
-        cur = self._kernels[slot]
-        assert cur is not None
+        out, first = self._tick_out, True
         for s, st in enumerate(self._states):
             phase = t % st.stage.period_blocks
             piece = phase - st.stage.fft_phase
             if 0 <= piece < st.stage.fft_pieces:
                 st.take_spectrum(hist, w - (st.lag + phase) * size, piece)
+            cur, nxt = self._cur[s], self._nxt[s]
+            if nxt is not None and t >= self._done[s]:  # this stage's crossfade is over
+                self._cur[s], self._nxt[s], cur, nxt = nxt, None, nxt, None
+                self._slot[s] = 1 - self._slot[s]
+            if nxt is None and pending is not cur:
+                nxt = self._attach(s, t, pending)
             if nxt is None:
-                st.compute(t, phase, slot, cur, s)
-                seg = st.output(t, phase, slot, size) if cur.used[s] else None
+                st.compute(t, phase, self._slot[s], cur, s)
+                seg = st.output(t, phase, self._slot[s], size) if cur.used[s] else None
             else:
                 seg = self._crossfade(st, s, t, phase, cur, nxt)
             if seg is not None:
@@ -371,38 +383,30 @@ class Convolver:
         self, st: _StageState, s: int, t: int, phase: int, cur: _Kernel, nxt: _Kernel
     ) -> np.ndarray:
         """Stage ``s``'s output while ``nxt`` takes over from ``cur``."""
-        size, old_slot, new_slot = self.block_size, self._slot, 1 - self._slot
-        if t < self._done[s]:
-            st.compute(t, phase, old_slot, cur, s)
+        size, old_slot = self.block_size, self._slot[s]
+        new_slot = 1 - old_slot
+        st.compute(t, phase, old_slot, cur, s)
         if t >= self._start[s]:
             st.compute(t, phase, new_slot, nxt, s)
         old = st.output(t, phase, old_slot, size) if cur.used[s] else self._zeros
         if t < self._fade[s]:
             return old
         new = st.output(t, phase, new_slot, size) if nxt.used[s] else self._zeros
-        if t >= self._done[s]:
-            return new
         k = (t - self._fade[s]) * size
         mix = self._mix
         np.subtract(new, old, out=mix)
         np.multiply(mix, self._ramp[k : k + size], out=mix)
         return np.add(mix, old, out=mix)
 
-    def _attach(self, t: int) -> _Kernel:
-        """Start crossfading to the published kernel: each stage once its result is whole."""
-        kernel = self._taken = self._pending
-        self._kernels[1 - self._slot] = kernel
-        fade_ticks = -(-self._fade_frames // self.block_size)
-        for s, st in enumerate(self._states):
-            period = st.stage.period_blocks
-            start = t if not kernel.used[s] else -(-t // period) * period
-            fade = start + (period * st.lag if kernel.used[s] else 0)
-            self._start[s], self._fade[s], self._done[s] = start, fade, fade + fade_ticks
-        self._end_tick = max(self._done)
-        self.swaps_started += 1
-        self.last_swap_started_s = time.perf_counter()
+    def _attach(self, s: int, t: int, kernel: _Kernel) -> _Kernel:
+        """Start stage ``s``'s crossfade to ``kernel`` once the stage has a whole result."""
+        period, lag = self.stages[s].period_blocks, self._states[s].lag
+        used = kernel.used[s]
+        start = -(-t // period) * period if used else t
+        fade = start + (period * lag if used else 0)
+        self._nxt[s] = kernel
+        self._start[s], self._fade[s], self._done[s] = start, fade, fade + self._fade_ticks
+        if s == 0:  # the new room starts to sound: what knob-to-ear latency measures
+            self.swaps_started += 1
+            self.last_swap_started_s = time.perf_counter()
         return kernel
-
-    def _finish(self) -> None:
-        self._slot = 1 - self._slot
-        self._kernels[1 - self._slot] = None

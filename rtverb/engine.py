@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from rtverb.convolver import Convolver, check_block
+from rtverb.convolver import CROSSFADE_MS, Convolver, check_block
 from rtverb.params import PARAMS_BY_NAME, SILENT_DB
 
 #: Gain changes ramp linearly over this long (no zipper noise).
@@ -80,7 +80,7 @@ class Engine:
         wet_db: float = -6.0,
         dry_db: float = 0.0,
         predelay_ms: float = 0.0,
-        crossfade_ms: float = 30.0,
+        crossfade_ms: float = CROSSFADE_MS,
         max_ir_s: float = 12.0,
     ) -> None:
         self.max_ir_s = float(max_ir_s)

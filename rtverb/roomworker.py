@@ -5,14 +5,16 @@ the latest one (latest wins), synthesizes its impulse response on its own thread
 to the engine (``engine.set_ir``), whose audio thread crossfades to it. Nothing here ever runs
 on, or waits for, the audio thread; the audio thread never waits for the worker.
 
-The engine crossfades one IR at a time and takes the latest IR published when a crossfade ends,
-so the worker waits for the engine to be free *before* it takes the latest room and synthesizes
-it: the IR it publishes is as fresh as possible and starts fading in at the next block.
+The engine's head stage crossfades one IR at a time and takes the latest IR published when its
+crossfade ends (the longer stages follow on their own). So the worker waits until the head will
+be free by the time a synthesis is done (``convolver.head_free_in_s()`` against the recent
+synthesis time) *before* it takes the latest room and synthesizes it: the IR it publishes is as
+fresh as possible and starts fading in as soon as the head can take it.
 
 Knob-to-ear latency is measured per change: from its arrival (``received_s``,
 `time.perf_counter`) to the moment the audio thread starts the crossfade to a room that includes
 it (``engine.last_swap_started_s``), plus one block (the first output block with the new room
-fading in). A change that arrives during a crossfade waits for it to end.
+fading in). A change that arrives during the head's crossfade waits for it to end.
 """
 
 from __future__ import annotations
@@ -56,10 +58,16 @@ class IrSink(Protocol):
     def set_ir(self, ir: np.ndarray) -> None: ...
 
 
-def _engine_busy(engine: IrSink) -> bool:
-    """Whether the engine is still crossfading (`rtverb.convolver.Convolver.swapping`)."""
+def _engine_free_in_s(engine: IrSink) -> float:
+    """Seconds until an IR published now would start fading in (`Convolver.head_free_in_s`).
+
+    Engines without it: 0, or `BUSY_WAIT_S` while they report ``swapping``.
+    """
     convolver = getattr(engine, "convolver", None)
-    return bool(getattr(convolver, "swapping", False))
+    free_in = getattr(convolver, "head_free_in_s", None)
+    if free_in is not None:
+        return float(free_in())
+    return BUSY_WAIT_S if getattr(convolver, "swapping", False) else 0.0
 
 
 Synthesize = Callable[[Room, int], np.ndarray]
@@ -129,6 +137,7 @@ class RoomWorker:
         self.last_error = ""
         self.synth_ms: deque[float] = deque(maxlen=LATENCY_HISTORY)
         self.latency_ms: deque[float] = deque(maxlen=LATENCY_HISTORY)
+        self._ready_ms: deque[float] = deque(maxlen=8)  # synthesis + set_ir, the wait's lead
 
     # ---- control -----------------------------------------------------------------------
 
@@ -206,12 +215,16 @@ class RoomWorker:
                 if self._stopping:
                     return
                 self._busy = True
-            # wait (unlocked: submit never waits) until the engine can take a new IR now
+            # wait (unlocked: submit never waits) until the engine can take a new IR by the
+            # time it is synthesized
+            lead_s = float(np.median(self._ready_ms)) / 1e3 if self._ready_ms else 0.0
             deadline = time.perf_counter() + BUSY_WAIT_S
-            while _engine_busy(self._engine) and time.perf_counter() < deadline:
-                if self._stopping:
-                    return
-                time.sleep(SWAP_POLL_S)
+            while (wait_s := _engine_free_in_s(self._engine) - lead_s) > 0:
+                if self._stopping or time.perf_counter() > deadline:
+                    break
+                time.sleep(min(SWAP_POLL_S, wait_s))
+            if self._stopping:
+                return
             with self._cond:
                 room, arrivals = self._pending, self._arrivals
                 self._pending, self._arrivals = None, []
@@ -249,6 +262,7 @@ class RoomWorker:
             return
         swaps_before = self._engine.swaps_started
         self._engine.set_ir(ir)
+        self._ready_ms.append((time.perf_counter() - t0) * 1e3)
         if new_predelay:  # the engine re-publishes the new IR with the new pre-delay
             self._set_predelay(room)
         self.applied_room = room

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.signal import fftconvolve
 
-from rtverb.convolver import Convolver
+from rtverb.convolver import CROSSFADE_MS, Convolver
 from rtverb.partition import plan_stages
 
 SR = 48000
@@ -157,7 +157,7 @@ def test_plan_covers_max_ir_contiguously() -> None:
 @pytest.mark.parametrize("taps", [1, 2000, 20000, 3 * SR])
 def test_schedule_does_each_partition_once_in_order(taps: int) -> None:
     cv = Convolver(np.ones(taps, np.float32), 64, SR, max_ir_s=3.0)
-    kernel = cv._kernels[0]
+    kernel = cv._cur[0]
     assert kernel is not None
     for s, stage in enumerate(cv.stages):
         chunks = [(p, c) for p, c in enumerate(kernel.mac[s]) if c is not None]
@@ -201,7 +201,7 @@ def test_swap_is_continuous_and_ends_on_the_new_ir() -> None:
     assert_matches(y[:, end:], y_b[:, end:])  # exactly the new IR afterwards
     # A hard switch would jump by |y_a - y_b| = 2|y_a|; a crossfade moves no faster than the
     # signals themselves plus the ramp: |dy| <= max|d y_a| + stages * 2 max|y_a| / fade.
-    fade, window = round(0.030 * SR), slice(at - 1, end + 1)
+    fade, window = round(CROSSFADE_MS / 1e3 * SR), slice(at - 1, end + 1)
     natural = max(np.max(np.abs(np.diff(y_[:, window], axis=1))) for y_ in (y_a, y_b))
     lim = natural + len(cv.stages) * 2 * np.max(np.abs(y_a[:, window])) / fade
     jump = np.max(np.abs(np.diff(y[:, window], axis=1)))
@@ -239,6 +239,31 @@ def test_latest_ir_wins() -> None:
     cv.process(x[:, 5064:], y[:, 5064:])
     assert cv.swaps_started == 2 and not cv.swapping
     assert_matches(y[:, 20000:], reference(x, irs[2], 64)[:, 20000:])
+
+
+def test_head_follows_a_moving_knob_while_the_tail_catches_up() -> None:
+    """A newer IR reaches the head stage when its crossfade ends, not when the tail's does."""
+    rng = np.random.default_rng(12)
+    irs = [decaying_noise(rng, 2, SR // 2) for _ in range(3)]
+    x = rng.standard_normal((2, 3 * SR)).astype(np.float32)
+    block = 128
+    cv = Convolver(irs[0], block, SR, max_ir_s=1.0)
+    y = np.empty_like(x)
+    cv.process(x[:, : 10 * block], y[:, : 10 * block])
+    cv.set_ir(irs[1])
+    cv.process(x[:, 10 * block : 12 * block], y[:, 10 * block : 12 * block])
+    cv.set_ir(irs[2])  # while irs[1] fades in everywhere
+    fade_blocks = -(-round(CROSSFADE_MS / 1e3 * SR) // block)
+    i = 12 * block
+    while cv.swaps_started < 2:
+        cv.process(x[:, i : i + block], y[:, i : i + block])
+        i += block
+    assert i - 12 * block <= fade_blocks * block  # the head took irs[2] after its own fade
+    assert cv.swapping  # ...long before the 4096-frame stage has finished with irs[1]
+    cv.process(x[:, i:], y[:, i:])
+    assert not cv.swapping and cv.swaps_started == 2
+    tail_done = i + 2 * fade_blocks * block + 4 * cv.stages[-1].partition_frames
+    assert_matches(y[:, tail_done:], reference(x, irs[2], block)[:, tail_done:])
 
 
 def test_swap_from_another_thread() -> None:

@@ -35,7 +35,7 @@ TONE_HZ = 220.0
 TONE_AMPLITUDE = 0.25
 #: No click: the largest sample-to-sample step of the output may be at most this many times the
 #: steepest step of a pure tone with the output's peak amplitude (peak * 2 pi f / fs). A steady
-#: room, a crossfade between two rooms (30 ms) and a gain ramp (20 ms) stay under 2x; switching
+#: room, a crossfade between two rooms (20 ms) and a gain ramp (20 ms) stay under 2x; switching
 #: IRs without a crossfade jumps by up to the peak itself, about 17x at 220 Hz.
 MAX_JUMP_RATIO = 2.0
 
@@ -268,6 +268,8 @@ def test_a_device_that_cannot_open_lists_the_devices(tmp_path, capsys):
 #: catches a regression (an allocating or blocking callback overruns far more often).
 XRUN_MARGIN_FRACTION = 0.03
 RUN_S = 10.0  # the issue asks for at least 10 s
+#: Longest start-up of `rtverb live` (imports, model, synthesis process) on a loaded machine.
+STARTUP_TIMEOUT_S = 60.0
 CHANGES_PER_S = 60  # and at least 50 room changes per second
 #: The last message: a bundle setting every room parameter to a float32-exact value.
 FINAL = {
@@ -496,7 +498,15 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_recording(jack_server, tmp_path, sig
         "--summary-json", str(summary_path),
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, env=jack_server, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    time.sleep(8)  # start-up (imports, the synthesis process) and a few seconds of audio
+    # start-up (imports, the synthesis process) can take seconds on a busy machine: wait for the
+    # recording to grow, then let a little more audio through
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        partial = [p for p in tmp_path.iterdir() if "partial" in p.name]
+        if partial and partial[0].stat().st_size > SR:  # about a second of audio written
+            break
+        time.sleep(0.2)
+    time.sleep(1)
     proc.send_signal(sig)
     output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output.decode(errors="replace")
