@@ -128,6 +128,10 @@ def test_fit_resume_export_and_run(tiny_set, tmp_path):
     cfg.epochs = 3
     state = fit(cfg, data=data, log=messages.append)
     assert state["epoch"] == 3 and "resumed" in messages[0]
+    # fine-tuning on other data: the old best does not compare, best and patience start over
+    cfg.epochs, messages = 4, []
+    state = fit(cfg, data=data.subset(np.arange(len(data) - 1)), log=messages.append)
+    assert "data changed" in messages[1] and state["best_epoch"] == 4
     model_path = tmp_path / "tiny.onnx"
     error = export(tmp_path / "run" / "best.pt", model_path)
     assert error <= PARITY_RTOL

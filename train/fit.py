@@ -245,6 +245,12 @@ def fit(cfg: FitConfig, data: EnvelopeSet | None = None, log=print) -> dict:
     }
     if state["epoch"]:
         log(f"resumed from {out / 'last.pt'} at epoch {state['epoch']}")
+        if (state["n_train"], state["n_val"]) != (len(train_set), len(val_set)):
+            # more data since the checkpoint (fine-tuning): another validation set, whose losses
+            # do not compare with the old best, so the best and the patience start over
+            log(f"data changed: {len(train_set)} training / {len(val_set)} validation rooms")
+            state.update(best_val=float("inf"), best_epoch=state["epoch"])
+            state.update(n_train=len(train_set), n_val=len(val_set))
     rng = np.random.default_rng([cfg.seed, state["epoch"]])
     while state["epoch"] < cfg.epochs and state["epoch"] - state["best_epoch"] <= cfg.patience:
         t0 = time.perf_counter()

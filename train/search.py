@@ -75,9 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         results_path.write_text(json.dumps(results, indent=1))
         print(f"trial {trial}: {params} -> val {state['best_val']:.3f}", flush=True)
-    print(
-        "\n| trial | width | modes | layers | lr | weight decay | batch | best val loss (dB) |"
-    )
+    print("\n| trial | width | modes | layers | lr | weight decay | batch | best val loss (dB) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in sorted(results, key=lambda r: r["best_val"]):
         print(
