@@ -286,7 +286,8 @@ def measure(
         engine.process(blocks[i % 64], out)
         if pb is not None:
             pb.process(blocks[i % 64], sample_rate_hz, buffer_size=block, reset=False)
-    ours, theirs = np.empty(n), np.empty(n)
+    fixed = _FixedWork(_median_us(lambda: engine.process(blocks[0], out)))
+    ours, theirs, floor = np.empty(n), np.empty(n), np.empty(n)
     clock, pacer = time.perf_counter_ns, _Pacer(block / sample_rate_hz, paced)
     # as `rtverb live` streams: the cyclic garbage collector frozen and paused (a collection
     # triggered by pedalboard's per-block arrays would otherwise land in someone's timing)
@@ -294,16 +295,19 @@ def measure(
     gc.freeze()
     gc.disable()
     try:
-        for i in range(n):  # interleaved, alternating who goes first
+        for i in range(n):  # interleaved, each in turn first
             pacer.wait()
             b = blocks[i % 64]
-            for who in (0, 1) if i % 2 else (1, 0):
+            for who in _ORDERS[i % 3]:
                 t0 = clock()
                 if who == 0:
                     engine.process(b, out)
-                elif pb is not None:
-                    pb.process(b, sample_rate_hz, buffer_size=block, reset=False)
-                (ours if who == 0 else theirs)[i] = (clock() - t0) / 1e3
+                elif who == 1:
+                    if pb is not None:
+                        pb.process(b, sample_rate_hz, buffer_size=block, reset=False)
+                else:
+                    fixed()
+                (ours, theirs, floor)[who][i] = (clock() - t0) / 1e3
         swap_us = _swap_blocks(engine, ir, blocks, out, pacer)
     finally:
         gc.enable()
@@ -337,7 +341,40 @@ def measure(
         },
         "rtverb": rtverb_stats,
         "pedalboard": stats(theirs, budget_us) if can_pb else None,
+        "machine_floor": stats(floor, budget_us),
     }
+
+
+#: Who runs first in block i: rtverb (0), pedalboard (1), the fixed workload (2), in turn.
+_ORDERS = ((0, 1, 2), (1, 2, 0), (2, 0, 1))
+
+
+def _median_us(fn: Callable[[], object], calls: int = 200) -> float:
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter_ns()
+        fn()
+        times.append((time.perf_counter_ns() - t0) / 1e3)
+    return float(np.median(times))
+
+
+class _FixedWork:
+    """The machine's own jitter: the same numpy work every call, as long as a median block.
+
+    Timed interleaved with the engines, its tail (p99.9, max) is what this machine and its
+    other load add to any code; rtverb's tail beyond it is rtverb's.
+    """
+
+    def __init__(self, target_us: float) -> None:
+        self.a = np.ones((2, 1025), np.complex64)
+        self.out = np.empty_like(self.a)
+        self.reps = 8
+        per_rep = _median_us(self) / self.reps
+        self.reps = max(1, round(target_us / per_rep))
+
+    def __call__(self) -> None:
+        for _ in range(self.reps):
+            np.multiply(self.a, self.a, out=self.out)
 
 
 def _pedalboard(ir: np.ndarray, sample_rate_hz: float) -> Any:

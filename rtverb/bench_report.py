@@ -51,7 +51,7 @@ def _row(name: str, s: dict[str, float], over: bool = True, f: str = ".1f") -> s
 
 
 def _one(r: dict[str, Any]) -> list[str]:
-    c, ours, theirs = r["config"], r["rtverb"], r["pedalboard"]
+    c, ours, theirs, floor = r["config"], r["rtverb"], r["pedalboard"], r["machine_floor"]
     swap_load = ours["swap_block_max_us"] / c["budget_us"]
     lines = [
         f"block: {c['block_size']} frames, budget {c['budget_us']:.0f} µs per block",
@@ -68,6 +68,7 @@ def _one(r: dict[str, Any]) -> list[str]:
             _row("pedalboard", theirs),
             _row("rtverb / pedalboard", ratio, over=False, f=".2f"),
         ]
+    lines += [_row("fixed work (machine)", floor)]
     lines += [
         "",
         f"load: mean {100 * ours['load_mean']:.1f}% of the budget, worst "
@@ -77,6 +78,9 @@ def _one(r: dict[str, Any]) -> list[str]:
         f"mean {ours['swap_block_mean_us']:.0f} µs",
         f"offline: real-time factor {ours['rtf']:.4f} ({1 / ours['rtf']:.0f}x real time)",
         f"headroom: {ours['headroom']:.1f}x (budget / p99.9: a machine that much slower keeps up)",
+        f"tails: p99.9 = {ours['p999_us'] / ours['mean_us']:.1f}x the mean for rtverb, "
+        f"{floor['p999_us'] / floor['mean_us']:.1f}x for fixed work of the same median cost "
+        f"(max {floor['max_us']:.0f} µs): what this machine adds to any code",
         f"spread: the costliest of the {ours['period_blocks']} block positions of the longest "
         f"period takes {ours['worst_position_p50_us']:.0f} µs (median), "
         f"{ours['worst_position_p50_us'] / ours['p50_us']:.2f}x the median block",
@@ -92,7 +96,7 @@ def _one(r: dict[str, Any]) -> list[str]:
 
 def _table(results: list[dict[str, Any]]) -> list[str]:
     cols = ("block", "budget", "mean", "p50", "p99.9", "max", "swap max", "headroom",
-            "pb mean", "pb p50", "pb p99.9", "mean ratio")  # fmt: skip
+            "pb mean", "pb p50", "pb p99.9", "mean ratio", "fixed p99.9/mean")  # fmt: skip
     lines = ["", "per block, µs (pb = pedalboard.Convolution, same run)"]
     lines.append("".join(f"{k:>{max(8, len(k) + 2)}}" for k in cols))
     for r in results:
@@ -104,7 +108,9 @@ def _table(results: list[dict[str, Any]]) -> list[str]:
         )
         cells = [f"{v:.2f}" if k in ("headroom", "mean ratio") else f"{v:.0f}"
                  for k, v in zip(cols, values, strict=False)]  # fmt: skip
-        cells += ["-"] * (len(cols) - len(cells))
+        cells += ["-"] * (len(cols) - 1 - len(cells))
+        f = r["machine_floor"]
+        cells.append(f"{f['p999_us'] / f['mean_us']:.1f}")
         lines.append(
             "".join(f"{v:>{max(8, len(k) + 2)}}" for k, v in zip(cols, cells, strict=True))
         )

@@ -31,8 +31,9 @@ def test_registered_in_the_cli() -> None:
 def test_json_is_one_object_with_the_documented_keys(capsys) -> None:
     assert run_bench([*FAST, "--block", "128", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"config", "rtverb", "pedalboard"}
+    assert set(data) == {"config", "rtverb", "pedalboard", "machine_floor"}
     assert RTVERB_KEYS <= set(data["rtverb"]) and PEDALBOARD_KEYS <= set(data["pedalboard"])
+    assert PEDALBOARD_KEYS <= set(data["machine_floor"])  # fixed work timed beside them
     config, ours = data["config"], data["rtverb"]
     assert config["block_size"] == 128 and config["channels"] == 2
     assert config["ir_taps"] == 9600 and config["sample_rate_hz"] == 48000
@@ -48,7 +49,8 @@ def test_report_names_setup_and_figures(capsys) -> None:
     assert run_bench([*FAST, "--block", "64", "--channels", "1"]) == 0
     text = capsys.readouterr().out
     needles = ("machine:", "versions:", "numpy", "pedalboard", "partitions:", "p99.9",
-               "rtverb / pedalboard", "headroom:", "IR swaps:", "real-time factor")  # fmt: skip
+               "rtverb / pedalboard", "headroom:", "IR swaps:", "real-time factor",
+               "fixed work (machine)", "tails:")  # fmt: skip
     for needle in needles:
         assert needle in text, needle
 
