@@ -26,6 +26,9 @@ from rtverb.room import Room
 START_TIMEOUT_S = 120.0
 #: How long one synthesis may take before the child is presumed stuck, seconds.
 CALL_TIMEOUT_S = 30.0
+#: The child's niceness: on a busy machine its CPU goes first to the audio process, including
+#: the normal-priority threads (OSC, room worker) that may hold the GIL the callback waits for.
+CHILD_NICENESS = 10
 
 
 class SynthProcessError(RuntimeError):
@@ -122,6 +125,7 @@ def _serve(requests: Connection, replies: Connection, kind: str) -> None:
     """The child: load the synthesizer once, then answer requests until told to stop."""
     warnings.simplefilter("ignore")  # the parent logs domain warnings itself
     try:
+        os.nice(CHILD_NICENESS)
         from rtverb import synth
 
         if kind == "model":
