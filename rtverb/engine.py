@@ -26,10 +26,17 @@ def db_to_gain(db: float) -> float:
     return 0.0 if db <= SILENT_DB else 10.0 ** (db / 20.0)
 
 
-def _finite(x: np.ndarray) -> bool:
-    """No NaN or Inf in ``x`` (one sum, no temporary array; Inf - Inf warns nothing)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        return not x.size or math.isfinite(float(np.add.reduce(x, axis=None)))
+_all = np.logical_and.reduce
+
+
+def _finite(x: np.ndarray, flags: np.ndarray) -> bool:
+    """No NaN or Inf in ``x``, using ``flags`` (bool, at least x's shape) as scratch.
+
+    No temporary array and no floating-point warning (an ``np.errstate`` costs more than this).
+    """
+    ok = flags[: x.shape[0], : x.shape[1]]
+    np.isfinite(x, out=ok)
+    return bool(_all(ok, axis=None))
 
 
 class _Ramp:
@@ -107,6 +114,7 @@ class Engine:
         self._ramp = np.arange(block_size + 1, dtype=np.float32)
         self._gain = np.zeros((2, block_size), np.float32)
         self._wet_buf = np.zeros((channels, block_size), np.float32)
+        self._flags = np.zeros((channels, block_size), bool)
         self._dry_buf = np.zeros((channels, block_size), np.float32)
         #: Output blocks replaced by silence because they held NaN or Inf.
         self.nonfinite_blocks = 0
@@ -197,12 +205,12 @@ class Engine:
         ``out`` may be ``block`` itself (in-place processing).
         """
         out = check_block(block, self.channels, out)
-        if not _finite(block):  # keep NaN and Inf out of the state (and numpy's warnings)
-            return self._silence(out)
-        conv, size, frames = self._conv, self.block_size, block.shape[1]
+        conv, size, frames, flags = self._conv, self.block_size, block.shape[1], self._flags
         for i in range(0, frames, size):
             m = min(size, frames - i)
             x, y = block[:, i : i + m], out[:, i : i + m]
+            if not _finite(x, flags):  # keep NaN and Inf out of the state
+                return self._silence(out)
             wet, dry = self._wet_buf[:, :m], self._dry_buf[:, :m]
             conv.stream(x, wet, dry)  # reads x before y is written: in place is fine
             gw = self._wet.segment(self._wet_target, self._gain[0, :m], self._ramp)
@@ -210,10 +218,10 @@ class Engine:
             np.multiply(wet, gw, out=y)
             np.multiply(dry, gd, out=dry)
             np.add(y, dry, out=y)
+            if not _finite(y, flags):  # e.g. overflow from absurd input levels
+                return self._silence(out)
         self.swaps_started = conv.swaps_started
         self.last_swap_started_s = conv.last_swap_started_s
-        if not _finite(out):  # e.g. overflow from absurd input levels
-            return self._silence(out)
         return out
 
     def _silence(self, out: np.ndarray) -> np.ndarray:
