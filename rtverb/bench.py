@@ -37,6 +37,8 @@ from rtverb.render_bench import chain_block_cost
 
 #: Blocks processed before timing starts (plans, caches, the first periods of every stage).
 WARMUP_BLOCKS = 300
+#: The last warm-up blocks, timed to size the fixed reference work like a median rtverb block.
+CALIBRATION_BLOCKS = 100
 #: IR swaps timed per run.
 SWAPS = 8
 SWEEP_BLOCKS = (64, 128, 256, 512, 1024)
@@ -282,20 +284,17 @@ def measure(
     x = rng.standard_normal((channels, block * 64)).astype(np.float32)
     blocks = [x[:, i * block : (i + 1) * block] for i in range(64)]
     out = np.empty((channels, block), np.float32)
-    for i in range(WARMUP_BLOCKS):
+    for i in range(WARMUP_BLOCKS - CALIBRATION_BLOCKS):
         engine.process(blocks[i % 64], out)
         if pb is not None:
             pb.process(blocks[i % 64], sample_rate_hz, buffer_size=block, reset=False)
     fixed = _FixedWork(_median_us(lambda: engine.process(blocks[0], out)))
-    ours, theirs, floor = np.empty(n), np.empty(n), np.empty(n)
     clock, pacer = time.perf_counter_ns, _Pacer(block / sample_rate_hz, paced)
-    # as `rtverb live` streams: the cyclic garbage collector frozen and paused (a collection
-    # triggered by pedalboard's per-block arrays would otherwise land in someone's timing)
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    try:
-        for i in range(n):  # interleaved, each in turn first
+
+    def interleaved(count: int) -> tuple[np.ndarray, ...]:
+        """Per-block µs of rtverb, pedalboard and the fixed work, each in turn first."""
+        times = np.zeros((3, count))
+        for i in range(count):
             pacer.wait()
             b = blocks[i % 64]
             for who in _ORDERS[i % 3]:
@@ -307,7 +306,19 @@ def measure(
                         pb.process(b, sample_rate_hz, buffer_size=block, reset=False)
                 else:
                     fixed()
-                (ours, theirs, floor)[who][i] = (clock() - t0) / 1e3
+                times[who, i] = (clock() - t0) / 1e3
+        return tuple(times)
+
+    # the fixed work's size, matched to rtverb's median block in the same conditions
+    ours, _, floor = interleaved(CALIBRATION_BLOCKS)
+    fixed.reps = max(1, round(fixed.reps * np.median(ours) / np.median(floor)))
+    # as `rtverb live` streams: the cyclic garbage collector frozen and paused (a collection
+    # triggered by pedalboard's per-block arrays would otherwise land in someone's timing)
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        ours, theirs, floor = interleaved(n)
         swap_us = _swap_blocks(engine, ir, blocks, out, pacer)
     finally:
         gc.enable()
