@@ -1,4 +1,4 @@
-"""OSC control: addresses derived from the parameter table, handlers that validate, clamp, store.
+"""OSC control: addresses derived from the parameter table, handlers that validate and store.
 
 `OscController` holds the current room and turns one OSC packet (a message or a bundle) into one
 change: every message of a bundle is validated against a working copy of the room and the
@@ -16,10 +16,11 @@ Addresses (``/rtverb/`` + a parameter name from `rtverb.params`; see `address_ta
 - ``/rtverb/preset/load s``, ``/rtverb/preset/save s``, ``/rtverb/get s``, ``/rtverb/describe``,
   ``/rtverb/status``, ``/rtverb/subscribe i``, ``/rtverb/unsubscribe i``.
 
-Every applied value is echoed, clamped, to the sender and to subscribers; bad input gets
-``/rtverb/error s`` and leaves the state unchanged; clamped values and rooms outside the model
-domain get ``/rtverb/warning s``. int, float and bool arguments are interchangeable. Bundle
-timetags are ignored: a bundle applies when it arrives.
+Every applied value is echoed, as applied, to the sender and to subscribers (a position the
+room's new size moved is echoed too); bad input, a value outside its range included, gets
+``/rtverb/error s`` and leaves the state unchanged; a room outside the model domain (inside the
+ranges) is applied with ``/rtverb/warning s``. int, float and bool arguments are
+interchangeable. Bundle timetags are ignored: a bundle applies when it arrives.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/rtverb/"
 NORM = "norm/"
-#: Positions are kept at least this far inside the room when clamped (the room excludes walls).
+#: Positions are kept at least this far inside the room (a room excludes its walls).
 POSITION_MARGIN_M = 0.01
 #: OSC floats are float32: values are rounded to this many digits (8.3 stays 8.3, not 8.30000019).
 SIGNIFICANT_DIGITS = 7
@@ -307,25 +308,37 @@ class OscController:
             values = [_number(a, where) for a in args]
             updates: dict[str, Any] = {}
             for spec, v in zip(specs, values, strict=True):
-                updates[spec.name] = self._clamped(txn, spec, v, norm, where)
+                updates[spec.name] = self._in_range(txn, spec, v, norm, where)
             self._set(txn, updates)
 
         return handler
 
-    def _clamped(self, txn: _Txn, spec: ParamSpec, v: float, norm: bool, where: str) -> float:
+    def _in_range(self, txn: _Txn, spec: ParamSpec, v: float, norm: bool, where: str) -> float:
+        """``v`` in the parameter's unit, or BadInput if it is outside the parameter's range.
+
+        Positions may be anywhere in the room (0..size on their axis); one on a wall is moved
+        `POSITION_MARGIN_M` inside (the echo shows where it went).
+        """
+        if norm:
+            if not 0.0 <= v <= 1.0:
+                raise BadInput(f"{where}: {v:g} is outside 0..1; send a value from 0 to 1")
+            size = txn.room.size_m[AXES.index(spec.name[-1])] if spec.relative_to_size else 0
+            v = v * size if spec.relative_to_size else spec.denormalize(v)
         if spec.relative_to_size:
             size = txn.room.size_m[AXES.index(spec.name[-1])]
-            lo, hi = POSITION_MARGIN_M, size - POSITION_MARGIN_M
-            v = v * size if norm else v
-        else:
-            lo, hi = spec.min, spec.max
-            v = spec.denormalize(v) if norm else v
-        out = _clamp(v, lo, hi)
-        if out != v:
-            txn.warnings.append(
-                f"{where}: {v:g} {spec.unit} is outside {lo:g}..{hi:g}; clamped to {out:g}"
+            if not 0.0 <= v <= size:
+                raise BadInput(
+                    f"{where}: {v:g} m is outside the room (0..{size:g} m on this axis); "
+                    "send a position inside it"
+                )
+            return _clamp(v, POSITION_MARGIN_M, size - POSITION_MARGIN_M)
+        if not spec.min <= v <= spec.max:
+            raise BadInput(
+                f"{where}: {v:g}{' ' + spec.unit if spec.unit else ''} is outside "
+                f"{spec.min:g}..{spec.max:g}; "
+                "send a value in range (/rtverb/describe lists every range)"
             )
-        return out
+        return v
 
     def _surface_setter(self, spec: ParamSpec, norm: bool) -> Callable[[_Txn, list[Any]], None]:
         def handler(txn: _Txn, args: list[Any]) -> None:
@@ -339,15 +352,7 @@ class OscController:
                     f"{where}: expected a material name, 1 coefficient or 6-7 band coefficients "
                     f"({', '.join(f'{b:g}' for b in BANDS_HZ)} Hz), got {len(args)} arguments"
                 )
-            coeffs = []
-            for a in args:
-                v = spec.denormalize(_number(a, where)) if norm else _number(a, where)
-                c = _clamp(v, spec.min, spec.max)
-                if c != v:
-                    txn.warnings.append(
-                        f"{where}: {v:g} is outside {spec.min:g}..{spec.max:g}; clamped to {c:g}"
-                    )
-                coeffs.append(c)
+            coeffs = [self._in_range(txn, spec, _number(a, where), norm, where) for a in args]
             self._set(txn, {spec.name: coeffs[0] if len(coeffs) == 1 else tuple(coeffs)})
 
         return handler

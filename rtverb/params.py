@@ -2,7 +2,7 @@
 
 Every parameter a user, a preset, an OSC controller or the model sees is declared here once,
 with its unit, its accepted range, its default and the range the model was trained on
-(``domain``). Validation (`rtverb.room`), OSC routing and clamping (`rtverb.osc`) and model
+(``domain``). Validation (`rtverb.room`), OSC routing and range checks (`rtverb.osc`) and model
 input normalization (`rtverb.synth`) are all derived from this table.
 
 Names are paths: ``room/size/x`` is also the OSC address ``/rtverb/room/size/x``.
@@ -36,10 +36,10 @@ DOMAIN_CLEARANCE_M = 0.5
 class ParamSpec:
     """One parameter: its name (an OSC-style path), unit, accepted range, default, model domain.
 
-    ``min``/``max`` bound what rtverb accepts (OSC values are clamped to them). ``domain_min`` /
-    ``domain_max`` bound the rooms the model was trained on: outside, rtverb runs and warns.
-    Positions (``relative_to_size``) are in metres but bounded by the room: their ``max`` is
-    the room's size on that axis, and the model sees them as a fraction of it.
+    ``min``/``max`` bound what rtverb accepts (OSC values outside them are refused).
+    ``domain_min`` / ``domain_max`` bound the rooms the model was trained on: outside, rtverb
+    runs and warns. Positions (``relative_to_size``) are in metres but bounded by the room:
+    their ``max`` is the room's size on that axis, and the model sees them as a fraction of it.
     """
 
     name: str

@@ -151,27 +151,36 @@ def test_surfaces_accept_name_one_or_band_coefficients():
     assert len(rec.rooms) == 5
 
 
-# ---- clamping ---------------------------------------------------------------------------
+# ---- ranges ------------------------------------------------------------------------------
 
 
-def test_out_of_range_values_are_clamped_echoed_and_warned():
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (msg("/rtverb/room/size/x", 80.0), "80 m is outside 1..50"),
+        (msg("/rtverb/room/size", 5.0, 0.5, 3.0), "0.5 m is outside 1..50"),
+        (msg("/rtverb/norm/mix/wet_db", -3.0), "outside 0..1"),
+        (msg("/rtverb/room/surface/floor", 1.5), "1.5 is outside 0.01..1"),
+        (msg("/rtverb/source/position/x", 100.0), "outside the room"),
+        (msg("/rtverb/norm/listener/position/y", 1.2), "outside 0..1"),
+    ],
+)
+def test_out_of_range_values_are_errors_and_change_nothing(data, fragment):
     rec = Recorder()
-    replies = rec.send(msg("/rtverb/room/size/x", 80.0))
-    assert rec.c.room.size_m[0] == PARAMS_BY_NAME["room/size/x"].max
-    assert by_address(replies, "/rtverb/room/size/x")[0].args == (50.0,)
-    assert any("clamped" in r.args[0] for r in by_address(replies, "/rtverb/warning"))
-    rec.send(msg("/rtverb/norm/mix/wet_db", -3.0))
-    assert rec.c.room.wet_db == PARAMS_BY_NAME["mix/wet_db"].min
-    rec.send(msg("/rtverb/room/surface/floor", 1.5))
-    assert rec.c.room.surfaces.floor == 1.0
+    before = rec.c.room
+    replies = rec.send(data)
+    assert any(fragment in e for e in errors(replies)), errors(replies)
+    assert rec.c.room is before and not by_address(replies, "/rtverb/room/size/x")
 
 
-def test_positions_are_clamped_into_the_room_and_follow_a_shrinking_room():
+def test_positions_stay_inside_and_follow_a_shrinking_room():
     rec = Recorder()
-    rec.send(msg("/rtverb/source/position/x", 100.0))
+    rec.send(msg("/rtverb/source/position/x", rec.c.room.size_m[0]))  # on the wall
     assert rec.c.room.source_position_m[0] == pytest.approx(
         rec.c.room.size_m[0] - POSITION_MARGIN_M
     )
+    rec.send(msg("/rtverb/norm/listener/position/x", 0.0))  # a fader at its end
+    assert rec.c.room.listener_position_m[0] == POSITION_MARGIN_M
     replies = rec.send(msg("/rtverb/room/size", 3.0, 3.0, 2.5))
     room = rec.c.room
     for who in ("source", "listener"):
