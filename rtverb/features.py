@@ -11,10 +11,12 @@ and reshapes it.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 from rtverb.ism import AIR_ABSORPTION_PER_M, MODEL_BANDS_HZ, band_absorption, image_sources
-from rtverb.params import AXES, PARAMS_BY_NAME
+from rtverb.params import AXES, BANDS_HZ, PARAMS_BY_NAME
 from rtverb.room import SPEED_OF_SOUND_M_S, Room
 
 #: Frame length of the predicted envelope: two of the simulator's 4 ms histogram bins.
@@ -32,18 +34,27 @@ BASELINE_SCALE_DB = 100.0
 
 #: Time coordinate of each frame's centre, seconds.
 FRAME_TIMES_S = (np.arange(N_FRAMES) + 0.5) * FRAME_S
+_TIME_CHANNEL = FRAME_TIMES_S / (N_FRAMES * FRAME_S)  # the model's first input channel
 
 
-def _mean_absorption(room: Room) -> tuple[float, np.ndarray]:
-    """Total surface area and area-weighted absorption per model band (clipped inside (0, 1))."""
+def _mean_absorption(room: Room, absorption: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """Total surface area and area-weighted absorption per model band (clipped inside (0, 1)).
+
+    ``absorption``: the room's `band_absorption` (6, 8), where the caller already has it.
+    """
     areas = room.surface_areas_m2()
-    alpha = np.clip((areas @ band_absorption(room)) / areas.sum(), 1e-6, 1 - 1e-6)
+    if absorption is None:
+        absorption = band_absorption(room)
+    alpha = np.clip((areas @ absorption) / areas.sum(), 1e-6, 1 - 1e-6)
     return float(areas.sum()), alpha
 
 
 def decay_times_s(room: Room) -> np.ndarray:
     """Eyring reverberation time per model band with air absorption, seconds, shape (8,)."""
-    area, alpha = _mean_absorption(room)
+    return _decay_times_s(room, *_mean_absorption(room))
+
+
+def _decay_times_s(room: Room, area: float, alpha: np.ndarray) -> np.ndarray:
     volume = room.volume_m3
     return 0.161 * volume / (-area * np.log1p(-alpha) + 4 * AIR_ABSORPTION_PER_M * volume)
 
@@ -54,14 +65,19 @@ def analytic_envelope_db(room: Room) -> np.ndarray:
     It starts at the direct sound and decays exponentially; air absorption is excluded, as in
     the simulator's histograms (synthesis applies it). This is also the Sabine/Eyring baseline.
     """
-    area, alpha = _mean_absorption(room)
+    return _analytic_envelope_db(room, *_mean_absorption(room))
+
+
+def _analytic_envelope_db(room: Room, area: float, alpha: np.ndarray) -> np.ndarray:
     rt = 0.161 * room.volume_m3 / (-area * np.log1p(-alpha))
     tau = rt / np.log(1e6)  # energy time constant
     total = DIFFUSE_GAIN * (1 - alpha) / (area * alpha)
     t_direct = room.distance_m / SPEED_OF_SOUND_M_S
     t = FRAME_TIMES_S - t_direct
-    level = total[:, None] * (HIST_BIN_S / tau[:, None]) * np.exp(-np.maximum(t, 0) / tau[:, None])
-    db = 10 * np.log10(np.maximum(level, 1e-30))
+    # 10 log10(total x bin / tau x exp(-t / tau)), in closed form: a third of the time of
+    # exp and log10 per frame, and equal to them within 1e-13 dB
+    start_db = 10 * np.log10(total * (HIST_BIN_S / tau))
+    db = start_db[:, None] - (10 / np.log(10)) * (np.maximum(t, 0) / tau[:, None])
     return np.where(t[None, :] >= 0, np.maximum(db, FLOOR_DB), FLOOR_DB)
 
 
@@ -72,18 +88,38 @@ def room_vector(room: Room) -> np.ndarray:
     absorption is log-scaled between its domain bounds; plus log decay times, log distance and
     log volume. Clipping keeps out-of-domain rooms from driving the model far off its data.
     """
-    parts: list[float] = []
-    for axis in AXES:
-        parts.append(PARAMS_BY_NAME[f"room/size/{axis}"].normalize(room.size_m[AXES.index(axis)]))
-    for pos in (room.source_position_m, room.listener_position_m):
-        parts.extend(p / s for p, s in zip(pos, room.size_m, strict=True))
-    parts.append(PARAMS_BY_NAME["room/scattering"].normalize(room.scattering))
+    return _room_vector(room, room.absorption(), decay_times_s(room))
+
+
+@cache
+def _size_domains_m() -> tuple[np.ndarray, np.ndarray]:
+    """Lower bound and width of each axis's model domain (the parameter table's sizes)."""
+    specs = [PARAMS_BY_NAME[f"room/size/{axis}"] for axis in AXES]
+    return (
+        np.array([s.domain_min for s in specs]),
+        np.array([s.domain_max - s.domain_min for s in specs]),
+    )
+
+
+def _room_vector(room: Room, absorption: np.ndarray, decay_times: np.ndarray) -> np.ndarray:
+    """`room_vector` from the room's absorption (6, 7) and `decay_times_s`."""
+    size = np.array(room.size_m)
+    low, width = _size_domains_m()
+    scattering = PARAMS_BY_NAME["room/scattering"]
     lo, hi = np.log(0.01), np.log(1.0)
-    parts.extend(((np.log(room.absorption()) - lo) / (hi - lo)).ravel())
-    parts.extend((np.log(decay_times_s(room)) - np.log(0.05)) / np.log(100.0))
-    parts.append(np.log(room.distance_m / 0.5) / np.log(60.0))
-    parts.append(np.log(room.volume_m3 / 8.8) / np.log(3200.0 / 8.8))
-    return np.clip(np.array(parts, dtype=np.float32), -0.5, 1.5)
+    parts = np.concatenate(
+        [
+            (size - low) / width,  # ParamSpec.normalize, per axis
+            np.array(room.source_position_m) / size,
+            np.array(room.listener_position_m) / size,
+            [scattering.normalize(room.scattering)],
+            ((np.log(absorption) - lo) / (hi - lo)).ravel(),
+            (np.log(decay_times) - np.log(0.05)) / np.log(100.0),
+            [np.log(room.distance_m / 0.5) / np.log(60.0)],
+            [np.log(room.volume_m3 / 8.8) / np.log(3200.0 / 8.8)],
+        ]
+    )
+    return np.clip(parts.astype(np.float32), -0.5, 1.5)
 
 
 ROOM_VECTOR_SIZE = 3 + 6 + 1 + 42 + N_BANDS + 2
@@ -92,15 +128,17 @@ N_INPUT_CHANNELS = 2 + N_BANDS + ROOM_VECTOR_SIZE
 
 def model_input(room: Room) -> tuple[np.ndarray, np.ndarray]:
     """The model's input (N_INPUT_CHANNELS, N_FRAMES) float32 and the analytic envelope (dB)."""
-    baseline = analytic_envelope_db(room)
-    areas = room.surface_areas_m2()
-    mean_free_s = 4 * room.volume_m3 / areas.sum() / SPEED_OF_SOUND_M_S
+    absorption = band_absorption(room)  # the room's materials, resolved once
+    area, alpha = _mean_absorption(room, absorption)
+    baseline = _analytic_envelope_db(room, area, alpha)
+    mean_free_s = 4 * room.volume_m3 / area / SPEED_OF_SOUND_M_S
     since_direct = (FRAME_TIMES_S - room.distance_m / SPEED_OF_SOUND_M_S) / mean_free_s
     x = np.empty((N_INPUT_CHANNELS, N_FRAMES), dtype=np.float32)
-    x[0] = FRAME_TIMES_S / (N_FRAMES * FRAME_S)
+    x[0] = _TIME_CHANNEL
     x[1] = np.clip(since_direct, -5.0, 50.0) / 10.0
     x[2 : 2 + N_BANDS] = baseline / BASELINE_SCALE_DB
-    x[2 + N_BANDS :] = room_vector(room)[:, None]
+    vector = _room_vector(room, absorption[:, : len(BANDS_HZ)], _decay_times_s(room, area, alpha))
+    x[2 + N_BANDS :] = vector[:, None]
     return x, baseline
 
 
