@@ -8,6 +8,7 @@ functions for the model input, exp/log10 for the analytic envelope.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from scipy import signal
 
 from rtverb import features, synth
-from rtverb.ism import DELAY_SAMPLES, early_ir, highpass, highpass_sos
+from rtverb.ism import DELAY_SAMPLES, band_absorption, early_ir, highpass, highpass_sos
 from rtverb.presets import PRESETS_DIR
 from rtverb.room import SPEED_OF_SOUND_M_S, Room
 
@@ -152,3 +153,14 @@ def test_analytic_envelope_is_the_exponential_decay_in_db() -> None:
         db = np.maximum(10 * np.log10(np.maximum(level, 1e-30)), features.FLOOR_DB)
         want = np.where(t >= 0, db, features.FLOOR_DB)
         np.testing.assert_allclose(features.analytic_envelope_db(room), want, rtol=0, atol=1e-9)
+
+
+def test_band_absorption_is_remembered_for_the_same_room_object_only() -> None:
+    room = ROOMS[0]
+    want = band_absorption(dataclasses.replace(room))
+    first = band_absorption(room)
+    first[:] = -1.0  # the caller's copy
+    np.testing.assert_array_equal(band_absorption(room), want)
+    other = dataclasses.replace(room, surfaces=dataclasses.replace(room.surfaces, floor=0.5))
+    assert band_absorption(other)[0, 0] == 0.5
+    np.testing.assert_array_equal(band_absorption(room), want)
