@@ -171,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     rooms = bench_rooms()[: args.rooms]
     data = measure(rooms, args.rate_hz, args.reps)
     if args.json:
-        print(json.dumps({"ir_s": data["ir_s"], "figures": summary(data)}))
+        figures = {  # no IR long enough: null, not NaN
+            group: {k: {q: None if np.isnan(v) else v for q, v in f.items()} for k, f in g.items()}
+            for group, g in summary(data).items()
+        }
+        print(json.dumps({"ir_s": data["ir_s"], "figures": figures}))
     else:
         print(report(rooms, data, args.rate_hz, args.reps))
     return 0
