@@ -232,9 +232,9 @@ class _LateGrid(NamedTuple):
     centres_s: np.ndarray
     lower: np.ndarray  # the frame at or before each centre (clipped to the grid's inside)
     offset_s: np.ndarray  # centre minus that frame's time
-    spacing_s: np.ndarray  # that frame's distance to the next
-    before: np.ndarray  # centres before the first frame take its value
-    past: np.ndarray  # centres at or past the last frame take its value
+    spacing_s: np.ndarray  # from each frame to the next
+    n_before: int  # the first centres lie before the first frame: they take its value
+    past: int  # centres from this one on lie at or past the last frame: they take its value
     air_db: np.ndarray  # air absorption at the centres, (bands, bins)
 
 
@@ -243,15 +243,15 @@ def _late_grid(fs: float) -> _LateGrid:
     hbss = _bin_samples(fs)
     centres = (np.arange(_noise_table(fs).shape[1] - 1) + 0.5) * (hbss / fs)
     frames = features.FRAME_TIMES_S
-    j = np.searchsorted(frames, centres, side="right") - 1
+    j = np.searchsorted(frames, centres, side="right") - 1  # sorted: -1s first, then ...
     lower = np.clip(j, 0, len(frames) - 2)
     return _LateGrid(
         centres,
         lower,
         centres - frames[lower],
-        frames[lower + 1] - frames[lower],
-        j < 0,
-        j >= len(frames) - 1,
+        np.diff(frames),
+        int(np.count_nonzero(j < 0)),
+        int(np.searchsorted(j, len(frames) - 1)),  # ... the last frame's index last
         features.air_db(centres)[: band_count(fs)],
     )
 
@@ -260,15 +260,16 @@ def _late_db(envelope_db: np.ndarray, fs: float) -> np.ndarray:
     """The envelope at every bin centre, with air absorption: (bands, bins) dB.
 
     ``np.interp(centres, FRAME_TIMES_S, envelope_db[b])`` for every band at once, with its
-    arithmetic (slope x offset + value; the end frames' values beyond the grid).
+    arithmetic (a slope per frame, slope x offset + value; the end frames' values beyond them).
     """
     grid = _late_grid(fs)
     env = np.asarray(envelope_db, dtype=np.float64)[: len(grid.air_db)]
-    below = env[:, grid.lower]
     with np.errstate(invalid="ignore"):  # infinite envelopes: see below
-        db = (env[:, grid.lower + 1] - below) / grid.spacing_s * grid.offset_s + below
-    db[:, grid.before] = env[:, :1]
-    db[:, grid.past] = env[:, -1:]
+        slope = (env[:, 1:] - env[:, :-1]) / grid.spacing_s
+        db = np.take(slope, grid.lower, axis=1) * grid.offset_s  # take: 3x faster than [:, i]
+        db += np.take(env, grid.lower, axis=1)
+    db[:, : grid.n_before] = env[:, :1]
+    db[:, grid.past :] = env[:, -1:]
     if not np.all(np.isfinite(db)):  # np.interp has its own rules for infinite values
         db = np.stack([np.interp(grid.centres_s, features.FRAME_TIMES_S, e) for e in env])
     db += grid.air_db
