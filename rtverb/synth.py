@@ -169,12 +169,13 @@ def _with_late(early: np.ndarray, envelope_db: np.ndarray, fs: float) -> np.ndar
     n_late = n_bins * hbss
     length = max(len(early), DELAY_SAMPLES + n_late)
     # The late segments start half a bin before DELAY_SAMPLES (that half is silent) and run
-    # half a bin past the late part's end: render them in place, in a buffer with room for both.
+    # past the late part's end: render them in place, in a buffer with room for both.
     half = hbss // 2
     lead = max(0, half - DELAY_SAMPLES)
-    buffer = np.empty(lead + max(length, DELAY_SAMPLES + n_late + half), dtype=np.float32)
     first = lead + DELAY_SAMPLES - half
-    segments = buffer[first : first + len(weights) * hbss].reshape(len(weights), 1, hbss)
+    end = first + len(weights) * hbss
+    buffer = np.empty(max(lead + length, end), dtype=np.float32)
+    segments = buffer[first:end].reshape(len(weights), 1, hbss)
     np.matmul(weights, _noise_segments(fs, len(weights)), out=segments)
     buffer[: lead + DELAY_SAMPLES] = 0.0
     buffer[lead + DELAY_SAMPLES + n_late :] = 0.0
@@ -209,9 +210,10 @@ def _noise_table(fs: float) -> np.ndarray:
     envelope = ndimage.uniform_filter1d(np.abs(signal.hilbert(bands, axis=-1)), hbss // 2, axis=-1)
     flat = bands / np.maximum(envelope, 1e-12)
     flat[:, :half] = 0.0
-    bands = flat * np.sqrt(
-        (bands**2).sum(axis=-1, keepdims=True) / (flat**2).sum(axis=-1, keepdims=True)
-    )
+    energy, flat_energy = (bands**2).sum(axis=-1), (flat**2).sum(axis=-1)
+    # above ~200 kHz the 250 Hz band's filter has no FFT bin: that band is silent, not NaN
+    gain = np.divide(energy, flat_energy, out=np.zeros_like(energy), where=flat_energy > 0)
+    bands = flat * np.sqrt(gain)[:, None]
     seg = bands.reshape(len(h), n_bins + 1, hbss).astype(np.float32)
     w = (np.arange(hbss, dtype=np.float32) / hbss)[None, None, :]
     return np.concatenate([seg * (1 - w), seg * w])

@@ -1,0 +1,18 @@
+"""Rates where an octave band's filter has no FFT bin (above ~200 kHz) rendered all-NaN IRs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtverb import features, synth
+from rtverb.ism import band_filters
+from rtverb.room import Room
+
+
+@pytest.mark.parametrize("fs", [256000, 384000])
+def test_a_band_without_filter_bins_is_silent_not_nan(fs: int) -> None:
+    assert not np.any(band_filters(fs), axis=1).all()  # the case: one band's filter is zero
+    room = Room()
+    ir = synth.render_ir(room, features.analytic_envelope_db(room), fs)
+    assert np.all(np.isfinite(ir)) and np.abs(ir).max() > 0
