@@ -319,19 +319,18 @@ class OscController:
         Positions may be anywhere in the room (0..size on their axis); one on a wall is moved
         `POSITION_MARGIN_M` inside (the echo shows where it went).
         """
-        if norm:
-            if not 0.0 <= v <= 1.0:
-                raise BadInput(f"{where}: {v:g} is outside 0..1; send a value from 0 to 1")
-            size = txn.room.size_m[AXES.index(spec.name[-1])] if spec.relative_to_size else 0
-            v = v * size if spec.relative_to_size else spec.denormalize(v)
+        if norm and not 0.0 <= v <= 1.0:
+            raise BadInput(f"{where}: {v:g} is outside 0..1; send a value from 0 to 1")
         if spec.relative_to_size:
             size = txn.room.size_m[AXES.index(spec.name[-1])]
+            v = v * size if norm else v
             if not 0.0 <= v <= size:
                 raise BadInput(
                     f"{where}: {v:g} m is outside the room (0..{size:g} m on this axis); "
                     "send a position inside it"
                 )
             return _clamp(v, POSITION_MARGIN_M, size - POSITION_MARGIN_M)
+        v = spec.denormalize(v) if norm else v
         if not spec.min <= v <= spec.max:
             raise BadInput(
                 f"{where}: {v:g}{' ' + spec.unit if spec.unit else ''} is outside "
