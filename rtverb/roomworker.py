@@ -59,15 +59,10 @@ class IrSink(Protocol):
 
 
 def _engine_free_in_s(engine: IrSink) -> float:
-    """Seconds until an IR published now would start fading in (`Convolver.head_free_in_s`).
-
-    Engines without it: 0, or `BUSY_WAIT_S` while they report ``swapping``.
-    """
+    """Seconds until an IR published now would start fading in (`Convolver.head_free_in_s`);
+    0 for a sink without a convolver."""
     convolver = getattr(engine, "convolver", None)
-    free_in = getattr(convolver, "head_free_in_s", None)
-    if free_in is not None:
-        return float(free_in())
-    return BUSY_WAIT_S if getattr(convolver, "swapping", False) else 0.0
+    return 0.0 if convolver is None else float(convolver.head_free_in_s())
 
 
 Synthesize = Callable[[Room, int], np.ndarray]

@@ -45,14 +45,13 @@ class FakeEngine:
         self._published = 0
         self._fade_left = 0
         self._fade_blocks = fade_blocks
-        self.convolver = self  # the worker reads engine.convolver.swapping
+        self.convolver = self  # the worker reads engine.convolver.head_free_in_s()
         self._stop = threading.Event()
         if audio:
             threading.Thread(target=self._audio, daemon=True).start()
 
-    @property
-    def swapping(self) -> bool:
-        return self._fade_left > 0 or self._published > self.swaps_started
+    def head_free_in_s(self) -> float:
+        return self._fade_left * BLOCK_S
 
     def set_ir(self, ir: np.ndarray) -> None:
         if self._fade_left > 0:
