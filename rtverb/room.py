@@ -327,14 +327,7 @@ class Room:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Room:
         """Build a room from the room file's structure (as `tomllib` reads it)."""
-        known = {"name", "description", "room", "source", "listener", "mix"}
-        for key in data:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise RoomError(
-                    f"{key}: unknown top-level key{hint}; allowed: {', '.join(sorted(known))}"
-                )
+        _check_keys(data, "", {"name", "description", "room", "source", "listener", "mix"})
         room = _table(data, "room", required=True)
         _check_keys(room, "room", {"size_m", "scattering", "surfaces"})
         surfaces = _table(room, "surfaces", "room.surfaces", required=True)
@@ -436,13 +429,13 @@ def _table(
 
 
 def _check_keys(table: dict[str, Any], where: str, allowed: set[str]) -> None:
+    """Refuse keys not in ``allowed``; ``where`` is the table's path ("" at the top level)."""
     for key in table:
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise RoomError(
-                f"{where}.{key}: unknown key{hint}; allowed: {', '.join(sorted(allowed))}"
-            )
+            what = f"{where}.{key}: unknown key" if where else f"{key}: unknown top-level key"
+            raise RoomError(f"{what}{hint}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _find_line(text: str, field_path: str) -> int | None:
