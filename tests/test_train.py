@@ -14,7 +14,7 @@ from train import datagen  # noqa: E402
 from train.dataset import load_shards  # noqa: E402
 from train.export import PARITY_RTOL, export  # noqa: E402
 from train.fit import FitConfig, fit  # noqa: E402
-from train.model import ModelConfig  # noqa: E402
+from train.model import ModelConfig, build, load_widened_weights, weights  # noqa: E402
 
 #: Few rays keep the tiny set fast; the code path is what is tested here, not label quality.
 TINY = ["--ray-factor", "0.1", "--workers", "1", "--shard-size", "2"]
@@ -137,3 +137,27 @@ def test_fit_resume_export_and_run(tiny_set, tmp_path):
     assert error <= PARITY_RTOL
     envelope = Synthesizer(model_path).envelope_db(data.rooms[0])
     assert envelope.shape == data.target_db[0].shape and np.all(np.isfinite(envelope))
+    # a wider run starts from the trained narrow one (`--init`)
+    wide = FitConfig(**{**vars(cfg), "out": str(tmp_path / "wide"), "epochs": 1})
+    wide.init, wide.model = str(tmp_path / "run" / "best.pt"), ModelConfig(width=12, modes=8, layers=2)
+    messages = []
+    assert fit(wide, data=data, log=messages.append)["epoch"] == 1
+    assert messages[0].startswith("started from the function of")
+
+
+#: float32 sums over more (zero) terms in another order: the widened output may differ by this.
+WIDENING_ATOL = 1e-5
+
+
+def test_widening_keeps_the_function_and_opens_the_new_channels():
+    torch.manual_seed(0)
+    narrow, wide = build(ModelConfig(width=8, modes=8)), build(ModelConfig(width=12, modes=8))
+    load_widened_weights(wide, weights(narrow), "narrow.pt")
+    x = torch.randn(2, wide.net.in_channels, 64)
+    with torch.no_grad():
+        assert torch.allclose(wide(x), narrow(x), atol=WIDENING_ATOL)
+    wide(x).square().mean().backward()  # what a new channel sends the old ones must learn
+    grad = wide.net.fno_blocks.fno_skips[0].conv.weight.grad
+    assert grad[:8, 8:].abs().max() > 0
+    with pytest.raises(SystemExit, match="can only be widened"):
+        load_widened_weights(narrow, weights(wide), "wide.pt")

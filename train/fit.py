@@ -3,6 +3,8 @@
 AdamW, cosine learning-rate schedule with warm-up, gradient clipping, early stopping on the
 validation loss, a checkpoint every epoch (``last.pt``) and at the best epoch (``best.pt``),
 resume from ``last.pt`` when it exists, loss curves in ``loss.png``. Everything is seeded.
+``--init CKPT`` starts a new run as the function of a narrower checkpoint and trains the extra
+width from there (`train.model.load_widened_weights`).
 
 The loss works in the log domain, where the late envelope is predictable, and on the whole
 IR's energy: the late envelope with the renderer's air absorption plus the exact early part's
@@ -36,7 +38,7 @@ import torch
 
 from rtverb import features
 from train.dataset import EnvelopeSet, load_shards, symmetric_variants
-from train.model import ModelConfig, build, load_weights, weights
+from train.model import ModelConfig, build, load_weights, load_widened_weights, weights
 
 DYNAMIC_RANGE_DB = 80.0
 EDC_RANGE_DB = 60.0
@@ -63,6 +65,7 @@ class FitConfig:
     threads: int = 1
     augment: bool = True  # each epoch, every room as one of its 16 mirror/swap variants
     limit: int | None = None  # use at most this many rooms (tests, quick runs)
+    init: str | None = None  # start a new run from this (narrower) checkpoint's function
     model: ModelConfig = field(default_factory=ModelConfig)
 
 
@@ -243,6 +246,9 @@ def fit(cfg: FitConfig, data: EnvelopeSet | None = None, log=print) -> dict:
         "n_train": len(train_set),
         "n_val": len(val_set),
     }
+    if not state["epoch"] and cfg.init:
+        load_widened_weights(model, torch.load(cfg.init, weights_only=False)["model"], cfg.init)
+        log(f"started from the function of {cfg.init}")
     if state["epoch"]:
         log(f"resumed from {out / 'last.pt'} at epoch {state['epoch']}")
         if (state["n_train"], state["n_val"]) != (len(train_set), len(val_set)):
@@ -284,7 +290,7 @@ def config_from_args(argv: list[str] | None, description: str = __doc__) -> FitC
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
             continue
-        kind = type(default) if default is not None else int
+        kind = type(default) if default is not None else (str if "str" in str(f.type) else int)
         parser.add_argument(flag, type=kind, default=default)
     args = vars(parser.parse_args(argv))
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}

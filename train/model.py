@@ -63,6 +63,45 @@ def load_weights(model: nn.Module, state: dict) -> None:
     model.load_state_dict({k: v for k, v in state.items() if not k.endswith("_metadata")})
 
 
+def _in_out_dims(key: str) -> tuple[int | None, int]:
+    """(input-channel dim or None, output-channel dim) of a saved FNO tensor."""
+    if key.endswith("weight.tensor"):  # neuralop spectral weights: (in, out, modes)
+        return 0, 1
+    if key.endswith("bias") or "channel_mlp_skips" in key:  # per output channel
+        return None, 1 if "channel_mlp_skips" in key else 0
+    return 1, 0  # 1x1 convolutions: (out, in, 1)
+
+
+def load_widened_weights(model: nn.Module, state: dict, where: object) -> None:
+    """Start a wider FNO as exactly the narrower saved one (function-preserving growth).
+
+    Saved weights fill the leading channels. New channels keep ``model``'s random
+    initialization for what they receive, and what they send to the saved channels starts at
+    zero, so the output is unchanged and training opens the new paths (Net2Net-style).
+    """
+    own = weights(model)
+    state = {k: v for k, v in state.items() if not k.endswith("_metadata")}
+    if set(own) != set(state):
+        raise SystemExit(f"{where}: another architecture (use the same --layers and --kind)")
+    grown = {}
+    for key, old in state.items():
+        new = own[key].clone()
+        if new.ndim != old.ndim or any(n < o for n, o in zip(new.shape, old.shape, strict=True)):
+            raise SystemExit(
+                f"{where}: {key} has shape {tuple(old.shape)}, the model {tuple(new.shape)}; "
+                "a model can only be widened (use a --width at least the saved one)"
+            )
+        in_dim, out_dim = _in_out_dims(key)
+        new[tuple(slice(0, n) for n in old.shape)] = old
+        if in_dim is not None and new.shape[in_dim] > old.shape[in_dim]:
+            index: list[slice] = [slice(None)] * new.ndim
+            index[in_dim] = slice(old.shape[in_dim], None)
+            index[out_dim] = slice(0, old.shape[out_dim])
+            new[tuple(index)] = 0
+        grown[key] = new
+    load_weights(model, grown)
+
+
 def build(cfg: ModelConfig) -> EnvelopeModel:
     if cfg.kind == "gru":
         return EnvelopeModel(
