@@ -139,7 +139,8 @@ def test_fit_resume_export_and_run(tiny_set, tmp_path):
     assert envelope.shape == data.target_db[0].shape and np.all(np.isfinite(envelope))
     # a wider run starts from the trained narrow one (`--init`)
     wide = FitConfig(**{**vars(cfg), "out": str(tmp_path / "wide"), "epochs": 1})
-    wide.init, wide.model = str(tmp_path / "run" / "best.pt"), ModelConfig(width=12, modes=8, layers=2)
+    wide.init = str(tmp_path / "run" / "best.pt")
+    wide.model = ModelConfig(width=12, modes=8, layers=2)
     messages = []
     assert fit(wide, data=data, log=messages.append)["epoch"] == 1
     assert messages[0].startswith("started from the function of")

@@ -70,6 +70,7 @@ def _save_atomic(model, path: Path) -> None:
     os.close(fd)
     try:
         onnx.save(model, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the model from other users
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -138,6 +139,7 @@ def export(checkpoint: str | Path, out: str | Path = MODEL_PATH, info: dict | No
                     "rooms_train": ckpt["state"]["n_train"],
                     "rooms_val": ckpt["state"]["n_val"],
                     "seed": ckpt["config"]["seed"],
+                    "init": ckpt["config"].get("init"),  # the run it was widened from
                     "best_epoch": ckpt["state"]["best_epoch"],
                     "best_val_loss_db": ckpt["state"]["best_val"],
                 }
