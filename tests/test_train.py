@@ -162,3 +162,6 @@ def test_widening_keeps_the_function_and_opens_the_new_channels():
     assert grad[:8, 8:].abs().max() > 0
     with pytest.raises(SystemExit, match="can only be widened"):
         load_widened_weights(narrow, weights(wide), "wide.pt")
+    gru = build(ModelConfig(kind="gru", gru_hidden=8))  # stacked gates: no channel layout
+    with pytest.raises(SystemExit, match="only an FNO"):
+        load_widened_weights(gru, weights(gru), "gru.pt")

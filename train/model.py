@@ -81,8 +81,8 @@ def load_widened_weights(model: nn.Module, state: dict, where: object) -> None:
     """
     own = weights(model)
     state = {k: v for k, v in state.items() if not k.endswith("_metadata")}
-    if set(own) != set(state):
-        raise SystemExit(f"{where}: another architecture (use the same --layers and --kind)")
+    if set(own) != set(state) or any(".gru." in key for key in own):
+        raise SystemExit(f"{where}: only an FNO with the same --layers can be widened")
     grown = {}
     for key, old in state.items():
         new = own[key].clone()
