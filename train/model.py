@@ -67,8 +67,10 @@ def _in_out_dims(key: str) -> tuple[int | None, int]:
     """(input-channel dim or None, output-channel dim) of a saved FNO tensor."""
     if key.endswith("weight.tensor"):  # neuralop spectral weights: (in, out, modes)
         return 0, 1
-    if key.endswith("bias") or "channel_mlp_skips" in key:  # per output channel
-        return None, 1 if "channel_mlp_skips" in key else 0
+    if "channel_mlp_skips" in key:  # per-channel gating: (1, channels, 1)
+        return None, 1
+    if key.endswith("bias"):
+        return None, 0
     return 1, 0  # 1x1 convolutions: (out, in, 1)
 
 
