@@ -1,8 +1,8 @@
 """rtverb: real-time neural room reverb."""
 
-from rtverb.convolver import Convolver
-from rtverb.engine import Engine
-from rtverb.room import Room, RoomError, Surfaces
+from rtverb.dsp.convolver import Convolver
+from rtverb.dsp.engine import Engine
+from rtverb.room.room import Room, RoomError, Surfaces
 
 __all__ = ["Convolver", "Engine", "Room", "RoomError", "Surfaces", "synthesize", "to_pedalboard"]
 __version__ = "0.1.0"
@@ -15,7 +15,7 @@ def __getattr__(name: str) -> object:
 
         return synthesize
     if name == "to_pedalboard":
-        from rtverb.pedalboard_room import to_pedalboard
+        from rtverb.offline.pedalboard_room import to_pedalboard
 
         return to_pedalboard
     raise AttributeError(f"module 'rtverb' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""rtverb.acoustics: decay times, clarity, noise-floor removal, and oracles.
+"""rtverb.analysis.acoustics: decay times, clarity, noise-floor removal, and oracles.
 
 Synthetic IRs have a known T60. Decaying *tones* (one per octave band) have an exactly
 exponential band envelope, so they test the estimator itself (filter ringing, the fit, the
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from scipy.signal import fftconvolve
 
-from rtverb import acoustics
-from rtverb.acoustics import BANDS_HZ, Metrics, energy_decay_db, measure, octave_band
+from rtverb.analysis import acoustics
+from rtverb.analysis.acoustics import BANDS_HZ, Metrics, energy_decay_db, measure, octave_band
 
 FS = 48000
 #: The issue's accuracy for T30 on synthetic decays with a known T60.

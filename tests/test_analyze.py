@@ -11,8 +11,8 @@ import pytest
 from pedalboard.io import AudioFile
 
 from rtverb import cli
-from rtverb.acoustics import BANDS_HZ, SPEED_OF_SOUND_M_S
-from rtverb.analyze import JSON_KEYS, AnalyzeError, read_ir
+from rtverb.analysis.acoustics import BANDS_HZ, SPEED_OF_SOUND_M_S
+from rtverb.cli.analyze import JSON_KEYS, AnalyzeError, read_ir
 
 FS = 48000
 #: The issue's T30 accuracy on a synthetic decay of known T60.

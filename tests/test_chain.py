@@ -6,8 +6,8 @@ import numpy as np
 import pedalboard
 import pytest
 
-from rtverb import chain
-from rtverb.chain import ChainError, builtin_plugins, parse_chain
+from rtverb.offline import chain
+from rtverb.offline.chain import ChainError, builtin_plugins, parse_chain
 
 SAMPLE_RATE_HZ = 48000
 

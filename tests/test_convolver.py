@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.signal import fftconvolve
 
-from rtverb.convolver import CROSSFADE_MS, Convolver
-from rtverb.partition import plan_stages
+from rtverb.dsp.convolver import CROSSFADE_MS, Convolver
+from rtverb.dsp.partition import plan_stages
 
 SR = 48000
 #: Max abs error relative to the output peak: float32 FFTs round at ~1e-7 of the signal, summed

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.signal import fftconvolve
 
-from rtverb.engine import GAIN_RAMP_MS, Engine, db_to_gain
+from rtverb.dsp.engine import GAIN_RAMP_MS, Engine, db_to_gain
 
 SR = 48000
 BLOCK = 128

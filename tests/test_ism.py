@@ -1,11 +1,13 @@
-"""rtverb.ism reproduces the reference simulator's exact parts (pyroomacoustics as the oracle)."""
+"""rtverb.synth.early against the reference simulator (pyroomacoustics is the oracle)."""
 
 import numpy as np
 import pytest
 
 pra = pytest.importorskip("pyroomacoustics")
 
-from rtverb.ism import (  # noqa: E402
+from rtverb.room.params import BANDS_HZ, SURFACES  # noqa: E402
+from rtverb.room.room import Room, Surfaces  # noqa: E402
+from rtverb.synth.early import (  # noqa: E402
     AIR_ABSORPTION_PER_M,
     MODEL_BANDS_HZ,
     band_count,
@@ -13,8 +15,6 @@ from rtverb.ism import (  # noqa: E402
     early_ir,
     image_sources,
 )
-from rtverb.params import BANDS_HZ, SURFACES  # noqa: E402
-from rtverb.room import Room, Surfaces  # noqa: E402
 
 #: Early-part energy may differ by this fraction: the simulator delays each arrival with an
 #: 81-tap windowed sinc, rtverb with an exact band-limited phase shift (measured ~2-3 %).

@@ -23,11 +23,11 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 
 from rtverb import cli
-from rtverb.engine import Engine
-from rtverb.livecallback import LiveSession
-from rtverb.liveio import Ring
-from rtverb.presets import load_preset
-from rtverb.room import Room
+from rtverb.dsp.engine import Engine
+from rtverb.live.callback import LiveSession
+from rtverb.live.io import Ring
+from rtverb.room.presets import load_preset
+from rtverb.room.room import Room
 
 SR = 48000
 BLOCK = 256

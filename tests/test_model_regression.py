@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtverb.acoustics import measure
-from rtverb.ism import DELAY_SAMPLES
-from rtverb.room import Room
+from rtverb.analysis.acoustics import measure
+from rtverb.room.room import Room
 from rtverb.synth import synthesize, synthesize_analytic
+from rtverb.synth.early import DELAY_SAMPLES
 
 ROOMS = json.loads((Path(__file__).parent / "data" / "regression_rooms.json").read_text())["rooms"]
 TARGET_BANDS = slice(1, 6)  # 250-4000 Hz

@@ -14,7 +14,7 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 
-from rtverb.osc import (
+from rtverb.osc.controller import (
     GROUPS,
     MAX_SUBSCRIBERS,
     POSITION_MARGIN_M,
@@ -22,10 +22,10 @@ from rtverb.osc import (
     Reply,
     address_table,
 )
-from rtverb.oscserver import OscServer
-from rtverb.params import AXES, PARAMS, PARAMS_BY_NAME
-from rtverb.presets import load_preset
-from rtverb.room import Room, material_absorption
+from rtverb.osc.server import OscServer
+from rtverb.room.params import AXES, PARAMS, PARAMS_BY_NAME
+from rtverb.room.presets import load_preset
+from rtverb.room.room import Room, material_absorption
 
 SENDER = ("127.0.0.1", 50000)
 #: OSC 'f' arguments are float32; values come back rounded to 7 significant digits.

@@ -6,10 +6,10 @@ import numpy as np
 import pedalboard
 import pytest
 
-from rtverb import pedalboard_room
-from rtverb.pedalboard_room import ir_to_pedalboard, to_pedalboard
-from rtverb.presets import load_preset
-from rtverb.render import render_array
+from rtverb.offline import pedalboard_room
+from rtverb.offline.pedalboard_room import ir_to_pedalboard, to_pedalboard
+from rtverb.offline.render import render_array
+from rtverb.room.presets import load_preset
 
 RATE_HZ = 48000
 #: The issue's target: pedalboard's float32 convolution vs rtverb's, relative to the peak.

@@ -1,4 +1,4 @@
-"""rtverb.plot and `rtverb plot`: the pictures hold what they claim, files are written whole."""
+"""rtverb.analysis.plot and `rtverb plot`: pictures hold what they claim, files are whole."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ pytest.importorskip("matplotlib")
 from matplotlib.image import imread  # noqa: E402
 from pedalboard.io import AudioFile  # noqa: E402
 
-from rtverb import cli, plot  # noqa: E402
-from rtverb.acoustics import BANDS_HZ, measure  # noqa: E402
-from rtverb.presets import load_preset  # noqa: E402
+from rtverb import cli
+from rtverb.analysis import plot  # noqa: E402
+from rtverb.analysis.acoustics import BANDS_HZ, measure  # noqa: E402
+from rtverb.room.presets import load_preset  # noqa: E402
 
 FS = 48000
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from rtverb import cli
-from rtverb.presets import PRESETS_DIR, list_presets, load_preset, save_preset
-from rtverb.room import Room, RoomError
+from rtverb.room.presets import PRESETS_DIR, list_presets, load_preset, save_preset
+from rtverb.room.room import Room, RoomError
 
 #: Rooms people know that the issue asks for, by file name.
 REQUIRED = (
@@ -111,7 +111,7 @@ SABINE_FACTOR = 2.0
 
 @pytest.mark.parametrize("name", ["vocal_booth", "classroom", "stone_church"])
 def test_presets_command_measures_t30_and_c50_on_the_synthesized_ir(name):
-    from rtverb.presets import measure_preset
+    from rtverb.room.presets import measure_preset
 
     room = load_preset(name)
     figures = measure_preset(room)

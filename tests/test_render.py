@@ -14,8 +14,8 @@ import pytest
 from pedalboard.io import AudioFile
 from scipy.signal import fftconvolve
 
-from rtverb import audio_io, render
-from rtverb.render import RenderError, check_input, render_array, render_file
+from rtverb.offline import audio_io, render
+from rtverb.offline.render import RenderError, check_input, render_array, render_file
 
 RATE_HZ = 48000
 SEED = 1234
@@ -190,7 +190,7 @@ def test_integer_output_keeps_the_input_bit_depth_and_counts_clipping(tmp_path: 
 
 
 def test_room_is_synthesized_at_the_file_rate(tmp_path: Path, monkeypatch) -> None:
-    from rtverb.room import Room
+    from rtverb.room.room import Room
 
     seen = []
 
@@ -391,7 +391,7 @@ def test_cli_renders_a_folder_in_process(tmp_path: Path, ir_wav: Path, capsys) -
 
 
 def test_bundled_demo_clip_is_small_dry_mono_48k() -> None:
-    from rtverb.render_cli import DEMO_WAV
+    from rtverb.cli.render import DEMO_WAV
 
     assert DEMO_WAV.stat().st_size < 1_000_000
     with AudioFile(str(DEMO_WAV)) as f:
@@ -404,7 +404,7 @@ def test_bundled_demo_clip_is_small_dry_mono_48k() -> None:
 
 
 def test_demo_generator_is_seeded() -> None:
-    from rtverb import demo
+    from rtverb.offline import demo
 
     a, b = demo.generate(with_speech=False), demo.generate(with_speech=False)
     np.testing.assert_array_equal(a, b)
@@ -485,8 +485,8 @@ def test_cli_renders_a_folder_in_parallel_like_in_process(tmp_path: Path, ir_wav
 
 def test_folder_room_is_synthesized_once_per_rate_with_the_rooms_mix(tmp_path, monkeypatch):
     import rtverb.synth
-    from rtverb import render_cli
-    from rtverb.room import Room
+    from rtverb.cli import render as render_cli
+    from rtverb.room.room import Room
 
     calls = []
 

@@ -1,4 +1,4 @@
-"""rtverb.room and rtverb.params: the room schema, room files, and the parameter table."""
+"""rtverb.room.room and rtverb.room.params: the room schema, room files, and the parameter table."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from rtverb.params import (
+from rtverb.room.params import (
     AXES,
     BANDS_HZ,
     DOMAIN_CLEARANCE_M,
@@ -23,7 +23,7 @@ from rtverb.params import (
     SURFACES,
     table_hash,
 )
-from rtverb.room import Room, RoomError, Surfaces, material_absorption, materials_db
+from rtverb.room.room import Room, RoomError, Surfaces, material_absorption, materials_db
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 

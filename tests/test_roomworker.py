@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from rtverb.room import Room
-from rtverb.roomworker import RoomWorker, geometry_key
+from rtverb.live.worker import RoomWorker, geometry_key
+from rtverb.room.room import Room
 
 SR = 48000
 BLOCK_S = 256 / SR
@@ -35,7 +35,7 @@ def stand_in_synth(delay_s: float = 0.0, calls: list[Room] | None = None):
 class FakeEngine:
     """Records set_ir; with ``audio=True`` a thread plays the audio thread's part: at each block
     boundary it starts crossfading to the latest published IR, unless a crossfade of
-    ``fade_blocks`` is still running (as `rtverb.convolver.Convolver` does)."""
+    ``fade_blocks`` is still running (as `rtverb.dsp.convolver.Convolver` does)."""
 
     def __init__(self, audio: bool = False, fade_blocks: int = 0) -> None:
         self.irs: list[np.ndarray] = []
@@ -202,7 +202,7 @@ def test_changes_during_a_crossfade_wait_for_it_and_only_the_latest_is_synthesiz
 
 def test_synth_process_matches_in_process_synthesis_and_reports_errors():
     from rtverb import synth
-    from rtverb.synthprocess import SynthProcess, SynthProcessError
+    from rtverb.synth.process import SynthProcess, SynthProcessError
 
     room = sized(6.0)
     with SynthProcess("analytic") as child:

@@ -7,18 +7,18 @@ import warnings
 import numpy as np
 import pytest
 
-from rtverb import features
-from rtverb.acoustics import measure
-from rtverb.ism import DELAY_SAMPLES, early_ir
-from rtverb.room import SPEED_OF_SOUND_M_S, Room
+from rtverb.analysis.acoustics import measure
+from rtverb.room.room import SPEED_OF_SOUND_M_S, Room
 from rtverb.synth import (
     MODEL_PATH,
     ModelError,
     Synthesizer,
+    features,
     render_ir,
     synthesize,
     synthesize_analytic,
 )
+from rtverb.synth.early import DELAY_SAMPLES, early_ir
 
 ROOM = Room()
 #: T30 measured at 1 kHz may differ this much between sample rates: the same envelope, band

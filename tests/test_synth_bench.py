@@ -1,10 +1,10 @@
-"""`python -m rtverb.synth_bench`: the report and the JSON object. Timing values are not judged."""
+"""`python -m rtverb.bench.synth`: the report and the JSON object. Timing values are not judged."""
 
 from __future__ import annotations
 
 import json
 
-from rtverb import synth_bench
+from rtverb.bench import synth as synth_bench
 
 FAST = ["--reps", "1", "--rooms", "2"]
 

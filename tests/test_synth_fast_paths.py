@@ -1,6 +1,6 @@
 """The room-change path's fast forms equal their straightforward forms (oracles in this file).
 
-Each fast path in `rtverb.ism`, `rtverb.features` and `rtverb.synth` replaced a plainer
+Each fast path in `synth.early`, `synth.features` and `synth.late` replaced a plainer
 computation (issue 4: room change -> ready IR). These pin them to it: scipy's ``sosfiltfilt``
 for the high-pass, ``np.interp`` and a float64 band sum for the late part, the public feature
 functions for the model input, exp/log10 for the analytic envelope.
@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from rtverb import features, synth
-from rtverb.ism import DELAY_SAMPLES, band_absorption, early_ir, highpass, highpass_sos
-from rtverb.presets import PRESETS_DIR
-from rtverb.room import SPEED_OF_SOUND_M_S, Room
+from rtverb import synth
+from rtverb.room.presets import PRESETS_DIR
+from rtverb.room.room import SPEED_OF_SOUND_M_S, Room
+from rtverb.synth import features
+from rtverb.synth import late as late_part
+from rtverb.synth.early import DELAY_SAMPLES, band_absorption, early_ir, highpass, highpass_sos
 
 ROOMS = [Room.from_toml(p) for p in sorted(PRESETS_DIR.glob("*.toml"))] + [
     Room.from_dict(e["room"])
@@ -59,15 +61,15 @@ def _envelopes(room: Room) -> list[np.ndarray]:
 
 
 def _reference_late(envelope_db: np.ndarray, fs: float) -> np.ndarray:
-    """`rtverb.synth.late_ir` in float64, per band with np.interp and a power of ten."""
+    """`rtverb.late_part.late_ir` in float64, per band with np.interp and a power of ten."""
     hbss = int(np.floor(fs * features.HIST_BIN_S))
-    table = synth._noise_table(fs).astype(np.float64)
+    table = late_part._noise_table(fs).astype(np.float64)
     bands = len(table) // 2
     t0, t1 = table[:bands], table[bands:]
     centres = (np.arange(t0.shape[1] - 1) + 0.5) * hbss / fs
     db = np.stack([np.interp(centres, features.FRAME_TIMES_S, e) for e in envelope_db[:bands]])
     db += features.air_db(centres)[:bands]
-    audible = np.nonzero(db.max(axis=0) > db.max() + synth.TAIL_FLOOR_DB)[0]
+    audible = np.nonzero(db.max(axis=0) > db.max() + late_part.TAIL_FLOOR_DB)[0]
     n_bins = int(audible[-1]) + 1
     amp = np.sqrt(10 ** (db[:, :n_bins] / 10) * (hbss / fs / features.HIST_BIN_S))
     ext = np.concatenate([amp[:, :1], amp, amp[:, -1:]], axis=1)
@@ -82,7 +84,7 @@ def test_late_part_matches_a_float64_reference(fs: int) -> None:
     for room in ROOMS[::3]:
         for envelope in _envelopes(room):
             want = _reference_late(envelope, fs)
-            got = synth.late_ir(envelope, fs)
+            got = late_part.late_ir(envelope, fs)
             assert got.dtype == np.float32 and got.shape == want.shape
             atol = LATE_RTOL_OF_PEAK * np.abs(want).max()
             np.testing.assert_allclose(got, want, rtol=0, atol=atol)
@@ -92,18 +94,18 @@ def test_late_part_matches_a_float64_reference(fs: int) -> None:
 def test_late_envelope_is_np_interp_with_air_absorption(fs: int) -> None:
     envelope = _envelopes(ROOMS[0])[1]
     envelope[3, 100:140] = -np.inf  # np.interp's own rules apply to infinite values
-    grid = synth._late_grid(float(fs))
+    grid = late_part._late_grid(float(fs))
     for env in (envelope[:, ::-1].copy(), envelope):
         want = np.stack([np.interp(grid.centres_s, features.FRAME_TIMES_S, e) for e in env])
         want = want[: len(grid.air_db)] + grid.air_db
-        np.testing.assert_array_equal(synth._late_db(env, fs), want)
+        np.testing.assert_array_equal(late_part._late_db(env, fs), want)
 
 
 @pytest.mark.parametrize("fs", [12345, 16000, 44100, 48000])
 def test_render_is_the_early_part_plus_the_delayed_late_part(fs: int) -> None:
     for room in ROOMS[:4]:
         envelope = _envelopes(room)[1]
-        early, late = early_ir(room, fs), synth.late_ir(envelope, fs)
+        early, late = early_ir(room, fs), late_part.late_ir(envelope, fs)
         want = np.zeros(max(len(early), DELAY_SAMPLES + len(late)), dtype=np.float32)
         want[DELAY_SAMPLES : DELAY_SAMPLES + len(late)] = late
         want[: len(early)] += early
@@ -116,7 +118,7 @@ def test_short_late_part_inside_the_early_part() -> None:
     silent[:, 0] = -60.0  # a few ms of late energy: the early part outlasts it
     ir, early = synth.render_ir(room, silent, 48000), early_ir(room, 48000)
     assert len(ir) == len(early)
-    late = synth.late_ir(silent, 48000)
+    late = late_part.late_ir(silent, 48000)
     np.testing.assert_array_equal(
         ir[DELAY_SAMPLES + len(late) :], early[DELAY_SAMPLES + len(late) :]
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtverb import features, synth
-from rtverb.ism import band_filters
-from rtverb.room import Room
+from rtverb import synth
+from rtverb.room.room import Room
+from rtverb.synth import features
+from rtverb.synth.early import band_filters
 
 
 @pytest.mark.parametrize("fs", [256000, 384000])

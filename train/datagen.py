@@ -12,7 +12,7 @@ Shard format (``DIR/shard_00012.npz``, numpy ``savez``; shard k holds rooms
   histogram per octave band (125 Hz-16 kHz at 48 kHz) in 4 ms bins, without air absorption,
   averaged over ``runs`` simulations
 - ``T30_s``, ``EDT_s``, ``C50_db``, ``C80_db``, ``D50`` (n, runs, 7): metrics measured on each
-  simulated 48 kHz RIR (`rtverb.acoustics.measure`, bands 125-8000 Hz);
+  simulated 48 kHz RIR (`rtverb.analysis.acoustics.measure`, bands 125-8000 Hz);
   ``DRR_db``, ``C50_broadband_db`` (n, runs)
 - ``n_rays`` (n,) int, ``sim_s`` (n,) float: rays per run and simulation time
 - ``rir`` (n, samples) float32, only with ``--keep-rir``: the first run's RIR, zero-padded
@@ -41,9 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rtverb.acoustics import measure
-from rtverb.params import AXES, DOMAIN_CLEARANCE_M, PARAMS_BY_NAME, SURFACES
-from rtverb.room import Room, RoomError, Surfaces, materials_db
+from rtverb.analysis.acoustics import measure
+from rtverb.room.params import AXES, DOMAIN_CLEARANCE_M, PARAMS_BY_NAME, SURFACES
+from rtverb.room.room import Room, RoomError, Surfaces, materials_db
 
 log = logging.getLogger("train.datagen")
 

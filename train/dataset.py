@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rtverb import features
-from rtverb.params import SURFACES
-from rtverb.room import Room
+from rtverb.room.params import SURFACES
+from rtverb.room.room import Room
+from rtverb.synth import features
 
 
 @dataclass
@@ -46,7 +46,7 @@ class EnvelopeSet:
         )
 
 
-#: Offsets into `rtverb.features.room_vector`.
+#: Offsets into `rtverb.synth.features.room_vector`.
 _SIZE, _SRC, _LST, _ABS = 0, 3, 6, 10
 _SURFACE = {name: i for i, name in enumerate(SURFACES)}
 

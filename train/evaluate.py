@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rtverb.acoustics import measure
-from rtverb.ism import DELAY_SAMPLES
-from rtverb.params import BANDS_HZ
+from rtverb.analysis.acoustics import measure
+from rtverb.room.params import BANDS_HZ
 from rtverb.synth import MODEL_PATH, Synthesizer, render_ir, synthesize_analytic
+from rtverb.synth.early import DELAY_SAMPLES
 from train.dataset import EnvelopeSet, load_shards
 
 RATE_HZ = 48000
@@ -111,7 +111,7 @@ def timing(synth: Synthesizer, data: EnvelopeSet, n_ref: int) -> dict[str, float
 
 def _plots(out: Path, truth_data: EnvelopeSet, irs: list[np.ndarray], err: dict) -> list[str]:
     try:
-        from rtverb.plot import plot_edc_overlay
+        from rtverb.analysis.plot import plot_edc_overlay
     except ImportError:
         return []
     assert truth_data.rir is not None

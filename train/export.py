@@ -3,7 +3,7 @@
 The FNO's complex spectral convolutions are replaced by the same maps in real arithmetic
 (`train.model.exportable`), exported with torch's dynamo exporter into a single file (no
 external data), and checked against the original torch model on ONNX Runtime. The file
-describes itself in its metadata: the values `rtverb.synth.expected_metadata` requires
+describes itself in its metadata: the values `rtverb.synth.model.expected_metadata` requires
 (schema and table hash, features, time grid, bands) and information (training data, commit,
 model configuration, evaluation figures once `train.evaluate --stamp` has run).
 """
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rtverb import features
-from rtverb.room import Room
-from rtverb.synth import MODEL_PATH, expected_metadata
+from rtverb.room.room import Room
+from rtverb.synth import features
+from rtverb.synth.model import MODEL_PATH, expected_metadata
 from train.model import ModelConfig, build, exportable, load_weights
 
 #: Largest |torch - onnxruntime| relative to the largest |output| the export may show. Both run

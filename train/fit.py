@@ -8,7 +8,7 @@ width from there (`train.model.load_widened_weights`).
 
 The loss works in the log domain, where the late envelope is predictable, and on the whole
 IR's energy: the late envelope with the renderer's air absorption plus the exact early part's
-energy (`rtverb.features.early_energy`), which is what T30, EDT, C50 and DRR are measured on.
+energy (`rtverb.synth.features.early_energy`), which is what T30, EDT, C50 and DRR are measured on.
 Per band:
 - an L1 distance of the late envelopes in dB, both clamped at `DYNAMIC_RANGE_DB` below the
   band's peak (silence before the onset and below the decay's end costs nothing);
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rtverb import features
+from rtverb.synth import features
 from train.dataset import EnvelopeSet, load_shards, symmetric_variants
 from train.model import ModelConfig, build, load_weights, load_widened_weights, weights
 

@@ -1,7 +1,7 @@
 """The envelope models: a neuraloperator FNO along time (ours) and a GRU (the baseline).
 
-Both map the input channels of `rtverb.features.model_input` (C, N_FRAMES) to 16 fields
-along time, which `rtverb.features.correction_db` turns into a correction (8 bands, N_FRAMES)
+Both map the input channels of `rtverb.synth.features.model_input` (C, N_FRAMES) to 16 fields
+along time, which `rtverb.synth.features.correction_db` turns into a correction (8 bands, N_FRAMES)
 in dB added to the analytic envelope. The ONNX file holds the network (the fields); the
 runtime applies that two-line head in numpy. `exportable` turns a trained FNO into the same
 function in real arithmetic (ONNX has no complex tensors).
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rtverb import features
+from rtverb.synth import features
 
 
 @dataclass

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtverb.params import BANDS_HZ, SURFACES
-from rtverb.room import Room
+from rtverb.room.params import BANDS_HZ, SURFACES
+from rtverb.room.room import Room
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

@@ -1,0 +1,1 @@
+"""Measuring impulse responses (`acoustics`, ISO 3382-1) and drawing them (`plot`)."""

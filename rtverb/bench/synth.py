@@ -1,0 +1,187 @@
+"""Room change -> ready IR, stage by stage: ``python -m rtverb.bench.synth``.
+
+Times ``render_ir(room, synthesizer.envelope_db(room), rate)`` (the model on one thread, then
+the rendering) on the built-in presets and the 12 regression rooms
+(``tests/data/regression_rooms.json``), and each stage of it in the order it runs:
+
+- ``model_input``: `rtverb.synth.features.model_input` (the room's features and analytic envelope);
+- ``onnx_run``: ONNX Runtime on the envelope model (one thread);
+- ``envelope``: the network's fields to the envelope (`Synthesizer.envelope_db`'s last step);
+- ``early_ir``: image sources, arrivals and the 10 Hz high-pass (`rtverb.synth.early.early_ir`);
+- ``late_mix``: the late part from the envelope, added to the early part.
+
+Figures are p50/p90 over rooms x repetitions of thread CPU time (`time.thread_time`: what this
+thread used, which other processes on a shared machine disturb least) and of wall time, for
+all rooms and for IRs of 2.5 s or longer. Target (issue 4): total p50 <= 5 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import onnxruntime
+import scipy
+
+from rtverb import synth
+from rtverb.room.presets import PRESETS_DIR
+from rtverb.room.room import Room
+from rtverb.synth import early as ism
+from rtverb.synth import features, late
+
+TARGET_P50_MS = 5.0
+LONG_IR_S = 2.5
+REGRESSION_ROOMS = PRESETS_DIR.parent / "tests" / "data" / "regression_rooms.json"
+STAGES = ("model_input", "onnx_run", "envelope", "early_ir", "late_mix")
+TOTAL = "total"
+
+T = TypeVar("T")
+
+
+def bench_rooms() -> list[Room]:
+    """The built-in presets, then the regression rooms where the repository has them."""
+    rooms = [Room.from_toml(p) for p in sorted(PRESETS_DIR.glob("*.toml"))]
+    if REGRESSION_ROOMS.is_file():
+        entries = json.loads(REGRESSION_ROOMS.read_text())["rooms"]
+        rooms += [Room.from_dict(e["room"]) for e in entries]
+    return rooms
+
+
+class _Clock:
+    """Thread CPU and wall time per stage, ms: ``times[stage]`` is a list of (cpu, wall)."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[tuple[float, float]]] = {}
+
+    def run(self, stage: str, f: Callable[[], T]) -> T:
+        cpu, wall = time.thread_time(), time.perf_counter()
+        out = f()
+        took = (1e3 * (time.thread_time() - cpu), 1e3 * (time.perf_counter() - wall))
+        self.times.setdefault(stage, []).append(took)
+        return out
+
+
+def _room_change(clock: _Clock, s: synth.Synthesizer, room: Room, fs: float) -> None:
+    """One room change, timed stage by stage as `render_ir(room, s.envelope_db(room))` runs."""
+    x, baseline = clock.run("model_input", lambda: features.model_input(room))
+    fields = clock.run("onnx_run", lambda: s._fields(x))
+    env = clock.run("envelope", lambda: s._envelope_db(room, x, baseline, fields))
+    early = clock.run("early_ir", lambda: ism.early_ir(room, fs))
+    clock.run("late_mix", lambda: late.add_late(early, env, fs))
+
+
+def _whole(clock: _Clock, s: synth.Synthesizer, room: Room, fs: float) -> None:
+    """One room change in one call, as `rtverb.synth.synthesize` makes it."""
+    clock.run(TOTAL, lambda: synth.render_ir(room, s.envelope_db(room), fs))
+
+
+def measure(rooms: list[Room], rate_hz: int, reps: int) -> dict[str, Any]:
+    """Per room: IR length (s) and (cpu, wall) ms of every stage and of the whole, per rep."""
+    s = synth.Synthesizer()
+    fs = float(rate_hz)
+    out: dict[str, Any] = {"ir_s": [], "times": []}
+    gc.collect()
+    gc.freeze()
+    gc.disable()  # as live streams run (rtverb.bench.engine does the same)
+    try:
+        for room in rooms:
+            ir = synth.render_ir(room, s.envelope_db(room), rate_hz)  # warms per-rate tables
+            clock = _Clock()
+            for rep in range(reps):  # alternate the order: neither always runs after the other
+                for f in (_whole, _room_change) if rep % 2 else (_room_change, _whole):
+                    # a room change brings a new Room object: nothing cached for it yet
+                    f(clock, s, dataclasses.replace(room), fs)
+            out["ir_s"].append(len(ir) / rate_hz)
+            out["times"].append(clock.times)
+    finally:
+        gc.enable()
+        gc.unfreeze()
+    return out
+
+
+def summary(data: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """p50/p90 of cpu and wall ms per stage (and "sum", "total"), for "all" and "long" IRs."""
+    long = [s >= LONG_IR_S for s in data["ir_s"]]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for group, keep in (("all", [True] * len(long)), ("long", long)):
+        per_stage: dict[str, np.ndarray] = {}
+        for stage in (*STAGES, TOTAL):
+            per_stage[stage] = np.concatenate(
+                [np.array(t[stage]) for t, k in zip(data["times"], keep, strict=True) if k]
+                or [np.full((1, 2), np.nan)]
+            )
+        per_stage["sum"] = np.sum([per_stage[s] for s in STAGES], axis=0)  # per room change
+        out[group] = {
+            stage: {
+                f"{what}_{q}_ms": float(np.percentile(t[:, i], p))
+                for i, what in enumerate(("cpu", "wall"))
+                for q, p in (("p50", 50), ("p90", 90))
+            }
+            for stage, t in per_stage.items()
+        }
+    return out
+
+
+def report(rooms: list[Room], data: dict[str, Any], rate_hz: int, reps: int) -> str:
+    """The setup, then one line per stage: cpu/wall p50 and p90 for all and for long IRs."""
+    figures = summary(data)
+    n_long = sum(s >= LONG_IR_S for s in data["ir_s"])
+    load = os.getloadavg()[0]
+    lines = [
+        f"rtverb synth_bench: room change -> ready IR at {rate_hz} Hz, {len(rooms)} rooms "
+        f"(presets and regression rooms; IR median {np.median(data['ir_s']):.2f} s, "
+        f"{n_long} of {LONG_IR_S:g} s or longer), {reps} repetitions each",
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average {load:.1f}"
+        + (" (other work was running: wall times are pessimistic)" if load > 0.5 else ""),
+        f"versions: numpy {np.__version__}, scipy {scipy.__version__}, onnxruntime "
+        f"{onnxruntime.__version__}; ONNX Runtime on 1 thread; garbage collector paused",
+        "ms, thread CPU / wall; p50 and p90 over rooms x repetitions",
+        "",
+        f"{'stage':<12}{'all p50':>15}{'all p90':>15}{'long p50':>15}{'long p90':>15}",
+    ]
+    for stage in (*STAGES, "sum", TOTAL):
+        row = f"{stage:<12}"
+        for group in ("all", "long"):
+            f = figures[group][stage]
+            for q in ("p50", "p90"):
+                row += f"{f[f'cpu_{q}_ms']:>8.3f}/{f[f'wall_{q}_ms']:<6.3f}"
+        lines.append(row)
+    p50 = figures["all"][TOTAL]["cpu_p50_ms"]
+    verdict = "met" if p50 <= TARGET_P50_MS else "NOT met"
+    lines += ["", f"target: total p50 <= {TARGET_P50_MS:g} ms (thread CPU): {verdict}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rtverb.bench.synth", description=__doc__)
+    parser.add_argument("--reps", type=int, default=30, help="repetitions per room (30)")
+    parser.add_argument("--rate-hz", type=int, default=48000)
+    parser.add_argument("--rooms", type=int, help="only the first N rooms")
+    parser.add_argument("--json", action="store_true", help="print the figures as one object")
+    args = parser.parse_args(argv)
+    if args.reps < 1:
+        parser.error("--reps must be at least 1")
+    rooms = bench_rooms()[: args.rooms]
+    data = measure(rooms, args.rate_hz, args.reps)
+    if args.json:
+        figures = {  # no IR long enough: null, not NaN
+            group: {k: {q: None if np.isnan(v) else v for q, v in f.items()} for k, f in g.items()}
+            for group, g in summary(data).items()
+        }
+        print(json.dumps({"ir_s": data["ir_s"], "figures": figures}))
+    else:
+        print(report(rooms, data, args.rate_hz, args.reps))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

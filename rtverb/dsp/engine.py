@@ -1,0 +1,231 @@
+"""`Engine`: the reverb's signal path: convolver, wet and dry gains, pre-delay, output guard.
+
+``process(block)`` is the one entry point that live I/O, file rendering and the benchmark
+drive. The dry signal is delayed by the convolver's latency so that dry and wet stay aligned;
+the output is ``wet_gain * (x * ir) + dry_gain * x``, both delayed by `latency_samples`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+from rtverb.dsp.convolver import CROSSFADE_MS, Convolver, check_block
+from rtverb.room.params import PARAMS_BY_NAME, SILENT_DB
+
+#: Gain changes ramp linearly over this long (no zipper noise).
+GAIN_RAMP_MS = 20.0
+#: Longest pre-delay, from the parameter table.
+MAX_PREDELAY_MS = PARAMS_BY_NAME["mix/predelay_ms"].max
+
+
+def db_to_gain(db: float) -> float:
+    """Linear gain of ``db`` decibels; `SILENT_DB` or below is silence (0)."""
+    return 0.0 if db <= SILENT_DB else 10.0 ** (db / 20.0)
+
+
+_all = np.logical_and.reduce
+
+
+def _finite(x: np.ndarray, flags: np.ndarray) -> bool:
+    """No NaN or Inf in ``x``, using ``flags`` (bool, at least x's shape) as scratch.
+
+    No temporary array and no floating-point warning (an ``np.errstate`` costs more than this).
+    """
+    ok = flags[: x.shape[0], : x.shape[1]]
+    np.isfinite(x, out=ok)
+    return bool(_all(ok, axis=None))
+
+
+class _Ramp:
+    """A gain that moves linearly to its target over a fixed number of frames."""
+
+    __slots__ = ("value", "target", "step", "left", "frames")
+
+    def __init__(self, value: float, frames: int) -> None:
+        self.value = self.target = value
+        self.step, self.left, self.frames = 0.0, 0, max(1, frames)
+
+    def segment(self, target: float, out: np.ndarray, ramp: np.ndarray) -> np.ndarray | float:
+        """The next ``len(out)`` gains: a float while steady, else ``out`` filled in place."""
+        if target != self.target:  # a new target: ramp from where we are
+            self.target, self.left = target, self.frames
+            self.step = (target - self.value) / self.frames
+        if self.left == 0:
+            return self.value
+        n = len(out)
+        m = min(n, self.left)
+        np.multiply(ramp[1 : m + 1], self.step, out=out[:m])
+        out[:m] += self.value
+        out[m:] = self.target
+        self.left -= m
+        self.value = self.target if self.left == 0 else self.value + m * self.step
+        return out
+
+
+class Engine:
+    """Convolution reverb with smoothed wet/dry gains (dB), pre-delay (ms) and an output guard.
+
+    Blocks are (channels, frames) float32, any number of frames. ``ir`` is (taps,) or
+    (channels, taps), at most ``max_ir_s`` long. `set_ir` and `set_mix` may be called from
+    any thread; `process` and `reset` from the audio thread. The real-time contract is the
+    `Convolver`'s: with ``out`` given (as the live callback does), `process` allocates no array.
+
+    A block whose input or output holds NaN or Inf is replaced by silence, counted in
+    `nonfinite_blocks`, and all state is reset.
+    """
+
+    def __init__(
+        self,
+        ir: np.ndarray,
+        *,
+        channels: int = 2,
+        block_size: int = 256,
+        sample_rate_hz: float = 48000.0,
+        wet_db: float = -6.0,
+        dry_db: float = 0.0,
+        predelay_ms: float = 0.0,
+        crossfade_ms: float = CROSSFADE_MS,
+        max_ir_s: float = 12.0,
+    ) -> None:
+        self.max_ir_s = float(max_ir_s)
+        self.sample_rate_hz = float(sample_rate_hz)
+        self._predelay_ms = self._check_predelay(predelay_ms)
+        self._conv = Convolver(
+            self._with_predelay(self._check_length(ir), self._predelay_ms),
+            block_size,
+            sample_rate_hz,
+            channels=channels,
+            crossfade_ms=crossfade_ms,
+            max_ir_s=max_ir_s + MAX_PREDELAY_MS / 1000.0,
+        )
+        self._ir = ir
+        self._control = threading.Lock()  # serializes set_ir / set_mix(predelay); never audio
+        self.channels, self.block_size = channels, block_size
+        #: Frames between a frame going in and its (dry and wet) output.
+        self.latency_samples = self._conv.latency_samples
+        self._wet_target = db_to_gain(self._check_db("wet_db", wet_db))
+        self._dry_target = db_to_gain(self._check_db("dry_db", dry_db))
+        ramp_frames = round(GAIN_RAMP_MS * sample_rate_hz / 1000.0)
+        self._wet = _Ramp(self._wet_target, ramp_frames)
+        self._dry = _Ramp(self._dry_target, ramp_frames)
+        self._ramp = np.arange(block_size + 1, dtype=np.float32)
+        self._gain = np.zeros((2, block_size), np.float32)
+        self._wet_buf = np.zeros((channels, block_size), np.float32)
+        self._flags = np.zeros((channels, block_size), bool)
+        self._dry_buf = np.zeros((channels, block_size), np.float32)
+        #: Output blocks replaced by silence because they held NaN or Inf.
+        self.nonfinite_blocks = 0
+        #: Crossfades to a new IR (or pre-delay) begun by the audio thread, and
+        #: `time.perf_counter()` when the last one began (copied from the convolver).
+        self.swaps_started = 0
+        self.last_swap_started_s = 0.0
+
+    # ---- control side ------------------------------------------------------------------
+
+    @staticmethod
+    def _check_db(name: str, value: float) -> float:
+        spec = PARAMS_BY_NAME[f"mix/{name}"]
+        if not (isinstance(value, int | float) and math.isfinite(value) and value <= spec.max):
+            raise ValueError(f"{name}: expected a number <= {spec.max:g} dB, got {value!r}")
+        return float(value)
+
+    @staticmethod
+    def _check_predelay(value: float) -> float:
+        if not (isinstance(value, int | float) and 0.0 <= value <= MAX_PREDELAY_MS):
+            raise ValueError(f"predelay_ms: expected 0..{MAX_PREDELAY_MS:g} ms, got {value!r}")
+        return float(value)
+
+    def _check_length(self, ir: np.ndarray) -> np.ndarray:
+        if isinstance(ir, np.ndarray) and ir.ndim in (1, 2):
+            taps = ir.shape[-1]
+            if taps > round(self.max_ir_s * self.sample_rate_hz):
+                raise ValueError(
+                    f"ir: {taps} taps ({taps / self.sample_rate_hz:.2f} s) is longer than "
+                    f"max_ir_s = {self.max_ir_s:g} s"
+                )
+        return ir
+
+    def _with_predelay(self, ir: np.ndarray, predelay_ms: float) -> np.ndarray:
+        frames = round(predelay_ms * self.sample_rate_hz / 1000.0)
+        if frames == 0 or not isinstance(ir, np.ndarray) or ir.ndim not in (1, 2):
+            return ir  # the convolver names whatever is wrong with ir
+        pad = [(0, 0)] * (ir.ndim - 1) + [(frames, 0)]
+        return np.pad(ir, pad)
+
+    def set_ir(self, ir: np.ndarray) -> None:
+        """Crossfade to ``ir`` (prepared on this thread). On ValueError the IR stays as it was."""
+        with self._control:
+            self._conv.set_ir(self._with_predelay(self._check_length(ir), self._predelay_ms))
+            self._ir = ir
+
+    def set_mix(
+        self,
+        *,
+        wet_db: float | None = None,
+        dry_db: float | None = None,
+        predelay_ms: float | None = None,
+    ) -> None:
+        """Change gains (ramped over `GAIN_RAMP_MS`) and pre-delay (crossfaded like an IR)."""
+        wet = None if wet_db is None else db_to_gain(self._check_db("wet_db", wet_db))
+        dry = None if dry_db is None else db_to_gain(self._check_db("dry_db", dry_db))
+        if predelay_ms is not None:
+            predelay_ms = self._check_predelay(predelay_ms)
+            with self._control:
+                if predelay_ms != self._predelay_ms:
+                    self._conv.set_ir(self._with_predelay(self._ir, predelay_ms))
+                    self._predelay_ms = predelay_ms
+        if wet is not None:
+            self._wet_target = wet
+        if dry is not None:
+            self._dry_target = dry
+
+    @property
+    def predelay_ms(self) -> float:
+        return self._predelay_ms
+
+    @property
+    def convolver(self) -> Convolver:
+        return self._conv
+
+    # ---- audio side --------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Silence all state (convolver, dry delay); gains jump to their targets."""
+        self._conv.reset()
+        self._wet.value = self._wet.target = self._wet_target
+        self._dry.value = self._dry.target = self._dry_target
+        self._wet.left = self._dry.left = 0
+
+    def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Reverberate ``block`` (channels, frames) float32 into ``out`` (or a new array).
+
+        ``out`` may be ``block`` itself (in-place processing).
+        """
+        out = check_block(block, self.channels, out)
+        conv, size, frames, flags = self._conv, self.block_size, block.shape[1], self._flags
+        for i in range(0, frames, size):
+            m = min(size, frames - i)
+            x, y = block[:, i : i + m], out[:, i : i + m]
+            if not _finite(x, flags):  # keep NaN and Inf out of the state
+                return self._silence(out)
+            wet, dry = self._wet_buf[:, :m], self._dry_buf[:, :m]
+            conv.stream(x, wet, dry)  # reads x before y is written: in place is fine
+            gw = self._wet.segment(self._wet_target, self._gain[0, :m], self._ramp)
+            gd = self._dry.segment(self._dry_target, self._gain[1, :m], self._ramp)
+            np.multiply(wet, gw, out=y)
+            np.multiply(dry, gd, out=dry)
+            np.add(y, dry, out=y)
+            if not _finite(y, flags):  # e.g. overflow from absurd input levels
+                return self._silence(out)
+        self.swaps_started = conv.swaps_started
+        self.last_swap_started_s = conv.last_swap_started_s
+        return out
+
+    def _silence(self, out: np.ndarray) -> np.ndarray:
+        out.fill(0)
+        self.nonfinite_blocks += 1
+        self.reset()
+        return out

@@ -1,0 +1,361 @@
+"""Offline rendering: pre-chain -> `rtverb.Engine` -> post-chain, block by block, to a file.
+
+`render_array` renders audio held in memory; `render_file` streams a file through the same
+path and writes the result safely (`audio_io`: a temporary file in the output's folder,
+fsynced and renamed into place, so the output is either complete or absent, and the input is
+never overwritten). The `rtverb render` command lives in `rtverb.cli.render`.
+
+Offline, latency does not matter: the engine runs with a large block (`OFFLINE_BLOCK_SIZE`)
+and its latency (`Engine.latency_samples`) is trimmed, so output frame *n* lines up with input
+frame *n*. The output is the input's length plus the reverb's tail.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pedalboard
+from pedalboard.io import AudioFile
+
+from rtverb.offline.audio_io import (
+    BIT_DEPTHS,
+    MAX_CHANNELS,
+    PCM_SUFFIXES,
+    InputInfo,
+    RenderError,
+    SafeWriter,
+    check_input,
+    check_output,
+    io_error,
+)
+from rtverb.room.params import PARAMS_BY_NAME
+from rtverb.room.room import Room
+
+__all__ = [
+    "BIT_DEPTHS", "MAX_CHANNELS", "OFFLINE_BLOCK_SIZE", "InputInfo", "RenderError",
+    "RenderResult", "check_input", "check_output", "render_array", "render_file", "stream",
+]  # fmt: skip
+
+#: Engine block for offline rendering, frames: large blocks cost less per sample.
+OFFLINE_BLOCK_SIZE = 8192
+#: Frames read from the input file per step.
+READ_BLOCK_FRAMES = 65536
+#: Automatic tail: render until the output stays this far below its peak, dB.
+TAIL_THRESHOLD_DB = -90.0
+#: Automatic tail: it ends once the IR and predelay have passed and this long stayed quiet, s.
+TAIL_QUIET_S = 0.5
+#: Automatic tail: time allowed past the IR and predelay for the post-chain's own tail, s.
+POST_TAIL_ALLOWANCE_S = 10.0
+#: Silence fed after the input for plugins that hold audio back (pedalboard's latency
+#: compensation; PitchShift holds ~1 s), s.
+CHAIN_LATENCY_S = 10.0
+#: Called with the number of input frames just consumed.
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What `render_file` wrote and how long it took."""
+
+    out_path: Path
+    sample_rate_hz: float
+    channels: int
+    input_frames: int
+    output_frames: int
+    wall_s: float  # rendering and writing, after the IR was ready
+    peak_dbfs: float
+    clipped_samples: int  # samples beyond full scale in an integer file (clipped on write)
+    synth_s: float = 0.0  # synthesizing the room's IR (the first call loads the model)
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of input rendered per second of wall time."""
+        return self.input_frames / self.sample_rate_hz / max(self.wall_s, 1e-9)
+
+
+# ---- the signal path -------------------------------------------------------------------
+
+
+def _make_engine(ir: np.ndarray, **kwargs: Any) -> Any:
+    from rtverb.dsp.engine import Engine
+
+    return Engine(ir, **kwargs)
+
+
+def _synthesize(room: Room, sample_rate_hz: int) -> np.ndarray:
+    from rtverb.synth import synthesize
+
+    return synthesize(room, sample_rate_hz=sample_rate_hz)
+
+
+def match_channels(block: np.ndarray, channels: int) -> np.ndarray:
+    """(c, frames) -> (channels, frames): mono is copied to every channel, N -> 1 averages."""
+    have = block.shape[0]
+    if have == channels:
+        return block
+    if have == 1:
+        return np.repeat(block, channels, axis=0)
+    if channels == 1:
+        return block.mean(axis=0, keepdims=True, dtype=np.float32)
+    raise RenderError(
+        f"cannot map {have} input channels to {channels}; --channels takes the input's count, "
+        "1 (downmix), or any count from a mono input"
+    )
+
+
+def _run_chain(
+    chain: pedalboard.Pedalboard | None, block: np.ndarray, rate: float, where: str
+) -> np.ndarray:
+    """Stream a block through a chain (``reset=False``). Plugins with latency return fewer
+    frames until they have filled up: pedalboard compensates latency by holding output back."""
+    if chain is None or len(chain) == 0 or block.shape[1] == 0:
+        return block
+    out = chain.process(block, rate, buffer_size=block.shape[1], reset=False)
+    if out.shape[0] != block.shape[0] or out.shape[1] > block.shape[1]:
+        raise RenderError(
+            f"the {where} chain turned {block.shape} (channels, frames) into {out.shape}; use "
+            "plugins that keep the channel count"
+        )
+    return np.asarray(out, dtype=np.float32)
+
+
+class _Path:
+    """Pre-chain -> engine -> (latency trimmed) -> post-chain, with a running output peak."""
+
+    def __init__(self, ir: np.ndarray, rate: float, channels: int, block_size: int,
+                 pre: pedalboard.Pedalboard | None, post: pedalboard.Pedalboard | None,
+                 mix: dict[str, float]) -> None:  # fmt: skip
+        self.engine = _make_engine(
+            ir, channels=channels, block_size=block_size, sample_rate_hz=float(rate),
+            max_ir_s=ir.shape[-1] / rate + 1.0, **mix,
+        )  # fmt: skip
+        self.rate, self.block_size, self.pre, self.post = rate, block_size, pre, post
+        self.latency = self.skip = int(self.engine.latency_samples)  # skip: frames still to drop
+        self.peak = 0.0
+        self._out = np.empty((channels, block_size), dtype=np.float32)
+
+    def feed(self, x: np.ndarray) -> Iterator[np.ndarray]:
+        """Process (channels, frames) input; yield latency-compensated output blocks."""
+        x = _run_chain(self.pre, x, self.rate, "pre")
+        for start in range(0, x.shape[1], self.block_size):
+            piece = x[:, start : start + self.block_size]
+            n = piece.shape[1]
+            out = self._out if n == self.block_size else np.empty_like(piece)
+            y = self.engine.process(piece, out=out)
+            if getattr(self.engine, "nonfinite_blocks", 0):
+                raise RenderError(
+                    "NaN or infinite samples reached the reverb (check the pre chain's "
+                    "settings and the IR); nothing was written"
+                )
+            if self.skip:
+                drop = min(self.skip, n)
+                y, self.skip = y[:, drop:], self.skip - drop
+            if y.shape[1]:
+                y = _run_chain(self.post, y.copy(), self.rate, "post")
+                self.peak = max(self.peak, float(np.max(np.abs(y))))
+                yield y
+
+
+def stream(
+    blocks: Iterable[np.ndarray],
+    ir: np.ndarray,
+    sample_rate_hz: float,
+    *,
+    channels: int,
+    pre: pedalboard.Pedalboard | None = None,
+    post: pedalboard.Pedalboard | None = None,
+    wet_db: float = PARAMS_BY_NAME["mix/wet_db"].default,
+    dry_db: float = PARAMS_BY_NAME["mix/dry_db"].default,
+    predelay_ms: float = PARAMS_BY_NAME["mix/predelay_ms"].default,
+    tail_s: float | None = None,
+    block_size: int = OFFLINE_BLOCK_SIZE,
+) -> Iterator[np.ndarray]:
+    """Render input blocks; yield output blocks, (channels, frames) float32.
+
+    ``blocks``: (input channels, frames) float32, any frame counts; mono is copied to every
+    channel. ``ir``: (taps,) or (channels, taps) at ``sample_rate_hz``, applied at unity gain
+    (then ``wet_db``). The output is latency-compensated and lasts the input plus the tail:
+    ``tail_s`` seconds, or with ``None`` until it stays `TAIL_THRESHOLD_DB` below its peak for
+    `TAIL_QUIET_S` after the IR and predelay (trimmed after the last louder frame; at most
+    IR + predelay + `POST_TAIL_ALLOWANCE_S`).
+    """
+    if tail_s is not None and not (math.isfinite(tail_s) and tail_s >= 0):
+        raise RenderError(f"tail_s: expected seconds >= 0, got {tail_s!r}")
+    if not (isinstance(block_size, int) and block_size >= 1):
+        raise RenderError(f"block_size: expected frames >= 1, got {block_size!r}")
+    ir = np.ascontiguousarray(ir, dtype=np.float32)
+    mix = {"wet_db": wet_db, "dry_db": dry_db, "predelay_ms": predelay_ms}
+    path = _Path(ir, sample_rate_hz, channels, block_size, pre, post, mix)
+    n_in = produced = 0  # input frames read; output frames yielded
+    for block in blocks:
+        block = np.ascontiguousarray(match_channels(block, channels), dtype=np.float32)
+        n_in += block.shape[1]
+        for y in path.feed(block):
+            produced += y.shape[1]
+            yield y
+
+    # After the input: feed silence. The engine (and any plugin with latency) still owes the
+    # input's last frames, then comes the tail.
+    min_tail = ir.shape[-1] + math.ceil(predelay_ms * 1e-3 * sample_rate_hz)
+    max_tail = min_tail + round(POST_TAIL_ALLOWANCE_S * sample_rate_hz)
+    if tail_s is not None:
+        min_tail = max_tail = round(tail_s * sample_rate_hz)
+    silence = np.zeros((channels, block_size), dtype=np.float32)
+    zeros_left = max_tail + path.skip + path.latency + round(CHAIN_LATENCY_S * sample_rate_hz)
+    threshold_ratio = 10.0 ** (TAIL_THRESHOLD_DB / 20.0)
+    quiet: list[np.ndarray] = []  # output after the last loud frame, held back
+    quiet_frames = tail_frames = 0
+    while zeros_left > 0:
+        zeros_left -= block_size
+        for y in path.feed(silence):
+            if produced < n_in:  # the input's own frames, late through the latency
+                k = min(n_in - produced, y.shape[1])
+                produced += k
+                yield y[:, :k]
+                y = y[:, k:]
+            if tail_s is not None and produced == n_in and tail_frames == max_tail:
+                return  # a fixed tail: exactly max_tail frames
+            if produced < n_in or y.shape[1] == 0:
+                continue
+            if tail_s is not None:
+                y = y[:, : max_tail - tail_frames]
+                tail_frames += y.shape[1]
+                yield y
+                continue
+            loud = np.flatnonzero(np.max(np.abs(y), axis=0) > path.peak * threshold_ratio)
+            if loud.size:
+                yield from quiet
+                yield y[:, : loud[-1] + 1]
+                quiet = [y[:, loud[-1] + 1 :]]
+                quiet_frames = y.shape[1] - loud[-1] - 1
+            else:
+                quiet.append(y)
+                quiet_frames += y.shape[1]
+            tail_frames += y.shape[1]
+            if (tail_frames >= min_tail and quiet_frames >= TAIL_QUIET_S * sample_rate_hz) or (
+                tail_frames >= max_tail
+            ):
+                return
+    if produced < n_in or (tail_s is not None and tail_frames < max_tail):
+        raise RenderError(
+            "the pre/post chain held back audio and did not release it after "
+            f"{CHAIN_LATENCY_S:g} s of silence; remove plugins with very long latency"
+        )
+
+
+def render_array(
+    audio: np.ndarray,
+    sample_rate_hz: float,
+    ir: np.ndarray,
+    *,
+    channels: int | None = None,
+    **kwargs: Any,
+) -> np.ndarray:
+    """Render audio held in memory: (c, frames) float32 in, (channels, frames + tail) out.
+
+    Same signal path and keywords as `stream` (``pre``, ``post``, ``wet_db``, ``dry_db``,
+    ``predelay_ms``, ``tail_s``, ``block_size``). ``channels`` defaults to the input's.
+    """
+    audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    channels = channels or audio.shape[0]
+    blocks = list(stream([audio], ir, sample_rate_hz, channels=channels, **kwargs))
+    return np.concatenate(blocks, axis=1) if blocks else np.zeros((channels, 0), np.float32)
+
+
+def render_file(
+    in_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    room_or_ir: Room | np.ndarray,
+    *,
+    pre: pedalboard.Pedalboard | None = None,
+    post: pedalboard.Pedalboard | None = None,
+    wet_db: float | None = None,
+    dry_db: float | None = None,
+    predelay_ms: float | None = None,
+    tail_s: float | None = None,
+    bit_depth: int | None = None,
+    channels: int | None = None,
+    block_size: int = OFFLINE_BLOCK_SIZE,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> RenderResult:
+    """Render a file through pre-chain -> room -> post-chain and write it safely.
+
+    ``room_or_ir``: a `Room` (its IR is synthesized at the file's sample rate; its mix is the
+    default) or an IR array (taps,) / (channels, taps) at the file's rate. ``wet_db``,
+    ``dry_db``, ``predelay_ms`` override the mix. ``bit_depth`` defaults to the input's (16,
+    24, or 32 = float); ``channels`` to the input's. Raises `RenderError` (no output written).
+    """
+    info = check_input(in_path)
+    out = check_output(info.path, out_path, overwrite)
+    channels = channels or info.channels
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise RenderError(f"--channels {channels}: give 1 to {MAX_CHANNELS}")
+    match_channels(np.zeros((info.channels, 0), np.float32), channels)  # validates the mapping
+    bit_depth = bit_depth or info.bit_depth
+    if bit_depth not in BIT_DEPTHS:
+        raise RenderError(f"--bit-depth {bit_depth}: give one of {BIT_DEPTHS}")
+    if isinstance(room_or_ir, Room):
+        synth_started = time.perf_counter()
+        ir = _synthesize(room_or_ir, round(info.sample_rate_hz))
+        synth_s = time.perf_counter() - synth_started
+        mix = {"wet_db": room_or_ir.wet_db, "dry_db": room_or_ir.dry_db,
+               "predelay_ms": room_or_ir.predelay_ms}  # fmt: skip
+    else:
+        ir, mix, synth_s = np.asarray(room_or_ir, dtype=np.float32), {}, 0.0
+    for key, value in (("wet_db", wet_db), ("dry_db", dry_db), ("predelay_ms", predelay_ms)):
+        if value is not None:
+            mix[key] = value
+
+    def blocks(reader: Any) -> Iterator[np.ndarray]:
+        read = 0
+        while True:
+            try:
+                block = reader.read(READ_BLOCK_FRAMES)
+            except (ValueError, RuntimeError, OSError) as e:
+                raise RenderError(f"{info.path}: read failed after {read} frames: {e}") from None
+            if block.shape[1] == 0:
+                return
+            read += block.shape[1]
+            if progress is not None:
+                progress(block.shape[1])
+            yield block
+
+    started = time.perf_counter()
+    frames = clipped = 0
+    peak = 0.0
+    integer = bit_depth != 32 and out.suffix.lower() in PCM_SUFFIXES
+    try:
+        with (
+            AudioFile(str(info.path)) as reader,
+            SafeWriter(out, info.sample_rate_hz, channels, bit_depth) as writer,
+        ):
+            for y in stream(blocks(reader), ir, info.sample_rate_hz, channels=channels, pre=pre,
+                            post=post, tail_s=tail_s, block_size=block_size, **mix):  # fmt: skip
+                if not np.all(np.isfinite(y)):
+                    raise RenderError(
+                        f"{out}: the render produced NaN or infinite samples (check the pre/post "
+                        "chain's settings); nothing was written"
+                    )
+                writer.write(y)
+                frames += y.shape[1]
+                block_peak = float(np.max(np.abs(y))) if y.size else 0.0
+                peak = max(peak, block_peak)
+                if integer and block_peak > 1.0:
+                    clipped += int(np.count_nonzero(np.abs(y) > 1.0))
+    except OSError as e:
+        raise io_error(out, e) from None
+    except (ValueError, RuntimeError) as e:
+        raise RenderError(f"{out}: render failed ({e}); nothing was written") from None
+    return RenderResult(
+        out, info.sample_rate_hz, channels, info.frames, frames,
+        time.perf_counter() - started, 20 * math.log10(peak) if peak > 0 else -math.inf, clipped,
+        synth_s,
+    )  # fmt: skip

@@ -1,0 +1,2 @@
+"""Room changes from the network: addresses and handlers (`controller`), the UDP thread
+(`server`)."""

@@ -1,0 +1,500 @@
+"""OSC control: addresses derived from the parameter table, handlers that validate and store.
+
+`OscController` holds the current room and turns one OSC packet (a message or a bundle) into one
+change: every message of a bundle is validated against a working copy of the room and the
+bundle is committed as a whole, or not at all. It never touches sockets: it returns the
+replies to send, so tests feed it golden datagrams; `rtverb.osc.server.OscServer` owns the
+socket.
+
+Addresses (``/rtverb/`` + a parameter name from `rtverb.room.params`; see `address_table`):
+
+- ``/rtverb/room/size/x f`` … one value per parameter; ``/rtverb/room/size fff``,
+  ``/rtverb/source/position fff``, ``/rtverb/listener/position fff`` set three axes at once;
+- ``/rtverb/room/surface/<floor|ceiling|east|west|north|south> s|f|6-7 f``;
+- ``/rtverb/norm/<any of the above>``: the same in 0..1 (faders), mapped onto ``[min, max]``
+  (positions: onto the room's size);
+- ``/rtverb/preset/load s``, ``/rtverb/preset/save s``, ``/rtverb/get s``, ``/rtverb/describe``,
+  ``/rtverb/status``, ``/rtverb/subscribe i``, ``/rtverb/unsubscribe i``.
+
+Every applied value is echoed, as applied, to the sender and to subscribers (a position the
+room's new size moved is echoed too); bad input, a value outside its range included, gets
+``/rtverb/error s`` and leaves the state unchanged; a room outside the model domain (inside the
+ranges) is applied with ``/rtverb/warning s``. int, float and bool arguments are
+interchangeable. Bundle timetags are ignored: a bundle applies when it arrives.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pythonosc import osc_packet
+from pythonosc.osc_message_builder import build_msg
+
+from rtverb.room.params import AXES, BANDS_HZ, PARAMS, PARAMS_BY_NAME, ParamSpec
+from rtverb.room.presets import load_preset, save_preset
+from rtverb.room.room import Room, RoomError, material_absorption
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/rtverb/"
+NORM = "norm/"
+#: Positions are kept at least this far inside the room (a room excludes its walls).
+POSITION_MARGIN_M = 0.01
+#: OSC floats are float32: values are rounded to this many digits (8.3 stays 8.3, not 8.30000019).
+SIGNIFICANT_DIGITS = 7
+#: Most clients that `/rtverb/subscribe` may register (bounds the feedback traffic).
+MAX_SUBSCRIBERS = 16
+
+Address = tuple[Any, ...]  # (host, port) as the socket reports it
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One OSC message to send: destination, address, arguments."""
+
+    dest: Address
+    address: str
+    args: tuple[Any, ...] = ()
+
+    def dgram(self) -> bytes:
+        return bytes(build_msg(self.address, list(self.args)).dgram)
+
+
+class BadInput(ValueError):
+    """A message that cannot be applied; the text goes back as ``/rtverb/error``."""
+
+
+# ---- the address table, derived from rtverb.room.params ---------------------------------------
+
+
+def _groups() -> dict[str, tuple[str, ...]]:
+    """Group name -> its per-axis parameter names, e.g. ``room/size`` -> (``room/size/x``, …)."""
+    groups: dict[str, list[str]] = {}
+    for spec in PARAMS:
+        head, _, last = spec.name.rpartition("/")
+        if last in AXES:
+            groups.setdefault(head, []).append(spec.name)
+    return {g: tuple(names) for g, names in groups.items() if len(names) == len(AXES)}
+
+
+GROUPS = _groups()
+COMMANDS = (
+    "preset/load",
+    "preset/save",
+    "get",
+    "describe",
+    "status",
+    "subscribe",
+    "unsubscribe",
+)
+
+
+def address_table() -> list[tuple[str, str, str, str]]:
+    """(address, argument types, unit, range) for every OSC address; the README's table."""
+    rows = []
+    for spec in PARAMS:
+        if spec.size > 1:
+            types, rng = "s | f | 6-7 f", f"material name or {spec.min:g}..{spec.max:g} per band"
+        elif spec.relative_to_size:
+            types, rng = "f", f"{spec.min:g}..room size"
+        else:
+            types, rng = "f", f"{spec.min:g}..{spec.max:g}"
+        for group, names in GROUPS.items():
+            if names[0] == spec.name:
+                rows.append((PREFIX + group, "fff", spec.unit, "x, y, z as below"))
+        rows.append((PREFIX + spec.name, types, spec.unit, rng))
+    rows += [
+        (PREFIX + NORM + r[0][len(PREFIX) :], r[1].replace("s | ", ""), "", "0..1") for r in rows
+    ]
+    return rows
+
+
+def _number(arg: Any, where: str) -> float:
+    """int, float and bool are interchangeable; anything else (or NaN/inf) is bad input."""
+    if isinstance(arg, bool | int | float):
+        value = float(arg)
+        if math.isfinite(value):
+            return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+        raise BadInput(f"{where}: {arg!r} is not a finite number")
+    raise BadInput(f"{where}: expected a number, got {type(arg).__name__} {arg!r}")
+
+
+def _clamp(value: float, lo: float, hi: float) -> float:
+    return min(max(value, lo), hi)
+
+
+# ---- the controller ------------------------------------------------------------------------
+
+
+@dataclass
+class _Txn:
+    """One packet being applied: the working room and what to send after committing."""
+
+    room: Room
+    sender: Address
+    touched: list[str] = field(default_factory=list)
+    replies: list[Callable[[], list[Reply]]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class OscController:
+    """The room as OSC sets it. Only the OSC thread calls `handle_packet`; others may read `room`.
+
+    Args:
+        room: the starting room.
+        on_room: called with ``(room, received_s)`` when the geometry or materials change
+            (e.g. `rtverb.live.worker.RoomWorker.submit`).
+        on_mix: called with the room when wet/dry/predelay change (e.g. ``engine.set_mix``).
+        status: returns the figures ``/rtverb/status`` reports (load, xruns, latency …).
+    """
+
+    def __init__(
+        self,
+        room: Room,
+        *,
+        on_room: Callable[[Room, float], None] | None = None,
+        on_mix: Callable[[Room], None] | None = None,
+        status: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.room = room
+        self._domain_warnings = room.domain_warnings()
+        self._on_room = on_room
+        self._on_mix = on_mix
+        self._status = status
+        self.subscribers: list[Address] = []
+        self.packets = 0
+        self.errors = 0
+        self.room_changes = 0
+        self.last_error = ""
+        self._handlers: dict[str, Callable[[_Txn, list[Any]], None]] = {}
+        for spec in PARAMS:
+            for norm in (False, True):
+                key = (NORM if norm else "") + spec.name
+                if spec.size > 1:
+                    self._handlers[key] = self._surface_setter(spec, norm)
+                else:
+                    self._handlers[key] = self._scalar_setter((spec,), norm)
+        for group, names in GROUPS.items():
+            specs = tuple(PARAMS_BY_NAME[n] for n in names)
+            self._handlers[group] = self._scalar_setter(specs, False)
+            self._handlers[NORM + group] = self._scalar_setter(specs, True)
+        for command in COMMANDS:
+            self._handlers[command] = getattr(self, "_cmd_" + command.replace("/", "_"))
+
+    # ---- packets -------------------------------------------------------------------------
+
+    def handle_packet(
+        self, data: bytes, sender: Address, received_s: float | None = None
+    ) -> list[Reply]:
+        """Apply one datagram (message or bundle) as one change; return the replies to send.
+
+        Never raises for any input: malformed datagrams, unknown addresses and bad values give
+        an ``/rtverb/error`` reply and leave the state unchanged.
+        """
+        received_s = time.perf_counter() if received_s is None else received_s
+        self.packets += 1
+        try:
+            messages = [
+                (m.message.address, list(m.message.params))
+                for m in osc_packet.OscPacket(data).messages
+            ]
+        except Exception as e:  # python-osc raises ParseError, and more on odd input
+            return self._error(sender, f"malformed OSC packet ({len(data)} bytes): {e}")
+        try:
+            return self.handle_messages(messages, sender, received_s)
+        except Exception as e:  # a bug must not kill the server thread
+            log.exception("OSC handler failed")
+            return self._error(sender, f"internal error: {type(e).__name__}: {e}")
+
+    def handle_messages(
+        self, messages: Sequence[tuple[str, list[Any]]], sender: Address, received_s: float
+    ) -> list[Reply]:
+        """Apply already-parsed messages as one change (all or nothing)."""
+        txn = _Txn(self.room, sender)
+        for address, args in messages:
+            try:
+                self._route(address)(txn, args)
+            except (BadInput, RoomError) as e:
+                message = str(e)
+                if not message.startswith(PREFIX):
+                    message = f"{address}: {message}"
+                return self._error(sender, message)
+        return self._commit(txn, received_s)
+
+    def _route(self, address: str) -> Callable[[_Txn, list[Any]], None]:
+        key = address[len(PREFIX) :] if address.startswith(PREFIX) else None
+        handler = self._handlers.get(key) if key is not None else None
+        if handler is None:
+            known = [PREFIX + k for k in self._handlers]
+            close = difflib.get_close_matches(str(address), known, n=2, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            raise BadInput(f"unknown address {address!r}.{hint} Send /rtverb/describe for the list")
+        return handler
+
+    def _commit(self, txn: _Txn, received_s: float) -> list[Reply]:
+        old, new = self.room, txn.room
+        changed = [n for n in _ALL_NAMES if old.get(n) != new.get(n)]
+        if new != old:
+            self.room = new
+            self.room_changes += 1
+            if any(not n.startswith("mix/") for n in changed) and self._on_room is not None:
+                self._on_room(new, received_s)
+            if any(n.startswith("mix/") for n in changed) and self._on_mix is not None:
+                self._on_mix(new)
+        echo = list(dict.fromkeys([*txn.touched, *changed]))
+        feedback = [r for name in echo for r in self._value_replies(name)]
+        out = [
+            Reply(d, r.address, r.args) for d in self._feedback_dests(txn.sender) for r in feedback
+        ]
+        notes = list(txn.warnings)
+        if any(not n.startswith("mix/") for n in changed):
+            before, self._domain_warnings = self._domain_warnings, new.domain_warnings()
+            notes += [w for w in self._domain_warnings if w not in before]
+        for note in notes:
+            log.info("OSC: %s", note)
+            out.append(Reply(txn.sender, "/rtverb/warning", (note,)))
+        for make in txn.replies:
+            out += make()
+        return out
+
+    def _error(self, sender: Address, message: str) -> list[Reply]:
+        message = message.rstrip(". ")
+        self.errors += 1
+        self.last_error = message
+        log.warning("OSC from %s: %s; state unchanged", _host(sender), message)
+        return [Reply(sender, "/rtverb/error", (f"{message}; state unchanged",))]
+
+    def _feedback_dests(self, sender: Address) -> list[Address]:
+        return list(dict.fromkeys([sender, *self.subscribers]))
+
+    def _value_replies(self, name: str, room: Room | None = None) -> list[Reply]:
+        """The messages that report one parameter: absolute and its 0..1 twin."""
+        room = self.room if room is None else room
+        spec = PARAMS_BY_NAME[name]
+        value = room.get(name)
+        if spec.size > 1:
+            stored = value if isinstance(value, tuple) else (value,)
+            absolute = tuple(v if isinstance(v, str) else float(v) for v in stored)
+            unit = tuple(float(_to_unit(spec, c, room)) for c in material_absorption(value))
+        else:
+            absolute = (float(value),)  # type: ignore[arg-type]
+            unit = (_to_unit(spec, float(value), room),)  # type: ignore[arg-type]
+        return [
+            Reply((), PREFIX + name, absolute),
+            Reply((), PREFIX + NORM + name, unit),
+        ]
+
+    # ---- setters -------------------------------------------------------------------------
+
+    def _scalar_setter(
+        self, specs: tuple[ParamSpec, ...], norm: bool
+    ) -> Callable[[_Txn, list[Any]], None]:
+        def handler(txn: _Txn, args: list[Any]) -> None:
+            group = specs[0].name.rpartition("/")[0] if len(specs) > 1 else specs[0].name
+            where = PREFIX + (NORM if norm else "") + group
+            if len(args) != len(specs):
+                kind = "0..1" if norm else f"{specs[0].unit or 'unitless'}"
+                raise BadInput(
+                    f"{where}: expected {len(specs)} number{'s' * (len(specs) > 1)} ({kind}), "
+                    f"got {len(args)} argument{'s' * (len(args) != 1)} {args!r}"
+                )
+            values = [_number(a, where) for a in args]
+            updates: dict[str, Any] = {}
+            for spec, v in zip(specs, values, strict=True):
+                updates[spec.name] = self._in_range(txn, spec, v, norm, where)
+            self._set(txn, updates)
+
+        return handler
+
+    def _in_range(self, txn: _Txn, spec: ParamSpec, v: float, norm: bool, where: str) -> float:
+        """``v`` in the parameter's unit, or BadInput if it is outside the parameter's range.
+
+        Positions may be anywhere in the room (0..size on their axis); one on a wall is moved
+        `POSITION_MARGIN_M` inside (the echo shows where it went).
+        """
+        if norm and not 0.0 <= v <= 1.0:
+            raise BadInput(f"{where}: {v:g} is outside 0..1; send a value from 0 to 1")
+        if spec.relative_to_size:
+            size = txn.room.size_m[AXES.index(spec.name[-1])]
+            v = v * size if norm else v
+            if not 0.0 <= v <= size:
+                raise BadInput(
+                    f"{where}: {v:g} m is outside the room (0..{size:g} m on this axis); "
+                    "send a position inside it"
+                )
+            return _clamp(v, POSITION_MARGIN_M, size - POSITION_MARGIN_M)
+        v = spec.denormalize(v) if norm else v
+        if not spec.min <= v <= spec.max:
+            raise BadInput(
+                f"{where}: {v:g}{' ' + spec.unit if spec.unit else ''} is outside "
+                f"{spec.min:g}..{spec.max:g}; "
+                "send a value in range (/rtverb/describe lists every range)"
+            )
+        return v
+
+    def _surface_setter(self, spec: ParamSpec, norm: bool) -> Callable[[_Txn, list[Any]], None]:
+        def handler(txn: _Txn, args: list[Any]) -> None:
+            where = PREFIX + (NORM if norm else "") + spec.name
+            if len(args) == 1 and isinstance(args[0], str) and not norm:
+                material_absorption(args[0], where)  # raises RoomError with close matches
+                self._set(txn, {spec.name: args[0]})
+                return
+            if len(args) not in (1, len(BANDS_HZ) - 1, len(BANDS_HZ)):
+                raise BadInput(
+                    f"{where}: expected a material name, 1 coefficient or 6-7 band coefficients "
+                    f"({', '.join(f'{b:g}' for b in BANDS_HZ)} Hz), got {len(args)} arguments"
+                )
+            coeffs = [self._in_range(txn, spec, _number(a, where), norm, where) for a in args]
+            self._set(txn, {spec.name: coeffs[0] if len(coeffs) == 1 else tuple(coeffs)})
+
+        return handler
+
+    def _set(self, txn: _Txn, updates: dict[str, Any]) -> None:
+        """Apply updates to the working room; positions follow a room that shrinks."""
+        room = txn.room
+        size = list(room.size_m)
+        for axis_i, axis in enumerate(AXES):
+            size[axis_i] = updates.get(f"room/size/{axis}", size[axis_i])
+        for who in ("source", "listener"):
+            for axis_i, axis in enumerate(AXES):
+                name = f"{who}/position/{axis}"
+                v = updates.get(name, room.get(name))
+                hi = size[axis_i] - POSITION_MARGIN_M
+                if v > hi:
+                    updates[name] = hi
+        txn.room = room.with_values(updates)
+        txn.touched += [n for n in updates if n not in txn.touched]
+
+    # ---- commands ------------------------------------------------------------------------
+
+    def _one_string(self, command: str, args: list[Any], what: str) -> str:
+        if len(args) != 1 or not isinstance(args[0], str) or not args[0]:
+            raise BadInput(f"{PREFIX}{command}: expected one string ({what}), got {args!r}")
+        return str(args[0])
+
+    def _one_port(self, command: str, args: list[Any]) -> int:
+        port = _number(args[0], PREFIX + command) if len(args) == 1 else -1.0
+        if not (port.is_integer() and 1 <= port <= 65535):
+            raise BadInput(f"{PREFIX}{command}: expected one port number 1..65535, got {args!r}")
+        return int(port)
+
+    def _cmd_preset_load(self, txn: _Txn, args: list[Any]) -> None:
+        name = self._one_string("preset/load", args, "a preset name or a .toml path")
+        txn.room = load_preset(name)  # RoomError lists the presets
+        txn.touched += [n for n in _ALL_NAMES if n not in txn.touched]
+        txn.replies.append(
+            lambda: [Reply(txn.sender, "/rtverb/preset/loaded", (name, self.room.name))]
+        )
+
+    def _cmd_preset_save(self, txn: _Txn, args: list[Any]) -> None:
+        name = self._one_string("preset/save", args, "a preset name or a .toml path")
+
+        def save() -> list[Reply]:
+            try:
+                path = save_preset(self.room, name)
+            except RoomError as e:
+                return self._error(txn.sender, f"/rtverb/preset/save: {e}")
+            return [Reply(txn.sender, "/rtverb/preset/saved", (name, str(path)))]
+
+        txn.replies.append(save)
+
+    def _cmd_get(self, txn: _Txn, args: list[Any]) -> None:
+        name = self._one_string("get", args, "a parameter name such as room/size/x")
+        key = name[len(PREFIX) :] if name.startswith(PREFIX) else name.lstrip("/")
+        norm = key.startswith(NORM)
+        base = key[len(NORM) :] if norm else key
+        if base in GROUPS:
+            names = GROUPS[base]
+        elif base in PARAMS_BY_NAME:
+            names = (base,)
+        else:
+            close = difflib.get_close_matches(base, [*PARAMS_BY_NAME, *GROUPS], n=2)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            raise BadInput(f"/rtverb/get: unknown parameter {name!r}.{hint}")
+
+        def reply() -> list[Reply]:
+            parts = [self._value_replies(n)[1 if norm else 0] for n in names]
+            address = PREFIX + key
+            return [Reply(txn.sender, address, tuple(a for p in parts for a in p.args))]
+
+        txn.replies.append(reply)
+
+    def _cmd_describe(self, txn: _Txn, args: list[Any]) -> None:
+        def reply() -> list[Reply]:
+            out = [
+                Reply(
+                    txn.sender,
+                    "/rtverb/describe/param",
+                    (
+                        s.name,
+                        s.unit,
+                        s.min,
+                        s.max,
+                        s.default,
+                        s.domain_min,
+                        s.domain_max,
+                        s.size,
+                        s.doc,
+                    ),
+                )
+                for s in PARAMS
+            ]
+            return [*out, Reply(txn.sender, "/rtverb/describe/end", (len(out),))]
+
+        txn.replies.append(reply)
+
+    def _cmd_status(self, txn: _Txn, args: list[Any]) -> None:
+        def reply() -> list[Reply]:
+            figures = dict(self._status()) if self._status is not None else {}
+            figures.update(room_changes=self.room_changes, osc_errors=self.errors)
+            out = [Reply(txn.sender, f"/rtverb/status/{k}", (v,)) for k, v in figures.items()]
+            room_json = json.dumps(self.room.to_dict())
+            return [*out, Reply(txn.sender, "/rtverb/status/room", (room_json,))]
+
+        txn.replies.append(reply)
+
+    def _cmd_subscribe(self, txn: _Txn, args: list[Any]) -> None:
+        dest = (_host(txn.sender), self._one_port("subscribe", args))
+        if dest not in self.subscribers and len(self.subscribers) >= MAX_SUBSCRIBERS:
+            raise BadInput(f"/rtverb/subscribe: {MAX_SUBSCRIBERS} clients already subscribed")
+
+        def reply() -> list[Reply]:
+            if dest not in self.subscribers:
+                self.subscribers.append(dest)
+            dump = [r for n in _ALL_NAMES for r in self._value_replies(n)]
+            return [Reply(dest, "/rtverb/subscribed", (dest[1],))] + [
+                Reply(dest, r.address, r.args) for r in dump
+            ]
+
+        txn.replies.append(reply)
+
+    def _cmd_unsubscribe(self, txn: _Txn, args: list[Any]) -> None:
+        dest = (_host(txn.sender), self._one_port("unsubscribe", args))
+
+        def reply() -> list[Reply]:
+            if dest in self.subscribers:
+                self.subscribers.remove(dest)
+            return [Reply(txn.sender, "/rtverb/unsubscribed", (dest[1],))]
+
+        txn.replies.append(reply)
+
+
+_ALL_NAMES: tuple[str, ...] = tuple(s.name for s in PARAMS)
+
+
+def _host(address: Address) -> str:
+    return str(address[0]) if address else "?"
+
+
+def _to_unit(spec: ParamSpec, value: float, room: Room) -> float:
+    """A value's fader position in 0..1 (the inverse of the ``/rtverb/norm/`` mapping)."""
+    if spec.relative_to_size:
+        return value / room.size_m[AXES.index(spec.name[-1])]
+    return (value - spec.min) / (spec.max - spec.min)

@@ -1,0 +1,212 @@
+"""Room presets: TOML room files by name, and the `rtverb presets` command.
+
+Built-in presets live in the repository's top-level ``presets/`` folder (`PRESETS_DIR`); presets
+saved by a user (``/rtverb/preset/save`` over OSC, or `save_preset`) go to `user_presets_dir`
+(``$RTVERB_PRESETS_DIR``, default ``~/.config/rtverb/presets``). A built-in preset is never
+overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+from rtverb.room.room import Room, RoomError
+
+#: The built-in presets (the repository's top-level ``presets/`` folder; rtverb is installed
+#: editable).
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
+
+#: A preset name: letters, digits, ``_`` and ``-`` (it becomes ``NAME.toml``).
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+#: Octave bands averaged for the one-number T30 of `rtverb presets` (ISO 3382-1 "mid": 500, 1k).
+MID_BANDS_HZ = (500.0, 1000.0)
+
+
+def user_presets_dir() -> Path:
+    """Where user presets are saved and looked up: ``$RTVERB_PRESETS_DIR`` or
+    ``~/.config/rtverb/presets``."""
+    return Path(os.environ.get("RTVERB_PRESETS_DIR", "~/.config/rtverb/presets")).expanduser()
+
+
+def _preset_files() -> dict[str, Path]:
+    """Preset name -> file; built-in presets win over user presets of the same name."""
+    found: dict[str, Path] = {}
+    for folder in (user_presets_dir(), PRESETS_DIR):
+        if folder.is_dir():
+            found.update({p.stem: p for p in sorted(folder.glob("*.toml"))})
+    return found
+
+
+def list_presets() -> list[str]:
+    """Names of the built-in and user presets, sorted."""
+    return sorted(_preset_files())
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.endswith(".toml") or "/" in text or os.sep in text
+
+
+def load_preset(name_or_path: str) -> Room:
+    """A preset by name (``"studio_live_room"``) or a room file by path (``"my/room.toml"``).
+
+    Raises:
+        RoomError: the preset does not exist (the message lists the presets) or does not parse.
+    """
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise RoomError(f"expected a preset name or a .toml path, got {name_or_path!r}")
+    if _looks_like_path(name_or_path):
+        return Room.from_toml(name_or_path)
+    files = _preset_files()
+    if name_or_path not in files:
+        close = difflib.get_close_matches(name_or_path, files, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise RoomError(
+            f"unknown preset {name_or_path!r}.{hint} Presets: {', '.join(sorted(files))}; "
+            "or give a path to a .toml room file"
+        )
+    return Room.from_toml(files[name_or_path])
+
+
+def save_preset(room: Room, name_or_path: str) -> Path:
+    """Save ``room`` as a user preset ``NAME`` or to a ``.toml`` path (atomic write).
+
+    Returns:
+        The file written.
+
+    Raises:
+        RoomError: a bad name, or a name that would overwrite a built-in preset.
+    """
+    if _looks_like_path(name_or_path):
+        path = Path(name_or_path).expanduser()
+        if path.suffix != ".toml":
+            raise RoomError(f"{name_or_path!r}: a room file path must end in .toml")
+        if path.resolve().parent == PRESETS_DIR:
+            raise RoomError(
+                f"{name_or_path!r}: built-in presets are read-only; save under another folder"
+            )
+    else:
+        if not _NAME.match(name_or_path):
+            raise RoomError(
+                f"bad preset name {name_or_path!r}: use letters, digits, '_' and '-' "
+                "(at most 64), or give a path ending in .toml"
+            )
+        if (PRESETS_DIR / f"{name_or_path}.toml").exists():
+            raise RoomError(
+                f"{name_or_path!r} is a built-in preset and is read-only; save under another name"
+            )
+        path = user_presets_dir() / f"{name_or_path}.toml"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        room.to_toml(path)
+    except OSError as e:
+        raise RoomError(f"cannot save the preset to {path}: {e}") from None
+    return path
+
+
+# ---- `rtverb presets` ------------------------------------------------------------------
+
+
+def measure_preset(room: Room, sample_rate_hz: int = 48000) -> dict[str, float]:
+    """T30 (mean of 500 Hz and 1 kHz, s) and broadband C50 (dB) of the synthesized IR.
+
+    Raises:
+        ImportError: the synthesizer (`rtverb.synth`) is not available.
+    """
+    import numpy as np
+
+    from rtverb.analysis.acoustics import measure
+    from rtverb.synth import synthesize
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # presets are checked to be inside the domain
+        ir = synthesize(room, sample_rate_hz)
+    metrics = measure(np.asarray(ir, dtype=np.float64), sample_rate_hz, distance_m=room.distance_m)
+    mid = [t for b, t in zip(metrics.bands_hz, metrics.T30_s, strict=True) if b in MID_BANDS_HZ]
+    return {
+        "T30_s": float(np.nanmean(mid)) if not all(math.isnan(t) for t in mid) else math.nan,
+        "C50_db": metrics.C50_broadband_db,
+        "ir_s": len(ir) / sample_rate_hz,
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print the list as JSON instead of a table"
+    )
+    parser.add_argument(
+        "--no-measure",
+        action="store_true",
+        help="skip synthesizing each room (list names and Sabine RT60 only)",
+    )
+
+
+def _row(name: str, measure_ir: bool) -> dict[str, Any]:
+    room = load_preset(name)
+    rt = room.sabine_rt60_s()
+    row: dict[str, Any] = {
+        "name": name,
+        "title": room.name,
+        "size_m": list(room.size_m),
+        "sabine_rt60_mid_s": float((rt[2] + rt[3]) / 2),
+        "description": room.description,
+        "builtin": (PRESETS_DIR / f"{name}.toml").exists(),
+    }
+    if measure_ir:
+        row.update(measure_preset(room))
+    return row
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    measure_ir = not args.no_measure
+    note = ""
+    if measure_ir:
+        try:
+            import rtverb.synth  # noqa: F401
+        except ImportError as e:
+            measure_ir = False
+            note = f"T30/C50 not measured: the synthesizer is not available ({e})"
+    try:
+        rows = [_row(name, measure_ir) for name in list_presets()]
+    except RoomError as e:
+        console.print(f"[red]error:[/red] {e}")
+        return 1
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title=f"rtverb presets ({PRESETS_DIR})")
+    table.add_column("name")
+    table.add_column("size (m)")
+    table.add_column("T30 (s)", justify="right")
+    table.add_column("C50 (dB)", justify="right")
+    table.add_column("Sabine RT60 (s)", justify="right")
+    table.add_column("description", overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["name"] + ("" if row["builtin"] else " (user)"),
+            " x ".join(f"{v:g}" for v in row["size_m"]),
+            f"{row['T30_s']:.2f}" if "T30_s" in row else "-",
+            f"{row['C50_db']:.1f}" if "C50_db" in row else "-",
+            f"{row['sabine_rt60_mid_s']:.2f}",
+            row["description"],
+        )
+    console.print(table)
+    console.print(
+        "T30: mean of the 500 Hz and 1 kHz octave bands; C50: broadband; both measured on the "
+        "synthesized IR (ISO 3382-1). Sabine RT60: mid-band estimate from the room file."
+    )
+    if note:
+        console.print(f"[yellow]{note}[/yellow]")
+    return 0

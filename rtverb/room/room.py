@@ -1,0 +1,486 @@
+"""`Room`: the one room schema shared by room files, presets, OSC and the model.
+
+A room file is TOML::
+
+    name = "Studio live room"
+    description = "optional"
+    [room]
+    size_m = [7.5, 5.8, 3.2]
+    scattering = 0.1
+    [room.surfaces]          # a material name, one coefficient, or 6-7 octave-band coefficients
+    floor = "carpet_cotton"
+    ceiling = 0.3
+    east = [0.10, 0.12, 0.15, 0.20, 0.25, 0.30]
+    west = "brickwork"
+    north = "hard_surface"
+    south = "curtains_densely_woven"
+    [source]
+    position_m = [2.0, 3.0, 1.5]
+    [listener]
+    position_m = [5.0, 2.5, 1.2]
+    [mix]                    # optional
+    wet_db = -6.0
+    dry_db = 0.0
+    predelay_ms = 0.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtverb.room.params import (
+    AXES,
+    BANDS_HZ,
+    DOMAIN_CLEARANCE_M,
+    DOMAIN_RT60_BANDS_HZ,
+    DOMAIN_RT60_S,
+    PARAMS_BY_NAME,
+    SURFACES,
+)
+
+#: A surface material: a database name, one coefficient for all bands, or 6-7 band coefficients.
+Material = str | float | tuple[float, ...]
+
+#: Speed of sound used by the simulator (pyroomacoustics' default at 20 C), m/s.
+SPEED_OF_SOUND_M_S = 343.0
+
+
+class RoomError(ValueError):
+    """A room description is invalid; the message names the field and the fix."""
+
+
+@cache
+def materials_db() -> dict[str, dict[str, Any]]:
+    """Absorption materials by name (pyroomacoustics' database, 7 octave bands 125-8000 Hz)."""
+    path = Path(__file__).parent / "materials.json"
+    return dict(json.loads(path.read_text())["materials"])
+
+
+def material_absorption(material: Material, where: str = "material") -> np.ndarray:
+    """Resolve a material to its 7 octave-band absorption coefficients (125-8000 Hz).
+
+    Raises:
+        RoomError: unknown name (with close matches), coefficients outside (0, 1], wrong count.
+    """
+    if isinstance(material, str):
+        db = materials_db()
+        if material not in db:
+            close = difflib.get_close_matches(material, db, n=4, cutoff=0.5)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise RoomError(
+                f"{where}: unknown material {material!r}.{hint} Use a name from "
+                "`rtverb.room.room.materials_db()`, one absorption coefficient, or 6-7 band "
+                "coefficients."
+            )
+        return np.array(db[material]["coeffs"], dtype=np.float64)
+    if isinstance(material, bool) or not isinstance(material, int | float | Sequence):
+        raise RoomError(
+            f"{where}: expected a material name or absorption coefficients, got {material!r}"
+        )
+    values = [material] if isinstance(material, int | float) else list(material)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        raise RoomError(f"{where}: absorption coefficients must be numbers, got {material!r}")
+    if len(values) not in (1, len(BANDS_HZ) - 1, len(BANDS_HZ)):
+        raise RoomError(
+            f"{where}: give 1, 6 or 7 absorption coefficients (bands "
+            f"{', '.join(str(int(b)) for b in BANDS_HZ)} Hz), got {len(values)}"
+        )
+    try:
+        coeffs = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range
+        coeffs = np.full(len(values), np.inf)
+    if not np.all(np.isfinite(coeffs)) or np.any(coeffs <= 0) or np.any(coeffs > 1):
+        raise RoomError(
+            f"{where}: absorption coefficients must lie in (0, 1], got {values}; 0.01 is a hard "
+            "wall, 1 absorbs everything"
+        )
+    if len(coeffs) == 1:
+        return np.full(len(BANDS_HZ), coeffs[0])
+    if len(coeffs) == len(BANDS_HZ) - 1:
+        return np.append(coeffs, coeffs[-1])  # the 8 kHz band repeats 4 kHz, as the database does
+    return coeffs
+
+
+@dataclass(frozen=True)
+class Surfaces:
+    """The material of each of the six surfaces of a shoebox room."""
+
+    floor: Material = "carpet_cotton"
+    ceiling: Material = "ceiling_plasterboard"
+    east: Material = "plasterboard"
+    west: Material = "plasterboard"
+    north: Material = "hard_surface"
+    south: Material = "hard_surface"
+
+    def __getitem__(self, surface: str) -> Material:
+        if surface not in SURFACES:
+            raise KeyError(f"unknown surface {surface!r}; surfaces are {', '.join(SURFACES)}")
+        value: Material = getattr(self, surface)
+        return value
+
+
+def _vec3(value: Any, where: str) -> tuple[float, float, float]:
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 3
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        raise RoomError(f"{where}: expected three numbers [x, y, z] in metres, got {value!r}")
+    try:
+        x, y, z = (float(v) for v in value)
+    except OverflowError:  # an integer beyond float range
+        x = y = z = math.inf
+    if not all(math.isfinite(v) for v in (x, y, z)):
+        raise RoomError(f"{where}: values must be finite, got {value!r}")
+    return (x, y, z)
+
+
+@dataclass(frozen=True)
+class Room:
+    """A shoebox room with one source and one listener, and the reverb's mix settings.
+
+    Build one in code, from a TOML file (`Room.from_toml`) or from a dict (`Room.from_dict`);
+    every constructor validates. Positions are metres from the west/south/floor corner.
+    """
+
+    size_m: tuple[float, float, float] = (7.0, 5.0, 3.0)
+    surfaces: Surfaces = field(default_factory=Surfaces)
+    source_position_m: tuple[float, float, float] = (2.0, 2.0, 1.5)
+    listener_position_m: tuple[float, float, float] = (5.0, 3.0, 1.2)
+    scattering: float = 0.1
+    wet_db: float = -6.0
+    dry_db: float = 0.0
+    predelay_ms: float = 0.0
+    name: str = "Untitled room"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        size = _vec3(self.size_m, "room.size_m")
+        if any(v <= 0 for v in size):
+            raise RoomError(f"room.size_m: sizes must be positive, got {list(self.size_m)}")
+        for axis, v in zip(AXES, size, strict=True):
+            spec = PARAMS_BY_NAME[f"room/size/{axis}"]
+            if not spec.min <= v <= spec.max:
+                raise RoomError(f"room.size_m: {axis} = {v} m is outside {spec.min}-{spec.max} m")
+        object.__setattr__(self, "size_m", size)
+        for who in ("source", "listener"):
+            pos = _vec3(getattr(self, f"{who}_position_m"), f"{who}.position_m")
+            for axis, v, limit in zip(AXES, pos, size, strict=True):
+                if not 0 < v < limit:
+                    raise RoomError(
+                        f"{who}.position_m: {axis} = {v} m is outside the room (0-{limit} m); "
+                        "positions are metres from the west/south/floor corner"
+                    )
+            object.__setattr__(self, f"{who}_position_m", pos)
+        for surface in SURFACES:
+            material_absorption(self.surfaces[surface], f"room.surfaces.{surface}")
+        for name, key in (
+            ("room/scattering", "scattering"),
+            ("mix/wet_db", "wet_db"),
+            ("mix/dry_db", "dry_db"),
+            ("mix/predelay_ms", "predelay_ms"),
+        ):
+            value = getattr(self, key)
+            spec = PARAMS_BY_NAME[name]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise RoomError(f"{name.replace('/', '.')}: expected a number, got {value!r}")
+            if not spec.min <= value <= spec.max:  # also refuses NaN and huge integers
+                raise RoomError(
+                    f"{name.replace('/', '.')}: {value} is outside {spec.min}..{spec.max}"
+                    f"{' ' + spec.unit if spec.unit else ''}"
+                )
+            object.__setattr__(self, key, float(value))
+        for key in ("name", "description"):
+            if not isinstance(getattr(self, key), str):
+                raise RoomError(f"{key}: expected a string in quotes, got {getattr(self, key)!r}")
+
+    # ---- derived acoustics -------------------------------------------------------------
+
+    @property
+    def volume_m3(self) -> float:
+        x, y, z = self.size_m
+        return x * y * z
+
+    def surface_areas_m2(self) -> np.ndarray:
+        """Area of each surface, in `SURFACES` order."""
+        x, y, z = self.size_m
+        return np.array([x * y, x * y, y * z, y * z, x * z, x * z])
+
+    def absorption(self) -> np.ndarray:
+        """Absorption coefficients, shape (6 surfaces, 7 bands), surfaces in `SURFACES` order."""
+        return np.stack(
+            [material_absorption(self.surfaces[s], f"room.surfaces.{s}") for s in SURFACES]
+        )
+
+    def sabine_rt60_s(self) -> np.ndarray:
+        """Sabine reverberation time per octave band (no air absorption), seconds."""
+        area = self.surface_areas_m2() @ self.absorption()
+        return 0.161 * self.volume_m3 / area
+
+    def eyring_rt60_s(self) -> np.ndarray:
+        """Eyring reverberation time per octave band (no air absorption), seconds."""
+        areas = self.surface_areas_m2()
+        mean_alpha = (areas @ self.absorption()) / areas.sum()
+        return 0.161 * self.volume_m3 / (-areas.sum() * np.log1p(-np.minimum(mean_alpha, 0.999)))
+
+    @property
+    def distance_m(self) -> float:
+        """Source-listener distance."""
+        return float(np.linalg.norm(np.subtract(self.source_position_m, self.listener_position_m)))
+
+    def domain_warnings(self) -> list[str]:
+        """The model-domain bounds this room exceeds (empty inside the domain)."""
+        out = []
+        for axis, v in zip(AXES, self.size_m, strict=True):
+            spec = PARAMS_BY_NAME[f"room/size/{axis}"]
+            if not spec.domain_min <= v <= spec.domain_max:
+                out.append(
+                    f"room size {axis} = {v:g} m is outside the model domain "
+                    f"{spec.domain_min:g}-{spec.domain_max:g} m"
+                )
+        rt = self.sabine_rt60_s()
+        for band, t in zip(BANDS_HZ, rt, strict=True):
+            if band in DOMAIN_RT60_BANDS_HZ and not DOMAIN_RT60_S[0] <= t <= DOMAIN_RT60_S[1]:
+                out.append(
+                    f"Sabine RT60 at {band:g} Hz = {t:.2f} s is outside the model domain "
+                    f"{DOMAIN_RT60_S[0]}-{DOMAIN_RT60_S[1]} s"
+                )
+        spec = PARAMS_BY_NAME["room/scattering"]
+        if self.scattering > spec.domain_max:
+            out.append(
+                f"scattering {self.scattering:g} is above the model domain's {spec.domain_max:g}"
+            )
+        for who in ("source", "listener"):
+            pos = getattr(self, f"{who}_position_m")
+            gap = min(min(pos), *(s - p for s, p in zip(self.size_m, pos, strict=True)))
+            if gap < DOMAIN_CLEARANCE_M:
+                out.append(
+                    f"{who} is {gap:.2f} m from a surface; the model domain keeps "
+                    f"{DOMAIN_CLEARANCE_M} m"
+                )
+        if self.distance_m < DOMAIN_CLEARANCE_M:
+            out.append(
+                f"source and listener are {self.distance_m:.2f} m apart; the model domain keeps "
+                f"{DOMAIN_CLEARANCE_M} m"
+            )
+        return out
+
+    # ---- flat parameter access (OSC) ---------------------------------------------------
+
+    def get(self, name: str) -> float | Material:
+        """A parameter by its table name, e.g. ``room/size/x`` or ``room/surface/floor``."""
+        parts = name.split("/")
+        if name in ("room/scattering", "mix/wet_db", "mix/dry_db", "mix/predelay_ms"):
+            value: float | Material = getattr(self, parts[-1])
+            return value
+        if len(parts) == 3 and parts[:2] == ["room", "size"] and parts[2] in AXES:
+            return self.size_m[AXES.index(parts[2])]
+        if len(parts) == 3 and parts[0] in ("source", "listener") and parts[1] == "position":
+            if parts[2] in AXES:
+                return getattr(self, f"{parts[0]}_position_m")[AXES.index(parts[2])]
+        if len(parts) == 3 and parts[:2] == ["room", "surface"] and parts[2] in SURFACES:
+            return self.surfaces[parts[2]]
+        raise KeyError(f"unknown parameter {name!r}; see rtverb.room.params.PARAMS")
+
+    def with_values(self, values: dict[str, Any]) -> Room:
+        """A copy with parameters changed by table name; validates (raises `RoomError`)."""
+        size = list(self.size_m)
+        pos = {"source": list(self.source_position_m), "listener": list(self.listener_position_m)}
+        surfaces: dict[str, Material] = {}
+        scalars: dict[str, Any] = {}
+        for name, value in values.items():
+            parts = name.split("/")
+            self.get(name)  # raises KeyError on unknown names
+            if parts[1] == "size":
+                size[AXES.index(parts[2])] = value
+            elif parts[1] == "position":
+                pos[parts[0]][AXES.index(parts[2])] = value
+            elif parts[1] == "surface":
+                surfaces[parts[2]] = tuple(value) if isinstance(value, list) else value
+            else:
+                scalars[parts[-1]] = value
+        return dataclasses.replace(
+            self,
+            size_m=tuple(size),  # type: ignore[arg-type]
+            source_position_m=tuple(pos["source"]),  # type: ignore[arg-type]
+            listener_position_m=tuple(pos["listener"]),  # type: ignore[arg-type]
+            surfaces=dataclasses.replace(self.surfaces, **surfaces),
+            **scalars,
+        )
+
+    # ---- files -------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Room:
+        """Build a room from the room file's structure (as `tomllib` reads it)."""
+        _check_keys(data, "", {"name", "description", "room", "source", "listener", "mix"})
+        room = _table(data, "room", required=True)
+        _check_keys(room, "room", {"size_m", "scattering", "surfaces"})
+        surfaces = _table(room, "surfaces", "room.surfaces", required=True)
+        _check_keys(surfaces, "room.surfaces", set(SURFACES))
+        missing = [s for s in SURFACES if s not in surfaces]
+        if missing:
+            raise RoomError(f"room.surfaces: missing {', '.join(missing)}; give all six surfaces")
+        mix = _table(data, "mix")
+        _check_keys(mix, "mix", {"wet_db", "dry_db", "predelay_ms"})
+        kwargs: dict[str, Any] = {}
+        for who in ("source", "listener"):
+            table = _table(data, who, required=True)
+            _check_keys(table, who, {"position_m"})
+            if "position_m" not in table:
+                raise RoomError(f"{who}.position_m: missing; give [x, y, z] in metres")
+            kwargs[f"{who}_position_m"] = table["position_m"]
+        if "size_m" not in room:
+            raise RoomError("room.size_m: missing; give [x, y, z] in metres")
+        return cls(
+            size_m=room["size_m"],
+            surfaces=Surfaces(
+                **{s: tuple(v) if isinstance(v, list) else v for s, v in surfaces.items()}
+            ),
+            scattering=room.get("scattering", 0.1),
+            name=data.get("name", "Untitled room"),
+            description=data.get("description", ""),
+            **{k: mix[k] for k in ("wet_db", "dry_db", "predelay_ms") if k in mix},
+            **kwargs,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The room file's structure; `Room.from_dict(room.to_dict()) == room`."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "room": {
+                "size_m": list(self.size_m),
+                "scattering": self.scattering,
+                "surfaces": {
+                    s: list(m) if isinstance(m, tuple) else m
+                    for s, m in ((s, self.surfaces[s]) for s in SURFACES)
+                },
+            },
+            "source": {"position_m": list(self.source_position_m)},
+            "listener": {"position_m": list(self.listener_position_m)},
+            "mix": {"wet_db": self.wet_db, "dry_db": self.dry_db, "predelay_ms": self.predelay_ms},
+        }
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> Room:
+        """Read a room file. Errors name the file, the field and, where found, the line."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RoomError(f"{path}: no such room file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise RoomError(f"{path}: cannot read the room file ({e})") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            at = re.search(r"at line (\d+)", str(e))
+            where = f"{path}:{at.group(1)}" if at else str(path)
+            raise RoomError(f"{where}: not valid TOML: {e}") from None
+        try:
+            return cls.from_dict(data)
+        except (RoomError, TypeError) as e:
+            message = str(e)
+            line = _find_line(text, message.split(":", 1)[0])
+            where = f"{path}:{line}" if line else str(path)
+            raise RoomError(f"{where}: {message}") from None
+
+    def to_toml(self, path: str | os.PathLike[str]) -> None:
+        """Write a room file atomically (a temporary file renamed into place)."""
+        path = Path(path)
+        text = to_toml_text(self.to_dict())
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+
+def _table(
+    data: dict[str, Any], key: str, where: str = "", required: bool = False
+) -> dict[str, Any]:
+    where = where or key
+    if key not in data:
+        if required:
+            raise RoomError(f"[{where}]: missing table; see the room file format in the README")
+        return {}
+    value = data[key]
+    if not isinstance(value, dict):
+        raise RoomError(f"{where}: expected a table [{where}], got {value!r}")
+    return value
+
+
+def _check_keys(table: dict[str, Any], where: str, allowed: set[str]) -> None:
+    """Refuse keys not in ``allowed``; ``where`` is the table's path ("" at the top level)."""
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            what = f"{where}.{key}: unknown key" if where else f"{key}: unknown top-level key"
+            raise RoomError(f"{what}{hint}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _find_line(text: str, field_path: str) -> int | None:
+    """Line of ``field_path`` (``listener.position_m``, ``[room.surfaces]``) in a room file.
+
+    The key's line inside its own table; else the table's header; else the key's first line.
+    """
+    *tables, key = field_path.strip("[]").split(".")
+    table = ".".join(tables)
+    key_line = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    header_line = re.compile(r"^\s*\[([^\[\]]+)\]")
+    current, header, first = "", None, None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if match := header_line.match(line):
+            current = re.sub(r"\s+", "", match.group(1))
+            if current == field_path.strip("[]"):
+                header = number
+        elif key_line.match(line):
+            if current == table:
+                return number
+            first = first or number
+    return header or first
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(float(value))
+
+
+def to_toml_text(data: dict[str, Any]) -> str:
+    """Format a room dict as a room file (the subset of TOML room files use)."""
+    lines = [f"name = {_toml_value(data['name'])}"]
+    if data.get("description"):
+        lines.append(f"description = {_toml_value(data['description'])}")
+
+    def table(title: str, items: dict[str, Any]) -> None:
+        lines.append(f"\n[{title}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in items.items() if not isinstance(v, dict))
+        for k, v in items.items():
+            if isinstance(v, dict):
+                table(f"{title}.{k}", v)
+
+    for key in ("room", "source", "listener", "mix"):
+        table(key, data[key])
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,193 @@
+"""What the model sees and what it predicts, shared by training (``train/``) and the runtime.
+
+The model predicts the late (ray-traced) energy envelope of a room per octave band, in dB,
+on a fixed time grid (`N_FRAMES` frames of `FRAME_S`). Its input is a stack of channels along
+that grid: a time coordinate, time since the direct sound in mean free times, the analytic
+(Eyring, diffuse-field) envelope of every band, and the room's parameters normalized from the
+parameter table (`rtverb.room.params`), each broadcast along time. The model's output fields become
+a correction to the analytic envelope (`correction_db`): it rescales each band's analytic decay
+and reshapes it.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+
+from rtverb.room.params import AXES, BANDS_HZ, PARAMS_BY_NAME
+from rtverb.room.room import SPEED_OF_SOUND_M_S, Room
+from rtverb.synth.early import AIR_ABSORPTION_PER_M, MODEL_BANDS_HZ, band_absorption, image_sources
+
+#: Frame length of the predicted envelope: two of the simulator's 4 ms histogram bins.
+FRAME_S = 0.008
+N_FRAMES = 512
+HIST_BIN_S = 0.004
+N_BANDS = len(MODEL_BANDS_HZ)
+#: Envelopes are energies per 4 ms bin on the simulator's scale; dB below this are silence.
+FLOOR_DB = -160.0
+#: Diffuse-field late energy = DIFFUSE_GAIN x (1 - a) / (S a), fitted once on simulated rooms
+#: (median over the training set; the learned model corrects it per room).
+DIFFUSE_GAIN = 35.0
+#: The analytic envelope enters the model as dB / this (about -0.2 ... -1.6).
+BASELINE_SCALE_DB = 100.0
+
+#: Time coordinate of each frame's centre, seconds.
+FRAME_TIMES_S = (np.arange(N_FRAMES) + 0.5) * FRAME_S
+_TIME_CHANNEL = FRAME_TIMES_S / (N_FRAMES * FRAME_S)  # the model's first input channel
+
+
+def _mean_absorption(room: Room, absorption: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """Total surface area and area-weighted absorption per model band (clipped inside (0, 1)).
+
+    ``absorption``: the room's `band_absorption` (6, 8), where the caller already has it.
+    """
+    areas = room.surface_areas_m2()
+    if absorption is None:
+        absorption = band_absorption(room)
+    alpha = np.clip((areas @ absorption) / areas.sum(), 1e-6, 1 - 1e-6)
+    return float(areas.sum()), alpha
+
+
+def decay_times_s(room: Room) -> np.ndarray:
+    """Eyring reverberation time per model band with air absorption, seconds, shape (8,)."""
+    return _decay_times_s(room, *_mean_absorption(room))
+
+
+def _decay_times_s(room: Room, area: float, alpha: np.ndarray) -> np.ndarray:
+    volume = room.volume_m3
+    return 0.161 * volume / (-area * np.log1p(-alpha) + 4 * AIR_ABSORPTION_PER_M * volume)
+
+
+def analytic_envelope_db(room: Room) -> np.ndarray:
+    """Diffuse-field (Eyring) late envelope per band, (8, N_FRAMES), dB per 4 ms bin.
+
+    It starts at the direct sound and decays exponentially; air absorption is excluded, as in
+    the simulator's histograms (synthesis applies it). This is also the Sabine/Eyring baseline.
+    """
+    return _analytic_envelope_db(room, *_mean_absorption(room))
+
+
+def _analytic_envelope_db(room: Room, area: float, alpha: np.ndarray) -> np.ndarray:
+    rt = 0.161 * room.volume_m3 / (-area * np.log1p(-alpha))
+    tau = rt / np.log(1e6)  # energy time constant
+    total = DIFFUSE_GAIN * (1 - alpha) / (area * alpha)
+    t_direct = room.distance_m / SPEED_OF_SOUND_M_S
+    t = FRAME_TIMES_S - t_direct
+    # 10 log10(total x bin / tau x exp(-t / tau)), in closed form: a third of the time of
+    # exp and log10 per frame, and equal to them within 1e-13 dB
+    start_db = 10 * np.log10(total * (HIST_BIN_S / tau))
+    db = start_db[:, None] - (10 / np.log(10)) * (np.maximum(t, 0) / tau[:, None])
+    return np.where(t[None, :] >= 0, np.maximum(db, FLOOR_DB), FLOOR_DB)
+
+
+def room_vector(room: Room) -> np.ndarray:
+    """The room's parameters normalized from the parameter table, clipped to [-0.5, 1.5].
+
+    Sizes and scattering are scaled by their model domain; positions are fractions of the room;
+    absorption is log-scaled between its domain bounds; plus log decay times, log distance and
+    log volume. Clipping keeps out-of-domain rooms from driving the model far off its data.
+    """
+    return _room_vector(room, room.absorption(), decay_times_s(room))
+
+
+@cache
+def _size_domains_m() -> tuple[np.ndarray, np.ndarray]:
+    """Lower bound and width of each axis's model domain (the parameter table's sizes)."""
+    specs = [PARAMS_BY_NAME[f"room/size/{axis}"] for axis in AXES]
+    return (
+        np.array([s.domain_min for s in specs]),
+        np.array([s.domain_max - s.domain_min for s in specs]),
+    )
+
+
+def _room_vector(room: Room, absorption: np.ndarray, decay_times: np.ndarray) -> np.ndarray:
+    """`room_vector` from the room's absorption (6, 7) and `decay_times_s`."""
+    size = np.array(room.size_m)
+    low, width = _size_domains_m()
+    scattering = PARAMS_BY_NAME["room/scattering"]
+    lo, hi = np.log(0.01), np.log(1.0)
+    parts = np.concatenate(
+        [
+            (size - low) / width,  # ParamSpec.normalize, per axis
+            np.array(room.source_position_m) / size,
+            np.array(room.listener_position_m) / size,
+            [scattering.normalize(room.scattering)],
+            ((np.log(absorption) - lo) / (hi - lo)).ravel(),
+            (np.log(decay_times) - np.log(0.05)) / np.log(100.0),
+            [np.log(room.distance_m / 0.5) / np.log(60.0)],
+            [np.log(room.volume_m3 / 8.8) / np.log(3200.0 / 8.8)],
+        ]
+    )
+    return np.clip(parts.astype(np.float32), -0.5, 1.5)
+
+
+ROOM_VECTOR_SIZE = 3 + 6 + 1 + 42 + N_BANDS + 2
+N_INPUT_CHANNELS = 2 + N_BANDS + ROOM_VECTOR_SIZE
+
+
+def model_input(room: Room) -> tuple[np.ndarray, np.ndarray]:
+    """The model's input (N_INPUT_CHANNELS, N_FRAMES) float32 and the analytic envelope (dB)."""
+    absorption = band_absorption(room)  # the room's materials, resolved once
+    area, alpha = _mean_absorption(room, absorption)
+    baseline = _analytic_envelope_db(room, area, alpha)
+    mean_free_s = 4 * room.volume_m3 / area / SPEED_OF_SOUND_M_S
+    since_direct = (FRAME_TIMES_S - room.distance_m / SPEED_OF_SOUND_M_S) / mean_free_s
+    x = np.empty((N_INPUT_CHANNELS, N_FRAMES), dtype=np.float32)
+    x[0] = _TIME_CHANNEL
+    x[1] = np.clip(since_direct, -5.0, 50.0) / 10.0
+    x[2 : 2 + N_BANDS] = baseline / BASELINE_SCALE_DB
+    vector = _room_vector(room, absorption[:, : len(BANDS_HZ)], _decay_times_s(room, area, alpha))
+    x[2 + N_BANDS :] = vector[:, None]
+    return x, baseline
+
+
+#: The network's fields are in units of this many dB (keeps its activations near 1).
+OUTPUT_SCALE_DB = 10.0
+
+
+def correction_db(fields: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The envelope correction (..., 8, N_FRAMES) dB from the network's 16 fields.
+
+    Fields c_b(t) (the first 8) and g_b(t) (the last 8): ``OUTPUT_SCALE_DB * c_b(t) +
+    mean_t(g_b) * A_b(t)``, A_b the analytic envelope in dB. The mean of g_b rescales each
+    band's analytic decay, level and slope together (the simulated decay differs from Eyring's
+    by 10-50 %, a multiplicative error an additive field learns poorly); c_b shapes the onset
+    and any bend. `train.model.EnvelopeModel` computes the same in torch.
+    """
+    analytic_db = BASELINE_SCALE_DB * x[..., 2 : 2 + N_BANDS, :]
+    scale = fields[..., N_BANDS:, :].mean(axis=-1, keepdims=True)
+    return OUTPUT_SCALE_DB * fields[..., :N_BANDS, :] + scale * analytic_db
+
+
+def air_db(times_s: np.ndarray = FRAME_TIMES_S) -> np.ndarray:
+    """Air absorption the renderer applies to the late envelope at ``times_s``, (8, T) dB."""
+    return -10 * np.log10(np.e) * AIR_ABSORPTION_PER_M[:, None] * SPEED_OF_SOUND_M_S * times_s
+
+
+def early_energy(room: Room) -> np.ndarray:
+    """Energy of the direct sound and image sources per frame, (8, N_FRAMES), per 4 ms bin.
+
+    On the envelope's scale (a late envelope of E per bin and an arrival of energy E render
+    the same band energy), with air absorption: training adds it to the late envelopes to see
+    the whole IR's decay, which T30, EDT, C50 and DRR are measured on.
+    """
+    dist, damping = image_sources(room)
+    energy = (damping / dist) ** 2 * np.exp(-AIR_ABSORPTION_PER_M[:, None] * dist)
+    frame = np.minimum((dist / SPEED_OF_SOUND_M_S / FRAME_S).astype(np.int64), N_FRAMES - 1)
+    out = np.zeros((N_BANDS, N_FRAMES))
+    np.add.at(out.T, frame, energy.T)
+    return out / (FRAME_S / HIST_BIN_S)
+
+
+def hist_to_frames_db(hist: np.ndarray) -> np.ndarray:
+    """Simulator histograms (..., 8, 1000 bins of 4 ms) to the model's target (..., 8, N_FRAMES) dB.
+
+    Each frame holds the mean energy per 4 ms bin over its two bins (bins past 4 s are dropped).
+    """
+    n = 2 * N_FRAMES
+    h = np.zeros((*hist.shape[:-1], n), dtype=np.float64)
+    m = min(n, hist.shape[-1])
+    h[..., :m] = hist[..., :m]
+    frames = h.reshape(*hist.shape[:-1], N_FRAMES, 2).mean(axis=-1)
+    return np.maximum(10 * np.log10(np.maximum(frames, 1e-30)), FLOOR_DB).astype(np.float32)

@@ -1,0 +1,108 @@
+"""The envelope model: an ONNX Runtime session on the shipped FNO, and its metadata."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from rtverb.room.params import SCHEMA_VERSION, table_hash
+from rtverb.room.room import Room
+from rtverb.synth import features
+from rtverb.synth.early import MODEL_BANDS_HZ
+
+MODEL_PATH = Path(__file__).parent / "models" / "rir_fno.onnx"
+#: ONNX metadata a model must carry, with the values this runtime expects.
+FEATURE_VERSION = 3
+
+
+class ModelError(RuntimeError):
+    """The model file is missing, unreadable or does not match this version of rtverb."""
+
+
+def expected_metadata() -> dict[str, str]:
+    """Metadata keys whose values must match between a model file and this runtime."""
+    return {
+        "rtverb.schema_version": str(SCHEMA_VERSION),
+        "rtverb.table_hash": table_hash(),
+        "rtverb.feature_version": str(FEATURE_VERSION),
+        "rtverb.n_frames": str(features.N_FRAMES),
+        "rtverb.frame_s": str(features.FRAME_S),
+        "rtverb.bands_hz": json.dumps(list(MODEL_BANDS_HZ)),
+        "rtverb.n_input_channels": str(features.N_INPUT_CHANNELS),
+    }
+
+
+class Synthesizer:
+    """An ONNX Runtime session on the envelope model; load once, call from any one thread.
+
+    Raises:
+        ModelError: the file is missing, corrupt, or was made for another parameter table,
+            feature set or time grid (the message names the file and the mismatch).
+    """
+
+    def __init__(self, model_path: str | Path = MODEL_PATH) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise ModelError(
+                f"{self.path}: model file not found; reinstall rtverb or export one with "
+                "`python -m train.export`"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1  # leave the other core to the audio thread
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises several private exception types
+            raise ModelError(f"{self.path}: not a readable ONNX model ({e})") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        for key, want in expected_metadata().items():
+            got = self.metadata.get(key)
+            if got != want:
+                raise ModelError(
+                    f"{self.path}: model does not match this rtverb: {key} is {got!r}, "
+                    f"expected {want!r}; export a model with this version "
+                    "(`python -m train.export`)"
+                )
+        self._input = self.session.get_inputs()[0].name
+
+    def envelope_db(self, room: Room) -> np.ndarray:
+        """Predicted late energy envelope, (8 bands, N_FRAMES) dB per 4 ms bin."""
+        x, baseline = features.model_input(room)
+        return self._envelope_db(room, x, baseline, self._fields(x))
+
+    def _fields(self, x: np.ndarray) -> np.ndarray:
+        """The network's output fields (16, N_FRAMES) for one model input (C, N_FRAMES)."""
+        fields: np.ndarray = self.session.run(None, {self._input: x[None]})[0][0]
+        return fields
+
+    def _envelope_db(
+        self, room: Room, x: np.ndarray, baseline: np.ndarray, fields: np.ndarray
+    ) -> np.ndarray:
+        """`envelope_db` from the model input, the analytic envelope and the network's fields."""
+        if not np.all(np.isfinite(fields)):  # inputs are finite and clipped: a broken file
+            raise ModelError(f"{self.path}: the model returned NaN or Inf for {room.name!r}")
+        correction = features.correction_db(fields, x)
+        envelope = np.maximum(baseline + correction, features.FLOOR_DB)
+        # nothing arrives before the direct sound (the analytic envelope is silent there too)
+        envelope[:, baseline.max(axis=0) <= features.FLOOR_DB] = features.FLOOR_DB
+        return envelope
+
+
+_default: Synthesizer | None = None
+_default_lock = threading.Lock()
+
+
+def default_synthesizer() -> Synthesizer:
+    """The shipped model, loaded once per process."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Synthesizer()
+        return _default
