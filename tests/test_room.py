@@ -18,6 +18,7 @@ from rtverb.room.params import (
     AXES,
     BANDS_HZ,
     DOMAIN_CLEARANCE_M,
+    MIX_PARAMS,
     PARAMS,
     PARAMS_BY_NAME,
     SURFACES,
@@ -384,10 +385,29 @@ def test_parameter_table_is_consistent() -> None:
         assert spec.min <= spec.domain_min < spec.domain_max, spec.name
         assert spec.domain_max <= spec.max or spec.relative_to_size, spec.name
         assert spec.min <= spec.default <= spec.max, spec.name
-        assert spec.normalize(spec.domain_min) == 0.0
-        assert spec.normalize(spec.domain_max) == pytest.approx(1.0)
-        assert spec.denormalize(-1.0) == spec.min and spec.denormalize(2.0) == spec.max
+        assert spec.domain_fraction(spec.domain_min) == 0.0
+        assert spec.domain_fraction(spec.domain_max) == pytest.approx(1.0)
+        assert spec.from_fader(-1.0) == spec.min and spec.from_fader(2.0) == spec.max
+        for position in (0.0, 0.3, 1.0):
+            assert spec.to_fader(spec.from_fader(position)) == pytest.approx(position)
         if spec.size == 1:
             assert room.get(spec.name) == spec.default, spec.name  # Room() uses the defaults
     assert re.fullmatch(r"[0-9a-f]{16}", table_hash()) and table_hash() == table_hash()
     assert DOMAIN_CLEARANCE_M > 0
+
+
+def test_every_parameter_reads_and_writes_its_room_field() -> None:
+    """`Room.get` / `with_values` follow each spec's ``field`` and ``item`` (none is skipped)."""
+    room = Room()
+    for spec in PARAMS:
+        if spec.size > 1:
+            value = 0.5
+        elif spec.relative_to_size:  # towards the nearer wall, inside the default room
+            value = (spec.default + spec.domain_min) / 2
+        else:
+            value = (spec.default + spec.max) / 2
+        changed = room.with_values({spec.name: value})
+        assert changed.get(spec.name) == pytest.approx(value), spec.name
+        others = [p.name for p in PARAMS if p.name != spec.name]
+        assert [changed.get(n) for n in others] == [room.get(n) for n in others], spec.name
+    assert {p.field for p in MIX_PARAMS} == set(Room().to_dict()["mix"])

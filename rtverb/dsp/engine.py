@@ -84,9 +84,9 @@ class Engine:
         channels: int = 2,
         block_size: int = 256,
         sample_rate_hz: float = 48000.0,
-        wet_db: float = -6.0,
-        dry_db: float = 0.0,
-        predelay_ms: float = 0.0,
+        wet_db: float = PARAMS_BY_NAME["mix/wet_db"].default,
+        dry_db: float = PARAMS_BY_NAME["mix/dry_db"].default,
+        predelay_ms: float = PARAMS_BY_NAME["mix/predelay_ms"].default,
         crossfade_ms: float = CROSSFADE_MS,
         max_ir_s: float = 12.0,
     ) -> None:

@@ -25,10 +25,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from rtverb.room.params import MIX_PARAMS
 from rtverb.room.room import Room
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,8 @@ Synthesize = Callable[[Room, int], np.ndarray]
 
 def geometry_key(room: Room) -> Room:
     """The room without its mix, name and description: equal keys give equal impulse responses."""
-    return dataclasses.replace(
-        room, wet_db=0.0, dry_db=0.0, predelay_ms=0.0, name="", description=""
-    )
+    mix: dict[str, Any] = {p.field: p.default for p in MIX_PARAMS}
+    return dataclasses.replace(room, **mix, name="", description="")
 
 
 class RoomWorker:

@@ -27,6 +27,7 @@ import math
 import numpy as np
 import pedalboard
 
+from rtverb.room.params import PARAMS_BY_NAME
 from rtverb.room.room import Room
 
 #: pedalboard.Convolution's output gain is this / ||ir||_2 (stereo: the larger channel's norm).
@@ -43,9 +44,9 @@ def ir_to_pedalboard(
     ir: np.ndarray,
     sample_rate_hz: float,
     *,
-    wet_db: float = -6.0,
-    dry_db: float = 0.0,
-    predelay_ms: float = 0.0,
+    wet_db: float = PARAMS_BY_NAME["mix/wet_db"].default,
+    dry_db: float = PARAMS_BY_NAME["mix/dry_db"].default,
+    predelay_ms: float = PARAMS_BY_NAME["mix/predelay_ms"].default,
 ) -> pedalboard.Pedalboard:
     """``Pedalboard([Convolution, Gain])`` giving ``dry * x + wet * (x * ir)`` at unity IR gain.
 

@@ -240,13 +240,13 @@ class OscController:
 
     def _commit(self, txn: _Txn, received_s: float) -> list[Reply]:
         old, new = self.room, txn.room
-        changed = [n for n in _ALL_NAMES if old.get(n) != new.get(n)]
+        changed = [n for n in _PARAM_NAMES if old.get(n) != new.get(n)]
         if new != old:
             self.room = new
             self.room_changes += 1
-            if any(not n.startswith("mix/") for n in changed) and self._on_room is not None:
+            if any(not PARAMS_BY_NAME[n].is_mix for n in changed) and self._on_room is not None:
                 self._on_room(new, received_s)
-            if any(n.startswith("mix/") for n in changed) and self._on_mix is not None:
+            if any(PARAMS_BY_NAME[n].is_mix for n in changed) and self._on_mix is not None:
                 self._on_mix(new)
         echo = list(dict.fromkeys([*txn.touched, *changed]))
         feedback = [r for name in echo for r in self._value_replies(name)]
@@ -254,7 +254,7 @@ class OscController:
             Reply(d, r.address, r.args) for d in self._feedback_dests(txn.sender) for r in feedback
         ]
         notes = list(txn.warnings)
-        if any(not n.startswith("mix/") for n in changed):
+        if any(not PARAMS_BY_NAME[n].is_mix for n in changed):
             before, self._domain_warnings = self._domain_warnings, new.domain_warnings()
             notes += [w for w in self._domain_warnings if w not in before]
         for note in notes:
@@ -282,13 +282,13 @@ class OscController:
         if spec.size > 1:
             stored = value if isinstance(value, tuple) else (value,)
             absolute = tuple(v if isinstance(v, str) else float(v) for v in stored)
-            unit = tuple(float(_to_unit(spec, c, room)) for c in material_absorption(value))
+            fader = tuple(_to_fader(spec, float(c), room) for c in material_absorption(value))
         else:
             absolute = (float(value),)  # type: ignore[arg-type]
-            unit = (_to_unit(spec, float(value), room),)  # type: ignore[arg-type]
+            fader = (_to_fader(spec, float(value), room),)  # type: ignore[arg-type]
         return [
             Reply((), PREFIX + name, absolute),
-            Reply((), PREFIX + NORM + name, unit),
+            Reply((), PREFIX + NORM + name, fader),
         ]
 
     # ---- setters -------------------------------------------------------------------------
@@ -330,7 +330,7 @@ class OscController:
                     "send a position inside it"
                 )
             return _clamp(v, POSITION_MARGIN_M, size - POSITION_MARGIN_M)
-        v = spec.denormalize(v) if norm else v
+        v = spec.from_fader(v) if norm else v
         if not spec.min <= v <= spec.max:
             raise BadInput(
                 f"{where}: {v:g}{' ' + spec.unit if spec.unit else ''} is outside "
@@ -388,7 +388,7 @@ class OscController:
     def _cmd_preset_load(self, txn: _Txn, args: list[Any]) -> None:
         name = self._one_string("preset/load", args, "a preset name or a .toml path")
         txn.room = load_preset(name)  # RoomError lists the presets
-        txn.touched += [n for n in _ALL_NAMES if n not in txn.touched]
+        txn.touched += [n for n in _PARAM_NAMES if n not in txn.touched]
         txn.replies.append(
             lambda: [Reply(txn.sender, "/rtverb/preset/loaded", (name, self.room.name))]
         )
@@ -468,7 +468,7 @@ class OscController:
         def reply() -> list[Reply]:
             if dest not in self.subscribers:
                 self.subscribers.append(dest)
-            dump = [r for n in _ALL_NAMES for r in self._value_replies(n)]
+            dump = [r for n in _PARAM_NAMES for r in self._value_replies(n)]
             return [Reply(dest, "/rtverb/subscribed", (dest[1],))] + [
                 Reply(dest, r.address, r.args) for r in dump
             ]
@@ -486,15 +486,15 @@ class OscController:
         txn.replies.append(reply)
 
 
-_ALL_NAMES: tuple[str, ...] = tuple(s.name for s in PARAMS)
+_PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in PARAMS)
 
 
 def _host(address: Address) -> str:
     return str(address[0]) if address else "?"
 
 
-def _to_unit(spec: ParamSpec, value: float, room: Room) -> float:
+def _to_fader(spec: ParamSpec, value: float, room: Room) -> float:
     """A value's fader position in 0..1 (the inverse of the ``/rtverb/norm/`` mapping)."""
     if spec.relative_to_size:
         return value / room.size_m[AXES.index(spec.name[-1])]
-    return (value - spec.min) / (spec.max - spec.min)
+    return spec.to_fader(value)

@@ -5,7 +5,10 @@ with its unit, its accepted range, its default and the range the model was train
 (``domain``). Validation (`room`), OSC routing and range checks (`rtverb.osc`) and model
 input normalization (`rtverb.synth`) are all derived from this table.
 
-Names are paths: ``room/size/x`` is also the OSC address ``/rtverb/room/size/x``.
+Names are paths: ``room/size/x`` is also the OSC address ``/rtverb/room/size/x``. Each
+parameter names the `rtverb.room.room.Room` attribute that holds it (``field``, and ``item``
+within a vector or the surfaces); parameters under ``mix/`` change the engine's mix, the others
+the room's impulse response. Adding a parameter is one `ParamSpec` line in `PARAMS`.
 """
 
 from __future__ import annotations
@@ -52,14 +55,31 @@ class ParamSpec:
     doc: str
     relative_to_size: bool = False
     size: int = 1  # vector length: 7 for a surface's octave-band absorption
+    #: The `Room` attribute holding the value; the name's last part when left empty.
+    field: str = ""
+    #: The axis (``x``) of a vector field, or the surface of ``surfaces``; None for a scalar.
+    item: str | None = None
 
-    def normalize(self, value: float) -> float:
-        """Map a value in the model domain to [0, 1]."""
+    def __post_init__(self) -> None:
+        if not self.field:
+            object.__setattr__(self, "field", self.name.rpartition("/")[2])
+
+    @property
+    def is_mix(self) -> bool:
+        """A mix setting (the engine applies it), not a property of the room's IR."""
+        return self.name.startswith("mix/")
+
+    def domain_fraction(self, value: float) -> float:
+        """Where ``value`` lies in the model domain: 0 at ``domain_min``, 1 at ``domain_max``."""
         return (value - self.domain_min) / (self.domain_max - self.domain_min)
 
-    def denormalize(self, unit_value: float) -> float:
-        """Map a fader position in [0, 1] onto the accepted range ``[min, max]``."""
-        return self.min + min(max(unit_value, 0.0), 1.0) * (self.max - self.min)
+    def from_fader(self, position: float) -> float:
+        """The value of a fader at ``position`` in [0, 1] (clamped) over ``[min, max]``."""
+        return self.min + min(max(position, 0.0), 1.0) * (self.max - self.min)
+
+    def to_fader(self, value: float) -> float:
+        """The fader position of ``value`` over ``[min, max]``; the inverse of `from_fader`."""
+        return (value - self.min) / (self.max - self.min)
 
 
 def _size(axis: str, lo: float, default: float) -> ParamSpec:
@@ -72,6 +92,8 @@ def _size(axis: str, lo: float, default: float) -> ParamSpec:
         lo,
         20.0 if axis != "z" else 8.0,
         f"room size along {axis}",
+        field="size_m",
+        item=axis,
     )
 
 
@@ -86,6 +108,8 @@ def _position(who: str, axis: str, default: float) -> ParamSpec:
         20.0,
         f"{who} position along {axis}, metres from the west/south/floor corner",
         relative_to_size=True,
+        field=f"{who}_position_m",
+        item=axis,
     )
 
 
@@ -105,6 +129,8 @@ PARAMS: tuple[ParamSpec, ...] = (
             1.0,
             f"{s} absorption per octave band {int(BANDS_HZ[0])}-{int(BANDS_HZ[-1])} Hz",
             size=len(BANDS_HZ),
+            field="surfaces",
+            item=s,
         )
         for s in SURFACES
     ),
@@ -120,15 +146,27 @@ PARAMS: tuple[ParamSpec, ...] = (
 )
 
 PARAMS_BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+#: The mix settings (``mix/``), in table order.
+MIX_PARAMS: tuple[ParamSpec, ...] = tuple(p for p in PARAMS if p.is_mix)
+
+
+def axis_defaults(field: str) -> tuple[float, float, float]:
+    """The defaults of a per-axis field, e.g. ``size_m`` -> (7.0, 5.0, 3.0)."""
+    x, y, z = (p.default for p in PARAMS if p.field == field)
+    return (x, y, z)
+
 
 #: Gains at or below this many dB are silence (the dB faders' floor).
 SILENT_DB = -70.0
 
 
 def table_hash() -> str:
-    """A short hash of the table and bands; a model records it and must match."""
+    """A short hash of the table and bands; a model records it and must match.
+
+    Where a value lives in `Room` (``field``, ``item``) is not part of it.
+    """
+    params = [{k: v for k, v in asdict(p).items() if k not in ("field", "item")} for p in PARAMS]
     blob = json.dumps(
-        {"params": [asdict(p) for p in PARAMS], "bands": BANDS_HZ, "version": SCHEMA_VERSION},
-        sort_keys=True,
+        {"params": params, "bands": BANDS_HZ, "version": SCHEMA_VERSION}, sort_keys=True
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

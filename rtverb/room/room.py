@@ -48,8 +48,12 @@ from rtverb.room.params import (
     DOMAIN_CLEARANCE_M,
     DOMAIN_RT60_BANDS_HZ,
     DOMAIN_RT60_S,
+    MIX_PARAMS,
+    PARAMS,
     PARAMS_BY_NAME,
     SURFACES,
+    ParamSpec,
+    axis_defaults,
 )
 
 #: A surface material: a database name, one coefficient for all bands, or 6-7 band coefficients.
@@ -154,17 +158,18 @@ class Room:
     """A shoebox room with one source and one listener, and the reverb's mix settings.
 
     Build one in code, from a TOML file (`Room.from_toml`) or from a dict (`Room.from_dict`);
-    every constructor validates. Positions are metres from the west/south/floor corner.
+    every constructor validates. Positions are metres from the west/south/floor corner. The
+    defaults are the parameter table's (the surfaces' are named materials).
     """
 
-    size_m: tuple[float, float, float] = (7.0, 5.0, 3.0)
+    size_m: tuple[float, float, float] = axis_defaults("size_m")
     surfaces: Surfaces = field(default_factory=Surfaces)
-    source_position_m: tuple[float, float, float] = (2.0, 2.0, 1.5)
-    listener_position_m: tuple[float, float, float] = (5.0, 3.0, 1.2)
-    scattering: float = 0.1
-    wet_db: float = -6.0
-    dry_db: float = 0.0
-    predelay_ms: float = 0.0
+    source_position_m: tuple[float, float, float] = axis_defaults("source_position_m")
+    listener_position_m: tuple[float, float, float] = axis_defaults("listener_position_m")
+    scattering: float = PARAMS_BY_NAME["room/scattering"].default
+    wet_db: float = PARAMS_BY_NAME["mix/wet_db"].default
+    dry_db: float = PARAMS_BY_NAME["mix/dry_db"].default
+    predelay_ms: float = PARAMS_BY_NAME["mix/predelay_ms"].default
     name: str = "Untitled room"
     description: str = ""
 
@@ -188,22 +193,18 @@ class Room:
             object.__setattr__(self, f"{who}_position_m", pos)
         for surface in SURFACES:
             material_absorption(self.surfaces[surface], f"room.surfaces.{surface}")
-        for name, key in (
-            ("room/scattering", "scattering"),
-            ("mix/wet_db", "wet_db"),
-            ("mix/dry_db", "dry_db"),
-            ("mix/predelay_ms", "predelay_ms"),
-        ):
-            value = getattr(self, key)
-            spec = PARAMS_BY_NAME[name]
+        for spec in PARAMS:
+            if spec.item is not None:
+                continue
+            value, where = getattr(self, spec.field), spec.name.replace("/", ".")
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise RoomError(f"{name.replace('/', '.')}: expected a number, got {value!r}")
+                raise RoomError(f"{where}: expected a number, got {value!r}")
             if not spec.min <= value <= spec.max:  # also refuses NaN and huge integers
                 raise RoomError(
-                    f"{name.replace('/', '.')}: {value} is outside {spec.min}..{spec.max}"
+                    f"{where}: {value} is outside {spec.min}..{spec.max}"
                     f"{' ' + spec.unit if spec.unit else ''}"
                 )
-            object.__setattr__(self, key, float(value))
+            object.__setattr__(self, spec.field, float(value))
         for key in ("name", "description"):
             if not isinstance(getattr(self, key), str):
                 raise RoomError(f"{key}: expected a string in quotes, got {getattr(self, key)!r}")
@@ -283,43 +284,31 @@ class Room:
 
     def get(self, name: str) -> float | Material:
         """A parameter by its table name, e.g. ``room/size/x`` or ``room/surface/floor``."""
-        parts = name.split("/")
-        if name in ("room/scattering", "mix/wet_db", "mix/dry_db", "mix/predelay_ms"):
-            value: float | Material = getattr(self, parts[-1])
+        spec = _spec(name)
+        value = getattr(self, spec.field)
+        if spec.item is None:
             return value
-        if len(parts) == 3 and parts[:2] == ["room", "size"] and parts[2] in AXES:
-            return self.size_m[AXES.index(parts[2])]
-        if len(parts) == 3 and parts[0] in ("source", "listener") and parts[1] == "position":
-            if parts[2] in AXES:
-                return getattr(self, f"{parts[0]}_position_m")[AXES.index(parts[2])]
-        if len(parts) == 3 and parts[:2] == ["room", "surface"] and parts[2] in SURFACES:
-            return self.surfaces[parts[2]]
-        raise KeyError(f"unknown parameter {name!r}; see rtverb.room.params.PARAMS")
+        if isinstance(value, Surfaces):
+            return value[spec.item]
+        return value[AXES.index(spec.item)]
 
     def with_values(self, values: dict[str, Any]) -> Room:
         """A copy with parameters changed by table name; validates (raises `RoomError`)."""
-        size = list(self.size_m)
-        pos = {"source": list(self.source_position_m), "listener": list(self.listener_position_m)}
+        vectors: dict[str, list[float]] = {}
         surfaces: dict[str, Material] = {}
-        scalars: dict[str, Any] = {}
+        scalars: dict[str, Any] = {}  # and the changed vectors
         for name, value in values.items():
-            parts = name.split("/")
-            self.get(name)  # raises KeyError on unknown names
-            if parts[1] == "size":
-                size[AXES.index(parts[2])] = value
-            elif parts[1] == "position":
-                pos[parts[0]][AXES.index(parts[2])] = value
-            elif parts[1] == "surface":
-                surfaces[parts[2]] = tuple(value) if isinstance(value, list) else value
+            spec = _spec(name)
+            if spec.item is None:
+                scalars[spec.field] = value
+            elif spec.field == "surfaces":
+                surfaces[spec.item] = tuple(value) if isinstance(value, list) else value
             else:
-                scalars[parts[-1]] = value
+                vector = vectors.setdefault(spec.field, list(getattr(self, spec.field)))
+                vector[AXES.index(spec.item)] = value
+        scalars.update((f, tuple(v)) for f, v in vectors.items())
         return dataclasses.replace(
-            self,
-            size_m=tuple(size),  # type: ignore[arg-type]
-            source_position_m=tuple(pos["source"]),  # type: ignore[arg-type]
-            listener_position_m=tuple(pos["listener"]),  # type: ignore[arg-type]
-            surfaces=dataclasses.replace(self.surfaces, **surfaces),
-            **scalars,
+            self, surfaces=dataclasses.replace(self.surfaces, **surfaces), **scalars
         )
 
     # ---- files -------------------------------------------------------------------------
@@ -336,7 +325,7 @@ class Room:
         if missing:
             raise RoomError(f"room.surfaces: missing {', '.join(missing)}; give all six surfaces")
         mix = _table(data, "mix")
-        _check_keys(mix, "mix", {"wet_db", "dry_db", "predelay_ms"})
+        _check_keys(mix, "mix", {p.field for p in MIX_PARAMS})
         kwargs: dict[str, Any] = {}
         for who in ("source", "listener"):
             table = _table(data, who, required=True)
@@ -351,10 +340,10 @@ class Room:
             surfaces=Surfaces(
                 **{s: tuple(v) if isinstance(v, list) else v for s, v in surfaces.items()}
             ),
-            scattering=room.get("scattering", 0.1),
+            scattering=room.get("scattering", PARAMS_BY_NAME["room/scattering"].default),
             name=data.get("name", "Untitled room"),
             description=data.get("description", ""),
-            **{k: mix[k] for k in ("wet_db", "dry_db", "predelay_ms") if k in mix},
+            **mix,
             **kwargs,
         )
 
@@ -373,7 +362,7 @@ class Room:
             },
             "source": {"position_m": list(self.source_position_m)},
             "listener": {"position_m": list(self.listener_position_m)},
-            "mix": {"wet_db": self.wet_db, "dry_db": self.dry_db, "predelay_ms": self.predelay_ms},
+            "mix": {p.field: getattr(self, p.field) for p in MIX_PARAMS},
         }
 
     @classmethod
@@ -412,6 +401,12 @@ class Room:
         except BaseException:
             os.unlink(tmp)
             raise
+
+
+def _spec(name: str) -> ParamSpec:
+    if name not in PARAMS_BY_NAME:
+        raise KeyError(f"unknown parameter {name!r}; see rtverb.room.params.PARAMS")
+    return PARAMS_BY_NAME[name]
 
 
 def _table(

@@ -15,7 +15,7 @@ from functools import cache
 
 import numpy as np
 
-from rtverb.room.params import AXES, BANDS_HZ, PARAMS_BY_NAME
+from rtverb.room.params import AXES, BANDS_HZ, DOMAIN_CLEARANCE_M, PARAMS_BY_NAME, SURFACES
 from rtverb.room.room import SPEED_OF_SOUND_M_S, Room
 from rtverb.synth.early import AIR_ABSORPTION_PER_M, MODEL_BANDS_HZ, band_absorption, image_sources
 
@@ -85,38 +85,54 @@ def room_vector(room: Room) -> np.ndarray:
     """The room's parameters normalized from the parameter table, clipped to [-0.5, 1.5].
 
     Sizes and scattering are scaled by their model domain; positions are fractions of the room;
-    absorption is log-scaled between its domain bounds; plus log decay times, log distance and
-    log volume. Clipping keeps out-of-domain rooms from driving the model far off its data.
+    absorption is log-scaled between its domain bounds; plus log decay times, log distance (from
+    the domain's clearance) and log volume (between the domain's smallest and largest rooms); the
+    bounds are the parameter table's (`rtverb.room.params`). Clipping keeps out-of-domain rooms
+    from driving the model far off its data.
     """
     return _room_vector(room, room.absorption(), decay_times_s(room))
 
 
 @cache
 def _size_domains_m() -> tuple[np.ndarray, np.ndarray]:
-    """Lower bound and width of each axis's model domain (the parameter table's sizes)."""
+    """Lower bound and width of each axis's model domain (the table's sizes), shape (3,)."""
     specs = [PARAMS_BY_NAME[f"room/size/{axis}"] for axis in AXES]
-    return (
-        np.array([s.domain_min for s in specs]),
-        np.array([s.domain_max - s.domain_min for s in specs]),
-    )
+    low = np.array([s.domain_min for s in specs])
+    return low, np.array([s.domain_max for s in specs]) - low
+
+
+@cache
+def _volume_domain_m3() -> tuple[float, float]:
+    """Volumes of the model domain's smallest and largest rooms."""
+    low, width = _size_domains_m()
+    return float(np.prod(low)), float(np.prod(low + width))
+
+
+@cache
+def _log_absorption_domains() -> tuple[np.ndarray, np.ndarray]:
+    """Log of each surface's lower domain bound, and the log width, shape (6, 1)."""
+    specs = [PARAMS_BY_NAME[f"room/surface/{surface}"] for surface in SURFACES]
+    low = np.log([[s.domain_min] for s in specs])
+    return low, np.log([[s.domain_max] for s in specs]) - low
 
 
 def _room_vector(room: Room, absorption: np.ndarray, decay_times: np.ndarray) -> np.ndarray:
     """`room_vector` from the room's absorption (6, 7) and `decay_times_s`."""
     size = np.array(room.size_m)
-    low, width = _size_domains_m()
+    size_low, size_width = _size_domains_m()
+    log_low, log_width = _log_absorption_domains()
+    volume_low, volume_high = _volume_domain_m3()
     scattering = PARAMS_BY_NAME["room/scattering"]
-    lo, hi = np.log(0.01), np.log(1.0)
     parts = np.concatenate(
         [
-            (size - low) / width,  # ParamSpec.normalize, per axis
+            (size - size_low) / size_width,  # ParamSpec.domain_fraction, per axis
             np.array(room.source_position_m) / size,
             np.array(room.listener_position_m) / size,
-            [scattering.normalize(room.scattering)],
-            ((np.log(absorption) - lo) / (hi - lo)).ravel(),
+            [scattering.domain_fraction(room.scattering)],
+            ((np.log(absorption) - log_low) / log_width).ravel(),
             (np.log(decay_times) - np.log(0.05)) / np.log(100.0),
-            [np.log(room.distance_m / 0.5) / np.log(60.0)],
-            [np.log(room.volume_m3 / 8.8) / np.log(3200.0 / 8.8)],
+            [np.log(room.distance_m / DOMAIN_CLEARANCE_M) / np.log(60.0)],
+            [np.log(room.volume_m3 / volume_low) / np.log(volume_high / volume_low)],
         ]
     )
     return np.clip(parts.astype(np.float32), -0.5, 1.5)
