@@ -8,13 +8,12 @@ pra = pytest.importorskip("pyroomacoustics")
 from rtverb.room.params import BANDS_HZ, SURFACES  # noqa: E402
 from rtverb.room.room import Room, Surfaces  # noqa: E402
 from rtverb.synth.early import (  # noqa: E402
-    AIR_ABSORPTION_PER_M,
-    MODEL_BANDS_HZ,
     band_count,
     band_filters,
     early_ir,
     image_sources,
 )
+from rtverb.synth.physics import AIR_ABSORPTION_PER_M, MODEL_BANDS_HZ, RoomPhysics  # noqa: E402
 
 #: Early-part energy may differ by this fraction: the simulator delays each arrival with an
 #: 81-tap windowed sinc, rtverb with an exact band-limited phase shift (measured ~2-3 %).
@@ -79,7 +78,7 @@ def test_image_sources_match_the_simulator(scattering):
     sim.image_source_model()
     src = sim.sources[0]
     ref_dist = np.linalg.norm(src.images - np.array(room.listener_position_m)[:, None], axis=0)
-    dist, damping = image_sources(room)
+    dist, damping = image_sources(RoomPhysics.of(room))
     a, b = np.argsort(ref_dist, kind="stable"), np.argsort(dist, kind="stable")
     np.testing.assert_allclose(dist[b], ref_dist[a], rtol=FLOAT32_RTOL)
     # images at equal distances may come in another order: compare sorted damping per band
@@ -95,7 +94,7 @@ def test_early_part_matches_the_simulator(fs):
     sim = _reference(room, fs, ray_tracing=False)
     sim.compute_rir()
     ref = sim.rir[0][0]
-    ours = early_ir(room, fs)
+    ours = early_ir(RoomPhysics.of(room), fs)
     n = min(len(ref), len(ours))
     peak = np.abs(ref).max()
     assert np.argmax(np.abs(ours)) == np.argmax(np.abs(ref))

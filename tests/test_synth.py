@@ -19,8 +19,10 @@ from rtverb.synth import (
     synthesize_analytic,
 )
 from rtverb.synth.early import DELAY_SAMPLES, early_ir
+from rtverb.synth.physics import RoomPhysics
 
 ROOM = Room()
+PHYSICS = RoomPhysics.of(ROOM)
 #: T30 measured at 1 kHz may differ this much between sample rates: the same envelope, band
 #: filters designed for each rate, and a different draw of the fixed-seed noise.
 RATE_T30_RTOL = 0.10
@@ -46,7 +48,7 @@ def test_direct_sound_is_exact_and_on_the_simulator_scale():
     assert np.abs(ir[: onset - 300]).max() < 0.01 / ROOM.distance_m
     # around it, the exact early part; the late envelope may start at the direct sound's frame,
     # 40 dB or more below it (1 % of the peak)
-    early = early_ir(ROOM, fs)
+    early = early_ir(PHYSICS, fs)
     np.testing.assert_allclose(ir[window], early[window], atol=1e-2 * np.abs(early).max())
 
 
@@ -84,7 +86,7 @@ def test_extreme_rooms_give_finite_bounded_model_inputs():
         listener_position_m=(49.9, 0.5, 0.5),
         surfaces=dataclasses.replace(ROOM.surfaces, floor=1.0, ceiling=0.01),
     )
-    x, baseline = features.model_input(extreme)
+    x, baseline = features.model_input(RoomPhysics.of(extreme))
     assert np.all(np.isfinite(x)) and np.abs(x).max() <= 5.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -98,7 +100,7 @@ def test_bad_sample_rate():
 
 def test_silent_envelope_leaves_the_exact_early_part():
     silent = np.full((features.N_BANDS, features.N_FRAMES), features.FLOOR_DB)
-    ir, early = render_ir(ROOM, silent, 48000), early_ir(ROOM, 48000)
+    ir, early = render_ir(PHYSICS, silent, 48000), early_ir(PHYSICS, 48000)
     # FLOOR_DB (-160 dB per bin) still leaves noise of amplitude ~1e-8
     np.testing.assert_allclose(ir[: len(early)], early, atol=1e-7)
 
@@ -106,13 +108,13 @@ def test_silent_envelope_leaves_the_exact_early_part():
 def test_analytic_baseline_decays_like_eyring():
     ir = synthesize_analytic(ROOM, 48000)
     t30 = measure(ir, 48000, ROOM.distance_m, DELAY_SAMPLES).T30_s[3]
-    assert t30 == pytest.approx(features.decay_times_s(ROOM)[3], rel=0.2)
+    assert t30 == pytest.approx(PHYSICS.eyring_s[3], rel=0.2)
 
 
 def test_render_follows_the_envelope():
     # 10 dB more late energy in every band -> 10 dB more energy after the early part
-    env = features.analytic_envelope_db(ROOM)
-    quiet, loud = render_ir(ROOM, env, 48000), render_ir(ROOM, env + 10, 48000)
+    env = features.analytic_envelope_db(PHYSICS)
+    quiet, loud = render_ir(PHYSICS, env, 48000), render_ir(PHYSICS, env + 10, 48000)
     tail = slice(int(0.3 * 48000), int(0.6 * 48000))
     ratio_db = 10 * np.log10(np.sum(loud[tail] ** 2) / np.sum(quiet[tail] ** 2))
     assert ratio_db == pytest.approx(10.0, abs=0.1)

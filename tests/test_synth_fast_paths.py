@@ -21,7 +21,9 @@ from rtverb.room.presets import PRESETS_DIR
 from rtverb.room.room import SPEED_OF_SOUND_M_S, Room
 from rtverb.synth import features
 from rtverb.synth import late as late_part
-from rtverb.synth.early import DELAY_SAMPLES, band_absorption, early_ir, highpass, highpass_sos
+from rtverb.synth import physics as physics_module
+from rtverb.synth.early import DELAY_SAMPLES, early_ir, highpass, highpass_sos
+from rtverb.synth.physics import RoomPhysics
 
 ROOMS = [Room.from_toml(p) for p in sorted(PRESETS_DIR.glob("*.toml"))] + [
     Room.from_dict(e["room"])
@@ -29,6 +31,7 @@ ROOMS = [Room.from_toml(p) for p in sorted(PRESETS_DIR.glob("*.toml"))] + [
         "rooms"
     ]
 ]
+PHYSICS = [RoomPhysics.of(room) for room in ROOMS]
 RATES_HZ = [8000, 12345, 22050, 44100, 48000, 96000]  # 12345 Hz: an odd bin (49 samples)
 #: The rendered IR may differ from the float64 reference by float32 rounding of a band sum.
 LATE_RTOL_OF_PEAK = 1e-6
@@ -53,9 +56,9 @@ def test_highpass_refuses_what_sosfiltfilt_refuses() -> None:
         highpass(x, 48000)
 
 
-def _envelopes(room: Room) -> list[np.ndarray]:
+def _envelopes(physics: RoomPhysics) -> list[np.ndarray]:
     """The room's analytic envelope, and one reshaped by a seeded random walk."""
-    analytic = features.analytic_envelope_db(room)
+    analytic = features.analytic_envelope_db(physics)
     walk = np.cumsum(np.random.default_rng(7).normal(0, 0.5, analytic.shape), axis=-1)
     return [analytic, np.maximum(analytic + walk, features.FLOOR_DB)]
 
@@ -81,8 +84,8 @@ def _reference_late(envelope_db: np.ndarray, fs: float) -> np.ndarray:
 
 @pytest.mark.parametrize("fs", RATES_HZ)
 def test_late_part_matches_a_float64_reference(fs: int) -> None:
-    for room in ROOMS[::3]:
-        for envelope in _envelopes(room):
+    for physics in PHYSICS[::3]:
+        for envelope in _envelopes(physics):
             want = _reference_late(envelope, fs)
             got = late_part.late_ir(envelope, fs)
             assert got.dtype == np.float32 and got.shape == want.shape
@@ -92,7 +95,7 @@ def test_late_part_matches_a_float64_reference(fs: int) -> None:
 
 @pytest.mark.parametrize("fs", [8000, 48000])
 def test_late_envelope_is_np_interp_with_air_absorption(fs: int) -> None:
-    envelope = _envelopes(ROOMS[0])[1]
+    envelope = _envelopes(PHYSICS[0])[1]
     envelope[3, 100:140] = -np.inf  # np.interp's own rules apply to infinite values
     grid = late_part._late_grid(float(fs))
     for env in (envelope[:, ::-1].copy(), envelope):
@@ -103,20 +106,20 @@ def test_late_envelope_is_np_interp_with_air_absorption(fs: int) -> None:
 
 @pytest.mark.parametrize("fs", [12345, 16000, 44100, 48000])
 def test_render_is_the_early_part_plus_the_delayed_late_part(fs: int) -> None:
-    for room in ROOMS[:4]:
-        envelope = _envelopes(room)[1]
-        early, late = early_ir(room, fs), late_part.late_ir(envelope, fs)
+    for physics in PHYSICS[:4]:
+        envelope = _envelopes(physics)[1]
+        early, late = early_ir(physics, fs), late_part.late_ir(envelope, fs)
         want = np.zeros(max(len(early), DELAY_SAMPLES + len(late)), dtype=np.float32)
         want[DELAY_SAMPLES : DELAY_SAMPLES + len(late)] = late
         want[: len(early)] += early
-        np.testing.assert_array_equal(synth.render_ir(room, envelope, fs), want)
+        np.testing.assert_array_equal(synth.render_ir(physics, envelope, fs), want)
 
 
 def test_short_late_part_inside_the_early_part() -> None:
-    room = ROOMS[0]
+    physics = PHYSICS[0]
     silent = np.full((features.N_BANDS, features.N_FRAMES), features.FLOOR_DB)
     silent[:, 0] = -60.0  # a few ms of late energy: the early part outlasts it
-    ir, early = synth.render_ir(room, silent, 48000), early_ir(room, 48000)
+    ir, early = synth.render_ir(physics, silent, 48000), early_ir(physics, 48000)
     assert len(ir) == len(early)
     late = late_part.late_ir(silent, 48000)
     np.testing.assert_array_equal(
@@ -126,24 +129,26 @@ def test_short_late_part_inside_the_early_part() -> None:
 
 def test_model_input_is_its_public_parts() -> None:
     time_s = features.FRAME_TIMES_S / (features.N_FRAMES * features.FRAME_S)
-    for room in ROOMS:
-        x, baseline = features.model_input(room)
-        analytic = features.analytic_envelope_db(room)
+    for physics in PHYSICS:
+        x, baseline = features.model_input(physics)
+        analytic = features.analytic_envelope_db(physics)
         np.testing.assert_array_equal(baseline, analytic)
         want = np.concatenate(
             [
                 time_s[None],
                 x[1:2],  # time since the direct sound: computed only here
                 analytic / features.BASELINE_SCALE_DB,
-                np.repeat(features.room_vector(room)[:, None], features.N_FRAMES, axis=1),
+                np.repeat(features.room_vector(physics)[:, None], features.N_FRAMES, axis=1),
             ]
         ).astype(np.float32)
         np.testing.assert_array_equal(x, want)
 
 
 def test_analytic_envelope_is_the_exponential_decay_in_db() -> None:
-    for room in ROOMS:
-        area, alpha = features._mean_absorption(room)
+    for room, physics in zip(ROOMS, PHYSICS, strict=True):
+        areas = room.surface_areas_m2()
+        alpha = (areas @ physics.absorption) / areas.sum()
+        area = areas.sum()
         tau = 0.161 * room.volume_m3 / (-area * np.log1p(-alpha)) / np.log(1e6)
         total = features.DIFFUSE_GAIN * (1 - alpha) / (area * alpha)
         t = features.FRAME_TIMES_S - room.distance_m / SPEED_OF_SOUND_M_S
@@ -154,15 +159,17 @@ def test_analytic_envelope_is_the_exponential_decay_in_db() -> None:
         )
         db = np.maximum(10 * np.log10(np.maximum(level, 1e-30)), features.FLOOR_DB)
         want = np.where(t >= 0, db, features.FLOOR_DB)
-        np.testing.assert_allclose(features.analytic_envelope_db(room), want, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(features.analytic_envelope_db(physics), want, rtol=0, atol=1e-9)
 
 
-def test_band_absorption_is_remembered_for_the_same_room_object_only() -> None:
-    room = ROOMS[0]
-    want = band_absorption(dataclasses.replace(room))
-    first = band_absorption(room)
-    first[:] = -1.0  # the caller's copy
-    np.testing.assert_array_equal(band_absorption(room), want)
-    other = dataclasses.replace(room, surfaces=dataclasses.replace(room.surfaces, floor=0.5))
-    assert band_absorption(other)[0, 0] == 0.5
-    np.testing.assert_array_equal(band_absorption(room), want)
+def test_a_room_change_resolves_the_materials_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    resolve = physics_module.band_absorption
+
+    def counted(room: Room) -> np.ndarray:
+        calls.append(room)
+        return resolve(room)
+
+    monkeypatch.setattr(physics_module, "band_absorption", counted)
+    synth.synthesize(dataclasses.replace(ROOMS[0]), 48000)
+    assert len(calls) == 1

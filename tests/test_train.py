@@ -10,6 +10,7 @@ pytest.importorskip("pyroomacoustics")
 torch = pytest.importorskip("torch")
 
 from rtverb.synth import Synthesizer  # noqa: E402
+from rtverb.synth.physics import RoomPhysics  # noqa: E402
 from train import datagen  # noqa: E402
 from train.dataset import load_shards  # noqa: E402
 from train.export import PARITY_RTOL, export  # noqa: E402
@@ -135,7 +136,7 @@ def test_fit_resume_export_and_run(tiny_set, tmp_path):
     model_path = tmp_path / "tiny.onnx"
     error = export(tmp_path / "run" / "best.pt", model_path)
     assert error <= PARITY_RTOL
-    envelope = Synthesizer(model_path).envelope_db(data.rooms[0])
+    envelope = Synthesizer(model_path).envelope_db(RoomPhysics.of(data.rooms[0]))
     assert envelope.shape == data.target_db[0].shape and np.all(np.isfinite(envelope))
     # a wider run starts from the trained narrow one (`--init`)
     wide = FitConfig(**{**vars(cfg), "out": str(tmp_path / "wide"), "epochs": 1})

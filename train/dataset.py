@@ -11,6 +11,7 @@ import numpy as np
 from rtverb.room.params import SURFACES
 from rtverb.room.room import Room
 from rtverb.synth import features
+from rtverb.synth.physics import RoomPhysics
 
 
 @dataclass
@@ -99,12 +100,13 @@ def load_shards(
         with np.load(path) as shard:
             for i, room_json in enumerate(shard["room_json"]):
                 room = Room.from_dict(json.loads(str(room_json)))
-                x, base = features.model_input(room)
+                physics = RoomPhysics.of(room)
+                x, base = features.model_input(physics)
                 rooms.append(room)
                 xs.append(x)
                 bases.append(base)
                 targets.append(features.hist_to_frames_db(shard["hist"][i]))
-                early.append(features.early_energy(room).astype(np.float32))
+                early.append(features.early_energy(physics).astype(np.float32))
                 for key in (
                     "T30_s",
                     "EDT_s",

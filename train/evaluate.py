@@ -27,8 +27,10 @@ import numpy as np
 
 from rtverb.analysis.acoustics import measure
 from rtverb.room.params import BANDS_HZ
+from rtverb.room.room import Room
 from rtverb.synth import MODEL_PATH, Synthesizer, render_ir, synthesize_analytic
 from rtverb.synth.early import DELAY_SAMPLES
+from rtverb.synth.physics import RoomPhysics
 from train.dataset import EnvelopeSet, load_shards
 
 RATE_HZ = 48000
@@ -69,17 +71,23 @@ def summary(err: dict[str, np.ndarray]) -> dict[str, float]:
     }
 
 
+def _render(synth: Synthesizer, room: Room) -> np.ndarray:
+    """The room's IR at `RATE_HZ` with ``synth``'s envelope, as `rtverb.synth.synthesize` does."""
+    physics = RoomPhysics.of(room)
+    return render_ir(physics, synth.envelope_db(physics), RATE_HZ)
+
+
 def timing(synth: Synthesizer, data: EnvelopeSet, n_ref: int) -> dict[str, float]:
     """Room change -> ready IR (model + rendering, one thread) vs the reference simulation."""
     from train.simulate import simulate
 
     synth_s, ref_s, lengths = [], [], []
     for room in data.rooms:
-        render_ir(room, synth.envelope_db(room), RATE_HZ)  # warm caches for this rate
+        _render(synth, room)  # warm caches for this rate
         for _ in range(3):
             fresh = dataclasses.replace(room)  # a new Room, as a room change brings: no reuse
             t0 = time.perf_counter()
-            ir = render_ir(fresh, synth.envelope_db(fresh), RATE_HZ)
+            ir = _render(synth, fresh)
             synth_s.append(time.perf_counter() - t0)
         lengths.append(len(ir) / RATE_HZ)
     ratios = []
@@ -161,21 +169,22 @@ def evaluate(truth_dir: str, out: Path, model: Path, gru: Path | None, n_ref: in
     truth = {k: np.nanmean(data.metrics[k], axis=1) for k in ("T30_s", "EDT_s", "C50_db", "DRR_db")}
     one_run = {k: data.metrics[k][:, 0] for k in truth}
     synth = Synthesizer(model)
-    irs_fno = [render_ir(r, synth.envelope_db(r), RATE_HZ) for r in data.rooms]
+    irs_fno = [_render(synth, r) for r in data.rooms]
     methods = {
         "fno": metrics_of(irs_fno, data),
         "sabine": metrics_of([synthesize_analytic(r, RATE_HZ) for r in data.rooms], data),
         "oracle": metrics_of(
-            [render_ir(r, t, RATE_HZ) for r, t in zip(data.rooms, data.target_db, strict=True)],
+            [
+                render_ir(RoomPhysics.of(r), t, RATE_HZ)
+                for r, t in zip(data.rooms, data.target_db, strict=True)
+            ],
             data,
         ),
         "one_run": one_run,
     }
     if gru is not None and gru.exists():
         g = Synthesizer(gru)
-        methods["gru"] = metrics_of(
-            [render_ir(r, g.envelope_db(r), RATE_HZ) for r in data.rooms], data
-        )
+        methods["gru"] = metrics_of([_render(g, r) for r in data.rooms], data)
     errs = {name: errors(m, truth) for name, m in methods.items()}
     report = {
         "rooms": len(data),

@@ -24,6 +24,7 @@ import torch
 from rtverb.room.room import Room
 from rtverb.synth import features
 from rtverb.synth.model import MODEL_PATH, expected_metadata
+from rtverb.synth.physics import RoomPhysics
 from train.model import ModelConfig, build, exportable, load_weights
 
 #: Largest |torch - onnxruntime| relative to the largest |output| the export may show. Both run
@@ -108,8 +109,8 @@ def export(checkpoint: str | Path, out: str | Path = MODEL_PATH, info: dict | No
     rng = np.random.default_rng(0)
     from train.datagen import sample_room
 
-    inputs = np.stack([features.model_input(sample_room(rng))[0] for _ in range(8)])
-    example = torch.from_numpy(features.model_input(Room())[0][None])
+    inputs = np.stack([features.model_input(RoomPhysics.of(sample_room(rng)))[0] for _ in range(8)])
+    example = torch.from_numpy(features.model_input(RoomPhysics.of(Room()))[0][None])
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
         program = torch.onnx.export(

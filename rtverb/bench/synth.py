@@ -1,9 +1,11 @@
 """Room change -> ready IR, stage by stage: ``python -m rtverb.bench.synth``.
 
-Times ``render_ir(room, synthesizer.envelope_db(room), rate)`` (the model on one thread, then
-the rendering) on the built-in presets and the 12 regression rooms
-(``tests/data/regression_rooms.json``), and each stage of it in the order it runs:
+Times ``render_ir(physics, synthesizer.envelope_db(physics), rate)`` with ``physics =
+RoomPhysics.of(room)`` (the model on one thread, then the rendering) on the built-in presets
+and the 12 regression rooms (``tests/data/regression_rooms.json``), and each stage of it in the
+order it runs:
 
+- ``physics``: `rtverb.synth.physics.RoomPhysics.of` (materials, areas, decay times: once per room);
 - ``model_input``: `rtverb.synth.features.model_input` (the room's features and analytic envelope);
 - ``onnx_run``: ONNX Runtime on the envelope model (one thread);
 - ``envelope``: the network's fields to the envelope (`Synthesizer.envelope_db`'s last step);
@@ -36,11 +38,12 @@ from rtverb.room.presets import PRESETS_DIR
 from rtverb.room.room import Room
 from rtverb.synth import early as ism
 from rtverb.synth import features, late
+from rtverb.synth.physics import RoomPhysics
 
 TARGET_P50_MS = 5.0
 LONG_IR_S = 2.5
 REGRESSION_ROOMS = PRESETS_DIR.parent / "tests" / "data" / "regression_rooms.json"
-STAGES = ("model_input", "onnx_run", "envelope", "early_ir", "late_mix")
+STAGES = ("physics", "model_input", "onnx_run", "envelope", "early_ir", "late_mix")
 TOTAL = "total"
 
 T = TypeVar("T")
@@ -70,17 +73,23 @@ class _Clock:
 
 
 def _room_change(clock: _Clock, s: synth.Synthesizer, room: Room, fs: float) -> None:
-    """One room change, timed stage by stage as `render_ir(room, s.envelope_db(room))` runs."""
-    x, baseline = clock.run("model_input", lambda: features.model_input(room))
+    """One room change, timed stage by stage as `rtverb.synth.synthesize` runs it."""
+    physics = clock.run("physics", lambda: RoomPhysics.of(room))
+    x, baseline = clock.run("model_input", lambda: features.model_input(physics))
     fields = clock.run("onnx_run", lambda: s._fields(x))
-    env = clock.run("envelope", lambda: s._envelope_db(room, x, baseline, fields))
-    early = clock.run("early_ir", lambda: ism.early_ir(room, fs))
+    env = clock.run("envelope", lambda: s._envelope_db(physics, x, baseline, fields))
+    early = clock.run("early_ir", lambda: ism.early_ir(physics, fs))
     clock.run("late_mix", lambda: late.add_late(early, env, fs))
 
 
 def _whole(clock: _Clock, s: synth.Synthesizer, room: Room, fs: float) -> None:
     """One room change in one call, as `rtverb.synth.synthesize` makes it."""
-    clock.run(TOTAL, lambda: synth.render_ir(room, s.envelope_db(room), fs))
+
+    def whole() -> np.ndarray:
+        physics = RoomPhysics.of(room)
+        return synth.render_ir(physics, s.envelope_db(physics), fs)
+
+    clock.run(TOTAL, whole)
 
 
 def measure(rooms: list[Room], rate_hz: int, reps: int) -> dict[str, Any]:
@@ -93,7 +102,8 @@ def measure(rooms: list[Room], rate_hz: int, reps: int) -> dict[str, Any]:
     gc.disable()  # as live streams run (rtverb.bench.engine does the same)
     try:
         for room in rooms:
-            ir = synth.render_ir(room, s.envelope_db(room), rate_hz)  # warms per-rate tables
+            physics = RoomPhysics.of(room)
+            ir = synth.render_ir(physics, s.envelope_db(physics), rate_hz)  # warms per-rate tables
             clock = _Clock()
             for rep in range(reps):  # alternate the order: neither always runs after the other
                 for f in (_whole, _room_change) if rep % 2 else (_room_change, _whole):

@@ -63,6 +63,46 @@ Material = str | float | tuple[float, ...]
 SPEED_OF_SOUND_M_S = 343.0
 
 
+#: Mean absorption is kept this far inside (0, 1): Eyring's log(1 - a) stays finite.
+MEAN_ABSORPTION_MARGIN = 1e-6
+
+
+def mean_absorption(areas_m2: np.ndarray, absorption: np.ndarray) -> np.ndarray:
+    """Area-weighted absorption per band, clipped `MEAN_ABSORPTION_MARGIN` inside (0, 1).
+
+    ``areas_m2`` (surfaces,), ``absorption`` (surfaces, bands) -> (bands,).
+    """
+    margin = MEAN_ABSORPTION_MARGIN
+    return np.clip((areas_m2 @ absorption) / areas_m2.sum(), margin, 1 - margin)
+
+
+def sabine_rt60_s(
+    volume_m3: float,
+    surface_m2: float,
+    mean_absorption: np.ndarray,
+    air_per_m: np.ndarray | float = 0.0,
+) -> np.ndarray:
+    """Sabine's reverberation time, 0.161 V / (S a + 4 m V), per band, seconds.
+
+    ``air_per_m``: air absorption m per band, 1/m on energy (0: none).
+    """
+    return 0.161 * volume_m3 / (surface_m2 * mean_absorption + 4 * air_per_m * volume_m3)
+
+
+def eyring_rt60_s(
+    volume_m3: float,
+    surface_m2: float,
+    mean_absorption: np.ndarray,
+    air_per_m: np.ndarray | float = 0.0,
+) -> np.ndarray:
+    """Eyring's reverberation time, 0.161 V / (-S ln(1 - a) + 4 m V), per band, seconds.
+
+    Sabine's for small ``mean_absorption``; ``air_per_m`` as in `sabine_rt60_s`.
+    """
+    area_m2 = -surface_m2 * np.log1p(-mean_absorption)  # Eyring's absorption area
+    return 0.161 * volume_m3 / (area_m2 + 4 * air_per_m * volume_m3)
+
+
 class RoomError(ValueError):
     """A room description is invalid; the message names the field and the fix."""
 
@@ -229,14 +269,13 @@ class Room:
 
     def sabine_rt60_s(self) -> np.ndarray:
         """Sabine reverberation time per octave band (no air absorption), seconds."""
-        area = self.surface_areas_m2() @ self.absorption()
-        return 0.161 * self.volume_m3 / area
+        areas = self.surface_areas_m2()
+        return sabine_rt60_s(self.volume_m3, areas.sum(), mean_absorption(areas, self.absorption()))
 
     def eyring_rt60_s(self) -> np.ndarray:
         """Eyring reverberation time per octave band (no air absorption), seconds."""
         areas = self.surface_areas_m2()
-        mean_alpha = (areas @ self.absorption()) / areas.sum()
-        return 0.161 * self.volume_m3 / (-areas.sum() * np.log1p(-np.minimum(mean_alpha, 0.999)))
+        return eyring_rt60_s(self.volume_m3, areas.sum(), mean_absorption(areas, self.absorption()))
 
     @property
     def distance_m(self) -> float:

@@ -9,21 +9,14 @@ late energy envelope is learned. The runtime never imports pyroomacoustics; test
 from __future__ import annotations
 
 import math
-import weakref
 from functools import cache
 
 import numpy as np
 from scipy import signal
 
-from rtverb.room.params import BANDS_HZ
-from rtverb.room.room import SPEED_OF_SOUND_M_S, Room
+from rtverb.room.room import SPEED_OF_SOUND_M_S
+from rtverb.synth.physics import AIR_ABSORPTION_PER_M, MODEL_BANDS_HZ, RoomPhysics
 
-#: Octave bands of the model and of synthesis: the room's 7 bands plus 16 kHz (at 48 kHz the
-#: simulator has 8 bands; coefficients for 16 kHz are extrapolated as it does).
-MODEL_BANDS_HZ: tuple[float, ...] = (*BANDS_HZ, 16000.0)
-#: Air absorption, 1/m on energy (pyroomacoustics' 20 C, 30-50 % table; 16 kHz extrapolated
-#: linearly in log-frequency, as pyroomacoustics does).
-AIR_ABSORPTION_PER_M = np.array([0.1, 0.3, 0.6, 1.0, 1.9, 5.8, 20.3, 34.8]) * 1e-3
 #: Highest image-source order (the reference simulator's ``max_order``).
 MAX_ORDER = 3
 #: The simulator delays every IR by half of its 81-tap fractional-delay filter.
@@ -125,27 +118,6 @@ def _fractional_filters(sample_rate_hz: float) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-#: The last room `band_absorption` resolved, and its result. A room change asks twice for the
-#: same `Room` object (the model's input, then the early part), and resolving six materials
-#: takes 0.05-0.3 ms; rooms are frozen, so the object identifies the result.
-_last_absorption: tuple[weakref.ref[Room], np.ndarray] | None = None
-
-
-def band_absorption(room: Room) -> np.ndarray:
-    """Absorption per surface and model band, (6, 8): 16 kHz extrapolated and clipped to [0, 1]."""
-    global _last_absorption
-    last = _last_absorption
-    if last is not None and last[0]() is room:
-        return last[1].copy()
-    alpha = room.absorption()
-    log_f = np.log2(BANDS_HZ)
-    slope = (alpha[:, -1] - alpha[:, -2]) / (log_f[-1] - log_f[-2])
-    extra = alpha[:, -1] + slope * (np.log2(MODEL_BANDS_HZ[-1]) - log_f[-1])
-    out = np.concatenate([alpha, np.clip(extra, 0.0, 1.0)[:, None]], axis=1)
-    _last_absorption = (weakref.ref(room), out.copy())
-    return out
-
-
 @cache
 def _image_indices() -> np.ndarray:
     """(n, p) per axis for every image of order <= MAX_ORDER: shape (images, 3 axes, 2)."""
@@ -179,7 +151,7 @@ def _image_lattice() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return 2 * n, 1 - 2 * p, hits.astype(np.float64)
 
 
-def image_sources(room: Room) -> tuple[np.ndarray, np.ndarray]:
+def image_sources(physics: RoomPhysics) -> tuple[np.ndarray, np.ndarray]:
     """Image sources up to order 3: distances to the listener (n,) and band dampings (8, n).
 
     Along an axis of length L, image (n, p) sits at 2nL + (1 - 2p)s and has reflected |n - p|
@@ -187,18 +159,19 @@ def image_sources(room: Room) -> tuple[np.ndarray, np.ndarray]:
     (east/north/ceiling). Each reflection scales the amplitude by
     sqrt((1 - absorption) (1 - scattering)), as in the simulator's hybrid model.
     """
+    room = physics.room
     two_n, sign, hits = _image_lattice()
     pos = two_n * np.array(room.size_m) + sign * np.array(room.source_position_m)
     d = pos - np.array(room.listener_position_m)
     dist = np.sqrt(np.add.reduce(d * d, axis=1))  # np.linalg.norm's own arithmetic
-    alpha = np.minimum(band_absorption(room), 1 - 1e-12)
+    alpha = np.minimum(physics.absorption, 1 - 1e-12)
     # the specular part keeps (1 - scattering) of the energy; the rest goes to the late part
     log_reflection = 0.5 * (np.log1p(-alpha) + np.log1p(-min(room.scattering, 1 - 1e-12)))
     damping = np.exp(log_reflection.T @ hits)  # (8, images)
     return dist, damping
 
 
-def early_ir(room: Room, sample_rate_hz: float) -> np.ndarray:
+def early_ir(physics: RoomPhysics, sample_rate_hz: float) -> np.ndarray:
     """Direct sound and image sources up to order 3, as the simulator renders them (float32).
 
     Amplitude per band = damping / distance x air absorption; each arrival is the band-weighted
@@ -206,7 +179,7 @@ def early_ir(room: Room, sample_rate_hz: float) -> np.ndarray:
     """
     fs = float(sample_rate_hz)
     bands = band_count(fs)
-    dist, damping = image_sources(room)
+    dist, damping = image_sources(physics)
     amp = damping[:bands] / dist * np.exp(-0.5 * AIR_ABSORPTION_PER_M[:bands, None] * dist)
     when = dist / SPEED_OF_SOUND_M_S * fs + DELAY_SAMPLES
     whole = np.floor(when).astype(np.int64)

@@ -16,8 +16,9 @@ from functools import cache
 import numpy as np
 
 from rtverb.room.params import AXES, BANDS_HZ, DOMAIN_CLEARANCE_M, PARAMS_BY_NAME, SURFACES
-from rtverb.room.room import SPEED_OF_SOUND_M_S, Room
-from rtverb.synth.early import AIR_ABSORPTION_PER_M, MODEL_BANDS_HZ, band_absorption, image_sources
+from rtverb.room.room import SPEED_OF_SOUND_M_S
+from rtverb.synth.early import image_sources
+from rtverb.synth.physics import AIR_ABSORPTION_PER_M, MODEL_BANDS_HZ, RoomPhysics
 
 #: Frame length of the predicted envelope: two of the simulator's 4 ms histogram bins.
 FRAME_S = 0.008
@@ -37,43 +38,16 @@ FRAME_TIMES_S = (np.arange(N_FRAMES) + 0.5) * FRAME_S
 _TIME_CHANNEL = FRAME_TIMES_S / (N_FRAMES * FRAME_S)  # the model's first input channel
 
 
-def _mean_absorption(room: Room, absorption: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-    """Total surface area and area-weighted absorption per model band (clipped inside (0, 1)).
-
-    ``absorption``: the room's `band_absorption` (6, 8), where the caller already has it.
-    """
-    areas = room.surface_areas_m2()
-    if absorption is None:
-        absorption = band_absorption(room)
-    alpha = np.clip((areas @ absorption) / areas.sum(), 1e-6, 1 - 1e-6)
-    return float(areas.sum()), alpha
-
-
-def decay_times_s(room: Room) -> np.ndarray:
-    """Eyring reverberation time per model band with air absorption, seconds, shape (8,)."""
-    return _decay_times_s(room, *_mean_absorption(room))
-
-
-def _decay_times_s(room: Room, area: float, alpha: np.ndarray) -> np.ndarray:
-    volume = room.volume_m3
-    return 0.161 * volume / (-area * np.log1p(-alpha) + 4 * AIR_ABSORPTION_PER_M * volume)
-
-
-def analytic_envelope_db(room: Room) -> np.ndarray:
+def analytic_envelope_db(physics: RoomPhysics) -> np.ndarray:
     """Diffuse-field (Eyring) late envelope per band, (8, N_FRAMES), dB per 4 ms bin.
 
     It starts at the direct sound and decays exponentially; air absorption is excluded, as in
     the simulator's histograms (synthesis applies it). This is also the Sabine/Eyring baseline.
     """
-    return _analytic_envelope_db(room, *_mean_absorption(room))
-
-
-def _analytic_envelope_db(room: Room, area: float, alpha: np.ndarray) -> np.ndarray:
-    rt = 0.161 * room.volume_m3 / (-area * np.log1p(-alpha))
-    tau = rt / np.log(1e6)  # energy time constant
+    alpha, area = physics.mean_absorption, physics.surface_m2
+    tau = physics.eyring_no_air_s / np.log(1e6)  # energy time constant
     total = DIFFUSE_GAIN * (1 - alpha) / (area * alpha)
-    t_direct = room.distance_m / SPEED_OF_SOUND_M_S
-    t = FRAME_TIMES_S - t_direct
+    t = FRAME_TIMES_S - physics.direct_s
     # 10 log10(total x bin / tau x exp(-t / tau)), in closed form: a third of the time of
     # exp and log10 per frame, and equal to them within 1e-13 dB
     start_db = 10 * np.log10(total * (HIST_BIN_S / tau))
@@ -81,7 +55,7 @@ def _analytic_envelope_db(room: Room, area: float, alpha: np.ndarray) -> np.ndar
     return np.where(t[None, :] >= 0, np.maximum(db, FLOOR_DB), FLOOR_DB)
 
 
-def room_vector(room: Room) -> np.ndarray:
+def room_vector(physics: RoomPhysics) -> np.ndarray:
     """The room's parameters normalized from the parameter table, clipped to [-0.5, 1.5].
 
     Sizes and scattering are scaled by their model domain; positions are fractions of the room;
@@ -90,7 +64,25 @@ def room_vector(room: Room) -> np.ndarray:
     bounds are the parameter table's (`rtverb.room.params`). Clipping keeps out-of-domain rooms
     from driving the model far off its data.
     """
-    return _room_vector(room, room.absorption(), decay_times_s(room))
+    room = physics.room
+    size = np.array(room.size_m)
+    size_low, size_width = _size_domains_m()
+    log_low, log_width = _log_absorption_domains()
+    volume_low, volume_high = _volume_domain_m3()
+    scattering = PARAMS_BY_NAME["room/scattering"]
+    parts = np.concatenate(
+        [
+            (size - size_low) / size_width,  # ParamSpec.domain_fraction, per axis
+            np.array(room.source_position_m) / size,
+            np.array(room.listener_position_m) / size,
+            [scattering.domain_fraction(room.scattering)],
+            ((np.log(physics.absorption[:, : len(BANDS_HZ)]) - log_low) / log_width).ravel(),
+            (np.log(physics.eyring_s) - np.log(0.05)) / np.log(100.0),
+            [np.log(physics.distance_m / DOMAIN_CLEARANCE_M) / np.log(60.0)],
+            [np.log(physics.volume_m3 / volume_low) / np.log(volume_high / volume_low)],
+        ]
+    )
+    return np.clip(parts.astype(np.float32), -0.5, 1.5)
 
 
 @cache
@@ -116,45 +108,20 @@ def _log_absorption_domains() -> tuple[np.ndarray, np.ndarray]:
     return low, np.log([[s.domain_max] for s in specs]) - low
 
 
-def _room_vector(room: Room, absorption: np.ndarray, decay_times: np.ndarray) -> np.ndarray:
-    """`room_vector` from the room's absorption (6, 7) and `decay_times_s`."""
-    size = np.array(room.size_m)
-    size_low, size_width = _size_domains_m()
-    log_low, log_width = _log_absorption_domains()
-    volume_low, volume_high = _volume_domain_m3()
-    scattering = PARAMS_BY_NAME["room/scattering"]
-    parts = np.concatenate(
-        [
-            (size - size_low) / size_width,  # ParamSpec.domain_fraction, per axis
-            np.array(room.source_position_m) / size,
-            np.array(room.listener_position_m) / size,
-            [scattering.domain_fraction(room.scattering)],
-            ((np.log(absorption) - log_low) / log_width).ravel(),
-            (np.log(decay_times) - np.log(0.05)) / np.log(100.0),
-            [np.log(room.distance_m / DOMAIN_CLEARANCE_M) / np.log(60.0)],
-            [np.log(room.volume_m3 / volume_low) / np.log(volume_high / volume_low)],
-        ]
-    )
-    return np.clip(parts.astype(np.float32), -0.5, 1.5)
-
-
 ROOM_VECTOR_SIZE = 3 + 6 + 1 + 42 + N_BANDS + 2
 N_INPUT_CHANNELS = 2 + N_BANDS + ROOM_VECTOR_SIZE
 
 
-def model_input(room: Room) -> tuple[np.ndarray, np.ndarray]:
+def model_input(physics: RoomPhysics) -> tuple[np.ndarray, np.ndarray]:
     """The model's input (N_INPUT_CHANNELS, N_FRAMES) float32 and the analytic envelope (dB)."""
-    absorption = band_absorption(room)  # the room's materials, resolved once
-    area, alpha = _mean_absorption(room, absorption)
-    baseline = _analytic_envelope_db(room, area, alpha)
-    mean_free_s = 4 * room.volume_m3 / area / SPEED_OF_SOUND_M_S
-    since_direct = (FRAME_TIMES_S - room.distance_m / SPEED_OF_SOUND_M_S) / mean_free_s
+    baseline = analytic_envelope_db(physics)
+    mean_free_s = physics.mean_free_path_m / SPEED_OF_SOUND_M_S
+    since_direct = (FRAME_TIMES_S - physics.direct_s) / mean_free_s
     x = np.empty((N_INPUT_CHANNELS, N_FRAMES), dtype=np.float32)
     x[0] = _TIME_CHANNEL
     x[1] = np.clip(since_direct, -5.0, 50.0) / 10.0
     x[2 : 2 + N_BANDS] = baseline / BASELINE_SCALE_DB
-    vector = _room_vector(room, absorption[:, : len(BANDS_HZ)], _decay_times_s(room, area, alpha))
-    x[2 + N_BANDS :] = vector[:, None]
+    x[2 + N_BANDS :] = room_vector(physics)[:, None]
     return x, baseline
 
 
@@ -181,14 +148,14 @@ def air_db(times_s: np.ndarray = FRAME_TIMES_S) -> np.ndarray:
     return -10 * np.log10(np.e) * AIR_ABSORPTION_PER_M[:, None] * SPEED_OF_SOUND_M_S * times_s
 
 
-def early_energy(room: Room) -> np.ndarray:
+def early_energy(physics: RoomPhysics) -> np.ndarray:
     """Energy of the direct sound and image sources per frame, (8, N_FRAMES), per 4 ms bin.
 
     On the envelope's scale (a late envelope of E per bin and an arrival of energy E render
     the same band energy), with air absorption: training adds it to the late envelopes to see
     the whole IR's decay, which T30, EDT, C50 and DRR are measured on.
     """
-    dist, damping = image_sources(room)
+    dist, damping = image_sources(physics)
     energy = (damping / dist) ** 2 * np.exp(-AIR_ABSORPTION_PER_M[:, None] * dist)
     frame = np.minimum((dist / SPEED_OF_SOUND_M_S / FRAME_S).astype(np.int64), N_FRAMES - 1)
     out = np.zeros((N_BANDS, N_FRAMES))

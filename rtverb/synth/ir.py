@@ -24,6 +24,7 @@ from rtverb.synth import features
 from rtverb.synth.early import early_ir
 from rtverb.synth.late import add_late
 from rtverb.synth.model import default_synthesizer
+from rtverb.synth.physics import RoomPhysics
 
 
 def synthesize(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
@@ -34,13 +35,15 @@ def synthesize(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
     _check_rate(sample_rate_hz)
     for message in room.domain_warnings():
         warnings.warn(f"{room.name}: {message}; the IR is extrapolated", stacklevel=2)
-    return render_ir(room, default_synthesizer().envelope_db(room), sample_rate_hz)
+    physics = RoomPhysics.of(room)  # resolved once, for the model and the early part
+    return render_ir(physics, default_synthesizer().envelope_db(physics), sample_rate_hz)
 
 
 def synthesize_analytic(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
     """The Sabine/Eyring baseline: the same exact early part, a diffuse-field late envelope."""
     _check_rate(sample_rate_hz)
-    return render_ir(room, features.analytic_envelope_db(room), sample_rate_hz)
+    physics = RoomPhysics.of(room)
+    return render_ir(physics, features.analytic_envelope_db(physics), sample_rate_hz)
 
 
 def _check_rate(sample_rate_hz: float) -> None:
@@ -48,7 +51,7 @@ def _check_rate(sample_rate_hz: float) -> None:
         raise ValueError(f"sample_rate_hz must be 8000-384000, got {sample_rate_hz}")
 
 
-def render_ir(room: Room, envelope_db: np.ndarray, sample_rate_hz: float) -> np.ndarray:
+def render_ir(physics: RoomPhysics, envelope_db: np.ndarray, sample_rate_hz: float) -> np.ndarray:
     """Exact early part plus the late part shaped by ``envelope_db`` (8, N_FRAMES)."""
     fs = float(sample_rate_hz)
-    return add_late(early_ir(room, fs), envelope_db, fs)
+    return add_late(early_ir(physics, fs), envelope_db, fs)

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from rtverb.room.params import SCHEMA_VERSION, table_hash
-from rtverb.room.room import Room
 from rtverb.synth import features
-from rtverb.synth.early import MODEL_BANDS_HZ
+from rtverb.synth.physics import MODEL_BANDS_HZ, RoomPhysics
 
 MODEL_PATH = Path(__file__).parent / "models" / "rir_fno.onnx"
 #: ONNX metadata a model must carry, with the values this runtime expects.
@@ -72,10 +71,10 @@ class Synthesizer:
                 )
         self._input = self.session.get_inputs()[0].name
 
-    def envelope_db(self, room: Room) -> np.ndarray:
+    def envelope_db(self, physics: RoomPhysics) -> np.ndarray:
         """Predicted late energy envelope, (8 bands, N_FRAMES) dB per 4 ms bin."""
-        x, baseline = features.model_input(room)
-        return self._envelope_db(room, x, baseline, self._fields(x))
+        x, baseline = features.model_input(physics)
+        return self._envelope_db(physics, x, baseline, self._fields(x))
 
     def _fields(self, x: np.ndarray) -> np.ndarray:
         """The network's output fields (16, N_FRAMES) for one model input (C, N_FRAMES)."""
@@ -83,11 +82,12 @@ class Synthesizer:
         return fields
 
     def _envelope_db(
-        self, room: Room, x: np.ndarray, baseline: np.ndarray, fields: np.ndarray
+        self, physics: RoomPhysics, x: np.ndarray, baseline: np.ndarray, fields: np.ndarray
     ) -> np.ndarray:
         """`envelope_db` from the model input, the analytic envelope and the network's fields."""
         if not np.all(np.isfinite(fields)):  # inputs are finite and clipped: a broken file
-            raise ModelError(f"{self.path}: the model returned NaN or Inf for {room.name!r}")
+            name = physics.room.name
+            raise ModelError(f"{self.path}: the model returned NaN or Inf for {name!r}")
         correction = features.correction_db(fields, x)
         envelope = np.maximum(baseline + correction, features.FLOOR_DB)
         # nothing arrives before the direct sound (the analytic envelope is silent there too)

@@ -1,0 +1,76 @@
+"""What physics says about a room, resolved once per room change: `RoomPhysics.of(room)`.
+
+One record (materials resolved to band absorption, areas, volume, mean absorption, decay
+times) made from a `Room` and handed down to the early part (`rtverb.synth.early`), the model
+input (`rtverb.synth.features`) and the late part, so nothing downstream resolves it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtverb.room.params import BANDS_HZ
+from rtverb.room.room import SPEED_OF_SOUND_M_S, Room, eyring_rt60_s, mean_absorption
+
+#: Octave bands of the model and of synthesis: the room's 7 bands plus 16 kHz (at 48 kHz the
+#: simulator has 8 bands; coefficients for 16 kHz are extrapolated as it does).
+MODEL_BANDS_HZ: tuple[float, ...] = (*BANDS_HZ, 16000.0)
+#: Air absorption, 1/m on energy (pyroomacoustics' 20 C, 30-50 % table; 16 kHz extrapolated
+#: linearly in log-frequency, as pyroomacoustics does).
+AIR_ABSORPTION_PER_M = np.array([0.1, 0.3, 0.6, 1.0, 1.9, 5.8, 20.3, 34.8]) * 1e-3
+
+
+def band_absorption(room: Room) -> np.ndarray:
+    """Absorption per surface and model band, (6, 8): 16 kHz extrapolated and clipped to [0, 1]."""
+    alpha = room.absorption()
+    log_f = np.log2(BANDS_HZ)
+    slope = (alpha[:, -1] - alpha[:, -2]) / (log_f[-1] - log_f[-2])
+    extra = alpha[:, -1] + slope * (np.log2(MODEL_BANDS_HZ[-1]) - log_f[-1])
+    return np.concatenate([alpha, np.clip(extra, 0.0, 1.0)[:, None]], axis=1)
+
+
+@dataclass(frozen=True, eq=False)
+class RoomPhysics:
+    """A room's derived acoustics per model band (`MODEL_BANDS_HZ`); its arrays are read-only."""
+
+    room: Room
+    absorption: np.ndarray  # (6 surfaces, 8 bands), `band_absorption`
+    areas_m2: np.ndarray  # (6,) in `SURFACES` order
+    surface_m2: float
+    volume_m3: float
+    mean_absorption: np.ndarray  # (8,) area-weighted, `rtverb.room.room.mean_absorption`
+    eyring_s: np.ndarray  # (8,) Eyring reverberation time with air absorption
+    eyring_no_air_s: np.ndarray  # (8,) the same without air (the simulator's histograms)
+    distance_m: float  # source to listener
+    mean_free_path_m: float  # 4 V / S
+
+    @classmethod
+    def of(cls, room: Room) -> RoomPhysics:
+        absorption = band_absorption(room)
+        areas = room.surface_areas_m2()
+        surface, volume = float(areas.sum()), room.volume_m3
+        alpha = mean_absorption(areas, absorption)
+        return cls(
+            room=room,
+            absorption=absorption,
+            areas_m2=areas,
+            surface_m2=surface,
+            volume_m3=volume,
+            mean_absorption=alpha,
+            eyring_s=eyring_rt60_s(volume, surface, alpha, AIR_ABSORPTION_PER_M),
+            eyring_no_air_s=eyring_rt60_s(volume, surface, alpha),
+            distance_m=room.distance_m,
+            mean_free_path_m=4 * volume / surface,
+        )
+
+    def __post_init__(self) -> None:
+        for value in vars(self).values():
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False  # shared by every stage of one room change
+
+    @property
+    def direct_s(self) -> float:
+        """Arrival time of the direct sound, seconds."""
+        return self.distance_m / SPEED_OF_SOUND_M_S
