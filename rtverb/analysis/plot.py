@@ -137,15 +137,23 @@ def plot_room(room: Room, path: str | os.PathLike[str]) -> Path:
 
 
 def plot_ir(
-    ir: np.ndarray, sample_rate_hz: float, path: str | os.PathLike[str], title: str = ""
+    ir: np.ndarray,
+    sample_rate_hz: float,
+    path: str | os.PathLike[str],
+    title: str = "",
+    with_edc: bool = False,
 ) -> Path:
-    """Waveform (linear, above) and spectrogram (dB, log frequency, below) of a (taps,) IR."""
+    """Waveform (linear, above) and spectrogram (dB, log frequency, below) of a (taps,) IR.
+
+    ``with_edc`` adds a third panel: each octave band's energy decay curve (as `measure` fits).
+    """
     from scipy import signal
 
     ir = _check_ir(ir)
     fs = float(sample_rate_hz)
-    fig = _figure(9.0, 6.0)
-    grid = fig.add_gridspec(2, 2, height_ratios=(1, 1.6), width_ratios=(40, 1))
+    fig = _figure(9.0, 9.0 if with_edc else 6.0)
+    rows = (1, 1.6, 1.4) if with_edc else (1, 1.6)
+    grid = fig.add_gridspec(len(rows), 2, height_ratios=rows, width_ratios=(40, 1))
     wave = fig.add_subplot(grid[0, 0])
     spec = fig.add_subplot(grid[1, 0], sharex=wave)
     t = np.arange(len(ir)) / fs
@@ -164,6 +172,16 @@ def plot_ir(
     )
     spec.set(yscale="log", ylabel="frequency (Hz)", xlabel="time (s)", xlim=(0, t[-1]))
     fig.colorbar(mesh, cax=fig.add_subplot(grid[1, 1]), label="dB re max")
+    if with_edc:
+        decays = fig.add_subplot(grid[2, 0])
+        for band, edc in zip(BANDS_HZ, band_decays_db(ir, fs), strict=True):
+            if edc is not None:
+                shown = edc >= FLOOR_DB
+                decays.plot(np.arange(len(edc))[shown] / fs, edc[shown], lw=1,
+                            label=_band_label(band))  # fmt: skip
+        decays.set(xlabel="time after onset (s)", ylabel="energy decay (dB)", ylim=(-70, 2))
+        decays.legend(fontsize=7, ncol=4, loc="upper right")
+        decays.grid(alpha=0.3)
     return _save(fig, path)
 
 

@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "rtverb.bench.engine",
         "Does rtverb keep up on this machine? Per-block cost vs pedalboard.",
     ),
+    "capture": (
+        "rtverb.cli.capture",
+        "Capture an impulse response: a plugin chain, a sound card, or a dry/wet pair.",
+    ),
     "live": (
         "rtverb.live.app",
         "Hear a microphone or a file through the room; OSC moves the room.",

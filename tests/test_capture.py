@@ -1,0 +1,219 @@
+"""rtverb capture: the sweep/inverse pair, chain, sound-card and dry/wet captures, the command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pedalboard
+import pytest
+from pedalboard.io import AudioFile
+from scipy import signal as sps
+
+from rtverb import cli
+from rtverb.capture import CaptureError, capture_chain, capture_device, capture_dry_wet
+from rtverb.capture.device import PRE_ROLL_S
+from rtverb.capture.sweep import Sweep, deconvolve, sweep_duration_s
+
+SR = 48000
+#: A linear chain comes back exact up to float32 processing: error below this, re peak.
+EXACT_TOLERANCE = 1e-6
+#: pedalboard.Convolution's IR recovered within -60 dB of peak (the issue's figure).
+CONVOLUTION_TOLERANCE_DB = -60.0
+
+
+def decaying_noise(seconds: float, t60_s: float, seed: int = 0) -> np.ndarray:
+    taps = int(seconds * SR)
+    rng = np.random.default_rng(seed)
+    decay = 10 ** (-3 * np.arange(taps) / (t60_s * SR))
+    return (rng.standard_normal(taps) * decay).astype(np.float32)
+
+
+def error_db(got: np.ndarray, want: np.ndarray) -> float:
+    n = max(len(got), len(want))
+    diff = np.pad(got, (0, n - len(got))) - np.pad(want, (0, n - len(want)))
+    return float(20 * np.log10(np.max(np.abs(diff)) / np.max(np.abs(want))))
+
+
+# ---- the sweep and its inverse ------------------------------------------------------------------
+
+
+def test_sweep_inverse_gives_a_delta_on_identity():
+    sweep = Sweep(SR, 2.0).signal()
+    response = deconvolve(sweep, sweep)[0]
+    delta = np.zeros_like(response)
+    delta[0] = 1.0
+    assert np.max(np.abs(response - delta)) < EXACT_TOLERANCE
+
+
+def test_sweep_inverse_gives_the_delay_and_gain():
+    sweep = Sweep(SR, 2.0).signal()
+    delay, gain = 1234, -0.3
+    recording = np.concatenate([np.zeros(delay), gain * sweep])
+    response = deconvolve(recording, sweep)[0]
+    want = np.zeros_like(response)
+    want[delay] = gain
+    assert np.max(np.abs(response - want)) < EXACT_TOLERANCE
+
+
+def test_sweep_is_slow_enough_to_keep_harmonics_out():
+    duration = sweep_duration_s(0.5, SR)
+    assert Sweep(SR, duration).harmonic_lead_s(2) > 0.5
+
+
+# ---- chains -------------------------------------------------------------------------------------
+
+
+def test_chain_delay_and_gain_exact():
+    capture = capture_chain("Delay(delay_seconds=0.01, feedback=0, mix=1) | Gain(gain_db=-6)",
+                            SR, max_ir_s=0.05)  # fmt: skip
+    ir = capture.first_channel()
+    peak = int(np.argmax(np.abs(ir)))
+    assert peak in (479, 480)  # 10 ms; pedalboard's delay line comes out one sample short
+    want = np.zeros_like(ir)
+    want[peak] = 10 ** (-6 / 20)
+    assert capture.ir.shape[0] == 1  # a mono chain gives a mono IR
+    assert np.max(np.abs(ir - want)) < EXACT_TOLERANCE
+
+
+def test_chain_convolution_recovers_the_known_ir():
+    h = decaying_noise(0.2, 0.1)
+    board = pedalboard.Pedalboard([pedalboard.Convolution(h, sample_rate=SR)])
+    capture = capture_chain(board, SR, max_ir_s=0.25)
+    want = h * 0.125 / np.linalg.norm(h)  # pedalboard normalizes every IR to this gain
+    assert error_db(capture.first_channel(), want) < CONVOLUTION_TOLERANCE_DB
+
+
+def test_stereo_and_true_stereo_shapes():
+    assert capture_chain("Reverb(room_size=0.3)", SR, max_ir_s=0.2).ir.shape[0] == 2
+    ir = capture_chain("Reverb(room_size=0.3)", SR, max_ir_s=0.2, true_stereo=True).ir
+    assert ir.shape[:2] == (2, 2) and np.any(ir[0, 1] != ir[1, 0])
+
+
+class _Stretch:
+    """A chain that changes the length (as a resampling plugin would)."""
+
+    def reset(self) -> None:
+        pass
+
+    def process(self, x: np.ndarray, sample_rate: float, reset: bool = True) -> np.ndarray:
+        return np.repeat(x, 2, axis=-1)
+
+
+def test_chain_that_changes_length_is_refused():
+    with pytest.raises(CaptureError, match="changes the length"):
+        capture_chain(_Stretch(), SR, max_ir_s=0.05)  # type: ignore[arg-type]
+
+
+def test_sweep_too_short_for_the_ir_is_refused():
+    with pytest.raises(CaptureError, match="lengthen the sweep"):
+        capture_chain("Gain(gain_db=0)", SR, max_ir_s=2.0, sweep_s=2.0)
+
+
+# ---- sound card (a simulated one) ---------------------------------------------------------------
+
+
+def fake_card(h: np.ndarray, latency: int, noise: float, gain: float = 1.0, seed: int = 0):
+    def recorder(signal, sample_rate_hz, devices, progress):
+        rng = np.random.default_rng(seed)
+        y = sps.fftconvolve(signal, h)[: len(signal)] * gain
+        y = np.concatenate([np.zeros(latency), y])[: len(signal)]
+        return (y + noise * rng.standard_normal(len(y)))[None]
+
+    return recorder
+
+
+def test_device_finds_latency_and_averages_repeats():
+    h = decaying_noise(0.15, 0.08)
+    h[0] = 8.0  # the direct sound: the onset
+    h *= 0.5 / np.linalg.norm(h)
+    latency = 300
+    results = {}
+    for repeats in (1, 4):
+        capture = capture_device(("in", "out"), SR, max_ir_s=0.2, repeats=repeats,
+                                 recorder=fake_card(h, latency, 1e-3))  # fmt: skip
+        results[repeats] = capture
+        assert capture.latency_s * SR == pytest.approx(latency - 0.002 * SR, abs=1)
+    # averaging 4 sweeps lowers the noise floor by ~6 dB
+    assert results[4].peak_to_noise_db > results[1].peak_to_noise_db + 4
+
+
+def test_device_refuses_clipping_and_noise():
+    h = np.zeros(100, np.float32)
+    h[0] = 1.0
+    with pytest.raises(CaptureError, match="clips"):
+        capture_device(("a", "b"), SR, max_ir_s=0.1, level_db=0, recorder=fake_card(h, 10, 0.0, 2))
+    with pytest.raises(CaptureError, match="above the noise"):
+        capture_device(("a", "b"), SR, max_ir_s=0.1, recorder=fake_card(h, 10, 0.05, 0.01))
+    with pytest.raises(CaptureError, match="silent"):
+        capture_device(("a", "b"), SR, max_ir_s=0.1, recorder=fake_card(h, 10, 0.0, 0.0))
+    assert PRE_ROLL_S > 0  # the noise is measured in the silence before the sweep
+
+
+# ---- dry / wet ----------------------------------------------------------------------------------
+
+
+def _pair(delay: int = 0, noise_db: float = -60.0):
+    rng = np.random.default_rng(1)
+    dry = np.concatenate([rng.standard_normal(3 * SR) * 0.1, np.zeros(SR)])
+    h = decaying_noise(0.5, 0.3, seed=2)
+    h[0] = 4.0
+    wet = sps.fftconvolve(dry, h)[: len(dry)]
+    wet = np.roll(wet, delay)
+    wet += rng.standard_normal(len(wet)) * np.sqrt(np.mean(wet**2)) * 10 ** (noise_db / 20)
+    return dry, wet, h
+
+
+def test_dry_wet_recovers_the_ir():
+    dry, wet, h = _pair()
+    capture = capture_dry_wet(dry, wet, SR, max_ir_s=0.6)
+    assert error_db(capture.first_channel()[: len(h)], h) < -30
+
+
+def test_dry_wet_refuses_bad_pairs():
+    dry, wet, _ = _pair()
+    with pytest.raises(CaptureError, match="differ in length"):
+        capture_dry_wet(dry, wet[:-10], SR)
+    with pytest.raises(CaptureError, match="misaligned"):
+        capture_dry_wet(dry, np.roll(wet, -2000), SR)
+    with pytest.raises(CaptureError, match="explains only"):
+        capture_dry_wet(dry, np.random.default_rng(5).standard_normal(len(dry)), SR)
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+
+def test_cli_chain_writes_a_float_ir(tmp_path, capsys):
+    out = tmp_path / "ir.wav"
+    assert cli.main(["capture", "--chain", "Reverb(room_size=0.3)", "--max-ir-s", "0.5",
+                     "-o", str(out), "--quiet"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "T30 (s)" in text and "wrote" in text
+    with AudioFile(str(out)) as f:
+        assert f.num_channels == 2 and f.file_dtype == "float32"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--chain", "NoSuchPlugin()"], "unknown plugin"),
+        (["--chain", "Gain(gain_db=0)", "--max-ir-s", "2", "--sweep-s", "2"], "lengthen"),
+        (["--dry", "missing.wav"], "--dry and --wet together"),
+        (["--chain", "Gain(gain_db=0)", "--true-stereo", "--repeats", "2"], "--repeats"),
+    ],
+)
+def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "ir.wav"
+    assert cli.main(["capture", *argv, "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_dry_wet_of_different_rates(tmp_path, capsys):
+    dry, wet, _ = _pair()
+    for name, x, fs in (("dry.wav", dry, SR), ("wet.wav", wet, 44100)):
+        with AudioFile(str(tmp_path / name), "w", fs, 1, bit_depth=32) as f:
+            f.write(x[None].astype(np.float32))
+    out = tmp_path / "ir.wav"
+    argv = ["capture", "--dry", str(tmp_path / "dry.wav"), "--wet", str(tmp_path / "wet.wav")]
+    assert cli.main([*argv, "-o", str(out)]) == 2
+    assert "same rate" in capsys.readouterr().err and not out.exists()
