@@ -458,7 +458,7 @@ def _read_room_file(path: Path) -> str:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise RoomError(f"{path}: not a regular file; give a .toml room file")
+            raise RoomError(f"{path}: cannot read the room file: not a regular file")
         if info.st_size > MAX_ROOM_FILE_BYTES:
             raise RoomError(
                 f"{path}: {info.st_size} bytes; a room file is at most {MAX_ROOM_FILE_BYTES}"
@@ -473,7 +473,7 @@ def _read_room_file(path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise RoomError(f"{path}: not UTF-8 text ({e})") from None
+        raise RoomError(f"{path}: cannot read the room file: not UTF-8 ({e})") from None
 
 
 def _table(
