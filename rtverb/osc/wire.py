@@ -5,7 +5,7 @@ parses as 0.0) and ignores trailing bytes; `parse_packet` refuses both. It decod
 bundle (nested up to `MAX_BUNDLE_DEPTH`) into ``(address, args)`` pairs, or raises
 `MalformedPacket` naming the first byte that does not fit.
 
-Argument types: ``i`` int32, ``h`` int64, ``f`` float32, ``d`` float64, ``s``/``S`` string,
+Argument types: ``i`` int32, ``h`` int64, ``f`` float32, ``d`` float64, ``s`` string,
 ``b`` blob, ``T``/``F`` booleans, ``N`` nil. Others (time tags, MIDI, colours, arrays) are
 refused by name: no rtverb address takes them.
 """
@@ -67,7 +67,7 @@ def _message(data: bytes, pos: int, end: int) -> Message:
                 )
             args.append(struct.unpack_from(fmt, data, pos)[0])
             pos += size
-        elif tag in "sS":
+        elif tag == "s":
             text, pos = _string(data, pos, end, f"{address}: argument {len(args) + 1} ('s')")
             args.append(text)
         elif tag == "b":
