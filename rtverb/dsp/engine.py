@@ -158,11 +158,13 @@ class Engine:
         pad = [(0, 0)] * (ir.ndim - 1) + [(frames, 0)]
         return np.pad(ir, pad)
 
-    def set_ir(self, ir: np.ndarray) -> None:
-        """Crossfade to ``ir`` (prepared on this thread). On ValueError the IR stays as it was."""
+    def set_ir(self, ir: np.ndarray, *, predelay_ms: float | None = None) -> None:
+        """Crossfade to ``ir`` (prepared on this thread), with a new pre-delay if given: one
+        prepared IR for both. On ValueError the IR and pre-delay stay as they were."""
+        predelay = self._predelay_ms if predelay_ms is None else self._check_predelay(predelay_ms)
         with self._control:
-            self._conv.set_ir(self._with_predelay(self._check_length(ir), self._predelay_ms))
-            self._ir = ir
+            self._conv.set_ir(self._with_predelay(self._check_length(ir), predelay))
+            self._ir, self._predelay_ms = ir, predelay
 
     def set_mix(
         self,
