@@ -158,7 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default="runs/fno/best.pt")
     p.add_argument("--out", default=str(MODEL_PATH))
+    p.add_argument(
+        "--restamp",
+        action="store_true",
+        help="only write this rtverb's metadata into --out (same weights): after a change to "
+        "parameters the model does not see",
+    )
     args = p.parse_args(argv)
+    if args.restamp:
+        set_metadata(Path(args.out), expected_metadata())
+        print(f"restamped {args.out} with this rtverb's metadata (weights unchanged)")
+        return 0
     error = export(args.checkpoint, args.out)
     size_mb = Path(args.out).stat().st_size / 1e6
     print(

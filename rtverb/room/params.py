@@ -7,8 +7,10 @@ input normalization (`rtverb.synth`) are all derived from this table.
 
 Names are paths: ``room/size/x`` is also the OSC address ``/rtverb/room/size/x``. Each
 parameter names the `rtverb.room.room.Room` attribute that holds it (``field``, and ``item``
-within a vector or the surfaces); parameters under ``mix/`` change the engine's mix, the others
-the room's impulse response. Adding a parameter is one `ParamSpec` line in `PARAMS`.
+within a vector or the surfaces) and the stage that uses it (``stage``): the model's inputs,
+what shapes the impulse response after the model (the microphone pair, the source's spread,
+the width), or the mix the engine applies. Only the model's inputs are in `table_hash`.
+Adding a parameter is one `ParamSpec` line in `PARAMS`; an enum lists its ``choices``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+
+from rtverb.room.mics import PAIRS
 
 #: Octave-band centres of the absorption coefficients and of the model's outputs.
 BANDS_HZ: tuple[float, ...] = (125.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0)
@@ -59,6 +63,11 @@ class ParamSpec:
     field: str = ""
     #: The axis (``x``) of a vector field, or the surface of ``surfaces``; None for a scalar.
     item: str | None = None
+    #: Who uses it: ``model`` (a model input), ``ir`` (shapes the IR after the model) or
+    #: ``engine`` (the mix: no new IR).
+    stage: str = "model"
+    #: An enum's names (its value is a string; min, max and default index them).
+    choices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.field:
@@ -67,7 +76,12 @@ class ParamSpec:
     @property
     def is_mix(self) -> bool:
         """A mix setting (the engine applies it), not a property of the room's IR."""
-        return self.name.startswith("mix/")
+        return self.stage == "engine"
+
+    @property
+    def kind(self) -> str:
+        """``enum`` (a string from `choices`) or ``number``."""
+        return "enum" if self.choices else "number"
 
     def domain_fraction(self, value: float) -> float:
         """Where ``value`` lies in the model domain: 0 at ``domain_min``, 1 at ``domain_max``."""
@@ -140,10 +154,41 @@ PARAMS: tuple[ParamSpec, ...] = (
     _position("listener", "x", 5.0),
     _position("listener", "y", 3.0),
     _position("listener", "z", 1.2),
-    ParamSpec("mix/wet_db", "dB", -70.0, 12.0, -6.0, -70.0, 12.0, "reverb (wet) level"),
-    ParamSpec("mix/dry_db", "dB", -70.0, 12.0, 0.0, -70.0, 12.0, "direct (dry) level"),
-    ParamSpec("mix/predelay_ms", "ms", 0.0, 200.0, 0.0, 0.0, 200.0, "delay before the reverb"),
-)
+    *(
+        ParamSpec(name, unit, lo, hi, default, lo, hi, doc, stage="engine")
+        for name, unit, lo, hi, default, doc in (
+            ("mix/wet_db", "dB", -70.0, 12.0, -6.0, "reverb (wet) level"),
+            ("mix/dry_db", "dB", -70.0, 12.0, 0.0, "direct (dry) level"),
+            ("mix/predelay_ms", "ms", 0.0, 200.0, 0.0, "delay before the reverb"),
+        )
+    ),
+    # the listener's pair, the source's spread and the width (rtverb.room.mics): they shape
+    # the IR after the model; defaults are the default room's (mono: spacing and angle 0)
+    ParamSpec(
+        "listener/pair", "", 0, len(PAIRS) - 1, 0, 0, len(PAIRS) - 1,
+        f"microphone arrangement: {', '.join(PAIRS)}", stage="ir", choices=tuple(PAIRS),
+    ),
+    ParamSpec(
+        "listener/spacing_m", "m", 0.0, 4.0, 0.0, 0.0, 4.0,
+        "distance between the capsules (unset: the pair's own)", stage="ir",
+    ),
+    ParamSpec(
+        "listener/azimuth_deg", "deg", -180.0, 180.0, 0.0, -180.0, 180.0,
+        "where the pair faces: 0 = +x (east), 90 = +y (north)", stage="ir",
+    ),
+    ParamSpec(
+        "listener/angle_deg", "deg", 0.0, 90.0, 0.0, 0.0, 90.0,
+        "each capsule's turn off the pair's axis (unset: the pair's own)", stage="ir",
+    ),
+    ParamSpec(
+        "source/spread_m", "m", 0.0, 20.0, 0.0, 0.0, 20.0,
+        "a stereo source: two point sources this far apart (0: one)", stage="ir",
+    ),
+    ParamSpec(
+        "mix/width", "", 0.0, 1.0, 1.0, 0.0, 1.0,
+        "mid/side width of the wet pair (0: mono)", stage="ir",
+    ),
+)  # fmt: skip
 
 PARAMS_BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 #: The mix settings (``mix/``), in table order.
@@ -161,11 +206,16 @@ SILENT_DB = -70.0
 
 
 def table_hash() -> str:
-    """A short hash of the table and bands; a model records it and must match.
+    """A short hash of the model's inputs in the table, and the bands; a model records it and
+    must match.
 
-    Where a value lives in `Room` (``field``, ``item``) is not part of it.
+    Parameters the model does not see (``stage`` ``ir`` or ``engine``) and where a value lives
+    in `Room` (``field``, ``item``) are not part of it: adding them keeps the model valid.
     """
-    params = [{k: v for k, v in asdict(p).items() if k not in ("field", "item")} for p in PARAMS]
+    skip = ("field", "item", "stage", "choices")
+    params = [
+        {k: v for k, v in asdict(p).items() if k not in skip} for p in PARAMS if p.stage == "model"
+    ]
     blob = json.dumps(
         {"params": params, "bands": BANDS_HZ, "version": SCHEMA_VERSION}, sort_keys=True
     )

@@ -16,12 +16,18 @@ A room file is TOML::
     south = "curtains_densely_woven"
     [source]
     position_m = [2.0, 3.0, 1.5]
+    spread_m = 0.0           # optional: a stereo source this wide (two point sources)
     [listener]
     position_m = [5.0, 2.5, 1.2]
+    pair = "ortf"            # optional: mono (default), ab, ortf, xy, blumlein
+    spacing_m = 0.17         # optional: the pair's own by default
+    azimuth_deg = 0.0        # optional: where the pair faces; 0 = +x (east), 90 = +y (north)
+    angle_deg = 55.0         # optional: each capsule's turn off the axis; the pair's by default
     [mix]                    # optional
     wet_db = -6.0
     dry_db = 0.0
     predelay_ms = 0.0
+    width = 1.0              # stereo width of the wet signal (0: mono)
 """
 
 from __future__ import annotations
@@ -32,7 +38,6 @@ import json
 import math
 import os
 import re
-import stat
 import tempfile
 import tomllib
 from collections.abc import Sequence
@@ -43,13 +48,14 @@ from typing import Any
 
 import numpy as np
 
+from rtverb.room import mics
+from rtverb.room.mics import PAIRS, Capsule
 from rtverb.room.params import (
     AXES,
     BANDS_HZ,
     DOMAIN_CLEARANCE_M,
     DOMAIN_RT60_BANDS_HZ,
     DOMAIN_RT60_S,
-    MIX_PARAMS,
     PARAMS,
     PARAMS_BY_NAME,
     SURFACES,
@@ -62,9 +68,12 @@ Material = str | float | tuple[float, ...]
 
 #: Speed of sound used by the simulator (pyroomacoustics' default at 20 C), m/s.
 SPEED_OF_SOUND_M_S = 343.0
-#: Largest room file read, bytes (the presets are ~600 bytes).
-MAX_ROOM_FILE_BYTES = 64 * 1024
 
+
+#: Capsules and spread sources keep this far from every surface, m.
+MIC_CLEARANCE_M = 0.01
+#: Scalar fields that may be None: the listener's pair then decides.
+_PAIR_DEFAULTED = ("spacing_m", "angle_deg")
 
 #: Mean absorption is kept this far inside (0, 1): Eyring's log(1 - a) stays finite.
 MEAN_ABSORPTION_MARGIN = 1e-6
@@ -213,6 +222,12 @@ class Room:
     wet_db: float = PARAMS_BY_NAME["mix/wet_db"].default
     dry_db: float = PARAMS_BY_NAME["mix/dry_db"].default
     predelay_ms: float = PARAMS_BY_NAME["mix/predelay_ms"].default
+    pair: str = PARAMS_BY_NAME["listener/pair"].choices[0]
+    spacing_m: float | None = None  # None: the pair's own
+    azimuth_deg: float = PARAMS_BY_NAME["listener/azimuth_deg"].default
+    angle_deg: float | None = None  # None: the pair's own
+    spread_m: float = PARAMS_BY_NAME["source/spread_m"].default
+    width: float = PARAMS_BY_NAME["mix/width"].default
     name: str = "Untitled room"
     description: str = ""
 
@@ -237,9 +252,16 @@ class Room:
         for surface in SURFACES:
             material_absorption(self.surfaces[surface], f"room.surfaces.{surface}")
         for spec in PARAMS:
-            if spec.item is not None:
-                continue
             value, where = getattr(self, spec.field), spec.name.replace("/", ".")
+            if spec.item is not None or (value is None and spec.field in _PAIR_DEFAULTED):
+                continue
+            if spec.choices:
+                if not isinstance(value, str) or value not in spec.choices:
+                    raise RoomError(
+                        f"{where}: unknown {spec.field} {value!r}; choose one of "
+                        f"{', '.join(spec.choices)}"
+                    )
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise RoomError(f"{where}: expected a number, got {value!r}")
             if not spec.min <= value <= spec.max:  # also refuses NaN and huge integers
@@ -251,6 +273,33 @@ class Room:
         for key in ("name", "description"):
             if not isinstance(getattr(self, key), str):
                 raise RoomError(f"{key}: expected a string in quotes, got {getattr(self, key)!r}")
+        if self.pair != "mono":  # a mono listener is its position, checked above
+            for side, capsule in zip(("left", "right"), self.capsules(), strict=True):
+                self._check_inside(capsule.position_m, "listener.spacing_m", f"the {side} capsule")
+            if self.true_stereo:
+                for side, source in zip(("left", "right"), self.sources(), strict=True):
+                    self._check_inside(source, "source.spread_m", f"the {side} source")
+
+    def _check_inside(self, point: tuple[float, float, float], where: str, what: str) -> None:
+        """A capsule or spread source at least `MIC_CLEARANCE_M` inside every surface."""
+        names = (("west", "east"), ("south", "north"), ("floor", "ceiling"))
+        gap, surface = min(
+            gap
+            for p, size, (low, high) in zip(point, self.size_m, names, strict=True)
+            for gap in ((p, low), (size - p, high))
+        )
+        if gap < MIC_CLEARANCE_M:
+            at = ", ".join(f"{v:.3f}" for v in point)
+            fix = (
+                "spacing_m or move the listener"
+                if "capsule" in what
+                else "spread_m or move the source"
+            )
+            place = "outside the room" if gap <= 0 else f"{gap * 100:.1f} cm from the {surface}"
+            raise RoomError(
+                f"{where}: {what} at [{at}] m is {place}; it must stay {MIC_CLEARANCE_M * 100:g} "
+                f"cm inside every surface: reduce {fix}"
+            )
 
     # ---- derived acoustics -------------------------------------------------------------
 
@@ -322,12 +371,55 @@ class Room:
             )
         return out
 
+    # ---- the listener's pair and the source's spread -----------------------------------
+
+    @property
+    def channels(self) -> int:
+        """Output channels of the room's IR: 1 for ``mono``, 2 for a pair."""
+        return 1 if self.pair == "mono" else 2
+
+    @property
+    def true_stereo(self) -> bool:
+        """Whether the IR is a 2 x 2 matrix (a pair and a spread source)."""
+        return self.pair != "mono" and self.spread_m > 0
+
+    def pair_spacing_m(self) -> float:
+        """The capsules' spacing: ``spacing_m``, or the pair's own when not given."""
+        return PAIRS[self.pair].spacing_m if self.spacing_m is None else self.spacing_m
+
+    def pair_angle_deg(self) -> float:
+        """Each capsule's turn off the pair's axis: ``angle_deg``, or the pair's own."""
+        return PAIRS[self.pair].angle_deg if self.angle_deg is None else self.angle_deg
+
+    def capsules(self) -> tuple[Capsule, ...]:
+        """The listener's capsules, left first (see `rtverb.room.mics`)."""
+        return mics.capsules(
+            self.listener_position_m,
+            self.pair,
+            self.pair_spacing_m(),
+            self.azimuth_deg,
+            self.pair_angle_deg(),
+        )
+
+    def sources(self) -> tuple[tuple[float, float, float], ...]:
+        """The point sources, left first: two for a spread source heard by a pair, else one
+        (a mono listener ignores the spread)."""
+        spread = self.spread_m if self.pair != "mono" else 0.0
+        return mics.sources(self.source_position_m, self.listener_position_m, spread)
+
     # ---- flat parameter access (OSC) ---------------------------------------------------
 
     def get(self, name: str) -> float | Material:
-        """A parameter by its table name, e.g. ``room/size/x`` or ``room/surface/floor``."""
+        """A parameter by its table name, e.g. ``room/size/x`` or ``room/surface/floor``.
+
+        ``listener/spacing_m`` and ``listener/angle_deg`` give the pair's own when not set.
+        """
         spec = _spec(name)
         value = getattr(self, spec.field)
+        if spec.field == "spacing_m":
+            return self.pair_spacing_m()
+        if spec.field == "angle_deg":
+            return self.pair_angle_deg()
         if spec.item is None:
             return value
         if isinstance(value, Surfaces):
@@ -367,14 +459,15 @@ class Room:
         if missing:
             raise RoomError(f"room.surfaces: missing {', '.join(missing)}; give all six surfaces")
         mix = _table(data, "mix")
-        _check_keys(mix, "mix", {p.field for p in MIX_PARAMS})
-        kwargs: dict[str, Any] = {}
+        _check_keys(mix, "mix", set(_scalar_fields("mix")))
+        kwargs: dict[str, Any] = dict(mix)
         for who in ("source", "listener"):
             table = _table(data, who, required=True)
-            _check_keys(table, who, {"position_m"})
+            _check_keys(table, who, {"position_m", *_scalar_fields(who)})
             if "position_m" not in table:
                 raise RoomError(f"{who}.position_m: missing; give [x, y, z] in metres")
             kwargs[f"{who}_position_m"] = table["position_m"]
+            kwargs.update((k, v) for k, v in table.items() if k != "position_m")
         if "size_m" not in room:
             raise RoomError("room.size_m: missing; give [x, y, z] in metres")
         return cls(
@@ -385,7 +478,6 @@ class Room:
             scattering=room.get("scattering", PARAMS_BY_NAME["room/scattering"].default),
             name=data.get("name", "Untitled room"),
             description=data.get("description", ""),
-            **mix,
             **kwargs,
         )
 
@@ -402,16 +494,33 @@ class Room:
                     for s, m in ((s, self.surfaces[s]) for s in SURFACES)
                 },
             },
-            "source": {"position_m": list(self.source_position_m)},
-            "listener": {"position_m": list(self.listener_position_m)},
-            "mix": {p.field: getattr(self, p.field) for p in MIX_PARAMS},
+            **{
+                who: {
+                    **(
+                        {}
+                        if who == "mix"
+                        else {"position_m": list(getattr(self, f"{who}_position_m"))}
+                    ),
+                    **{
+                        f: getattr(self, f)
+                        for f in _scalar_fields(who)
+                        if getattr(self, f) is not None
+                    },
+                }
+                for who in ("source", "listener", "mix")
+            },
         }
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> Room:
         """Read a room file. Errors name the file, the field and, where found, the line."""
         path = Path(path)
-        text = _read_room_file(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RoomError(f"{path}: no such room file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise RoomError(f"{path}: cannot read the room file ({e})") from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
@@ -440,40 +549,15 @@ class Room:
             raise
 
 
+def _scalar_fields(table: str) -> list[str]:
+    """The scalar fields a room file keeps in ``[table]`` (``source``, ``listener``, ``mix``)."""
+    return [p.field for p in PARAMS if p.item is None and p.name.split("/")[0] == table]
+
+
 def _spec(name: str) -> ParamSpec:
     if name not in PARAMS_BY_NAME:
         raise KeyError(f"unknown parameter {name!r}; see rtverb.room.params.PARAMS")
     return PARAMS_BY_NAME[name]
-
-
-def _read_room_file(path: Path) -> str:
-    """A room file's text: a regular file of at most `MAX_ROOM_FILE_BYTES`, opened without
-    blocking (a FIFO or a device such as /dev/zero is refused, never read)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise RoomError(f"{path}: no such room file") from None
-    except OSError as e:
-        raise RoomError(f"{path}: cannot read the room file ({e.strerror or e})") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise RoomError(f"{path}: cannot read the room file: not a regular file")
-        if info.st_size > MAX_ROOM_FILE_BYTES:
-            raise RoomError(
-                f"{path}: {info.st_size} bytes; a room file is at most {MAX_ROOM_FILE_BYTES}"
-            )
-        data = os.read(fd, MAX_ROOM_FILE_BYTES + 1)
-    except OSError as e:
-        raise RoomError(f"{path}: cannot read the room file ({e.strerror or e})") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_ROOM_FILE_BYTES:
-        raise RoomError(f"{path}: a room file is at most {MAX_ROOM_FILE_BYTES} bytes")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise RoomError(f"{path}: cannot read the room file: not UTF-8 ({e})") from None
 
 
 def _table(

@@ -9,11 +9,13 @@ late energy envelope is learned. The runtime never imports pyroomacoustics; test
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
 from scipy import signal
 
+from rtverb.room.mics import Capsule
 from rtverb.room.room import SPEED_OF_SOUND_M_S
 from rtverb.synth.physics import AIR_ABSORPTION_PER_M, MODEL_BANDS_HZ, RoomPhysics
 
@@ -154,6 +156,19 @@ def _image_lattice() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def image_sources(physics: RoomPhysics) -> tuple[np.ndarray, np.ndarray]:
     """Image sources up to order 3: distances to the listener (n,) and band dampings (8, n).
 
+    `image_arrivals` at the room's source and listener, without the directions.
+    """
+    room = physics.room
+    _, dist, damping = image_arrivals(physics, room.source_position_m, room.listener_position_m)
+    return dist, damping
+
+
+def image_arrivals(
+    physics: RoomPhysics, source_m: Sequence[float], listener_m: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image sources of ``source_m`` heard at ``listener_m``: the vectors from the listener to
+    them (n, 3), their lengths (n,) and their band dampings (8, n).
+
     Along an axis of length L, image (n, p) sits at 2nL + (1 - 2p)s and has reflected |n - p|
     times off the wall at 0 (west/south/floor) and |n| times off the wall at L
     (east/north/ceiling). Each reflection scales the amplitude by
@@ -161,26 +176,39 @@ def image_sources(physics: RoomPhysics) -> tuple[np.ndarray, np.ndarray]:
     """
     room = physics.room
     two_n, sign, hits = _image_lattice()
-    pos = two_n * np.array(room.size_m) + sign * np.array(room.source_position_m)
-    d = pos - np.array(room.listener_position_m)
+    pos = two_n * np.array(room.size_m) + sign * np.array(source_m)
+    d = pos - np.array(listener_m)
     dist = np.sqrt(np.add.reduce(d * d, axis=1))  # np.linalg.norm's own arithmetic
     alpha = np.minimum(physics.absorption, 1 - 1e-12)
     # the specular part keeps (1 - scattering) of the energy; the rest goes to the late part
     log_reflection = 0.5 * (np.log1p(-alpha) + np.log1p(-min(room.scattering, 1 - 1e-12)))
     damping = np.exp(log_reflection.T @ hits)  # (8, images)
-    return dist, damping
+    return d, dist, damping
 
 
-def early_ir(physics: RoomPhysics, sample_rate_hz: float) -> np.ndarray:
+def early_ir(
+    physics: RoomPhysics,
+    sample_rate_hz: float,
+    source_m: Sequence[float] | None = None,
+    capsule: Capsule | None = None,
+) -> np.ndarray:
     """Direct sound and image sources up to order 3, as the simulator renders them (float32).
 
     Amplitude per band = damping / distance x air absorption; each arrival is the band-weighted
     sum of the octave filters, delayed to its exact (fractional) time plus `DELAY_SAMPLES`.
+    ``source_m`` (default: the room's source) is heard by ``capsule`` (default: an omni at the
+    listener position), whose first-order pattern weighs each arrival by its direction.
     """
     fs = float(sample_rate_hz)
     bands = band_count(fs)
-    dist, damping = image_sources(physics)
+    room = physics.room
+    source = room.source_position_m if source_m is None else source_m
+    listener = room.listener_position_m if capsule is None else capsule.position_m
+    d, dist, damping = image_arrivals(physics, source, listener)
     amp = damping[:bands] / dist * np.exp(-0.5 * AIR_ABSORPTION_PER_M[:bands, None] * dist)
+    if capsule is not None:
+        a = capsule.omni_weight
+        amp *= a + (1 - a) * (d @ np.array(capsule.axis)) / dist
     when = dist / SPEED_OF_SOUND_M_S * fs + DELAY_SAMPLES
     whole = np.floor(when).astype(np.int64)
     phase = np.minimum(

@@ -15,6 +15,7 @@ deterministic for a given room and sample rate, and works at any rate from 8 kHz
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -25,25 +26,49 @@ from rtverb.synth.early import early_ir
 from rtverb.synth.late import add_late
 from rtverb.synth.model import default_synthesizer
 from rtverb.synth.physics import RoomPhysics
+from rtverb.synth.stereo import render_stereo_ir
 
 
 def synthesize(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
-    """The room's impulse response, mono (taps,) float32 on pyroomacoustics' scale.
+    """The room's impulse response, float32 on pyroomacoustics' scale.
 
-    Warns (`UserWarning`) with every model-domain bound the room exceeds; it still synthesizes.
+    Its shape follows the listener's pair and the source's spread: (taps,) for ``mono``,
+    (2 capsules, taps) for a pair, (2 sources, 2 capsules, taps) for a pair and a spread
+    source (true stereo: inputs, outputs, taps). The model predicts one envelope per source
+    position, heard at the pair's centre. Warns (`UserWarning`) with every model-domain bound
+    the room exceeds; it still synthesizes.
     """
     _check_rate(sample_rate_hz)
     for message in room.domain_warnings():
         warnings.warn(f"{room.name}: {message}; the IR is extrapolated", stacklevel=2)
     physics = RoomPhysics.of(room)  # resolved once, for the model and the early part
-    return render_ir(physics, default_synthesizer().envelope_db(physics), sample_rate_hz)
+    synth = default_synthesizer()
+    if room.pair == "mono":
+        return render_ir(physics, synth.envelope_db(physics), sample_rate_hz)
+    envelopes = [synth.envelope_db(p) for p in per_source(physics)]
+    return render_stereo_ir(physics, envelopes, sample_rate_hz)
 
 
 def synthesize_analytic(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
     """The Sabine/Eyring baseline: the same exact early part, a diffuse-field late envelope."""
     _check_rate(sample_rate_hz)
     physics = RoomPhysics.of(room)
-    return render_ir(physics, features.analytic_envelope_db(physics), sample_rate_hz)
+    if room.pair == "mono":
+        return render_ir(physics, features.analytic_envelope_db(physics), sample_rate_hz)
+    envelopes = [features.analytic_envelope_db(p) for p in per_source(physics)]
+    return render_stereo_ir(physics, envelopes, sample_rate_hz)
+
+
+def per_source(physics: RoomPhysics) -> list[RoomPhysics]:
+    """The room's physics once per point source of its (spread) source: what the model sees."""
+    sources = physics.room.sources()
+    if len(sources) == 1:
+        return [physics]
+    out = []
+    for source in sources:
+        room = dataclasses.replace(physics.room, source_position_m=source, spread_m=0.0)
+        out.append(dataclasses.replace(physics, room=room, distance_m=room.distance_m))
+    return out
 
 
 def _check_rate(sample_rate_hz: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from typing import NamedTuple
 
@@ -38,13 +39,55 @@ def add_late(early: np.ndarray, envelope_db: np.ndarray, fs: float) -> np.ndarra
     return out
 
 
+def add_late_pair(
+    early: Sequence[np.ndarray],
+    envelope_db: np.ndarray,
+    fs: float,
+    powers: Sequence[float],
+    coherence: np.ndarray,
+    first_table: int = 0,
+) -> np.ndarray:
+    """Two capsules' early parts plus their late parts, (2, taps) float32.
+
+    Each capsule's late part is the envelope scaled by its diffuse-field power (``powers``).
+    Per band b the left one is noise table ``first_table``, the right one mixes it with the
+    next table as ``coherence[b]`` and sqrt(1 - coherence[b]^2): the two are that coherent in
+    band b. Rendered in place as `add_late` does.
+    """
+    weights, n_bins = _late_weights(envelope_db, fs)
+    hbss = _bin_samples(fs)
+    n_late = n_bins * hbss
+    length = max(DELAY_SAMPLES + n_late, *(len(e) for e in early))
+    half = hbss // 2
+    lead = max(0, half - DELAY_SAMPLES)
+    first = lead + DELAY_SAMPLES - half
+    end = first + len(weights) * hbss
+    buffer = np.empty((2, max(lead + length, end)), dtype=np.float32)
+    rho = np.tile(np.asarray(coherence, dtype=np.float32), 2)  # T0 and T1 weights per band
+    gain_l, gain_r = np.sqrt(np.asarray(powers, dtype=np.float32))
+    shared = _noise_segments(fs, len(weights), first_table)
+    np.matmul(weights * gain_l, shared, out=buffer[0, first:end].reshape(len(weights), 1, hbss))
+    right = buffer[1, first:end].reshape(len(weights), 1, hbss)
+    np.matmul(weights * (gain_r * rho), shared, out=right)
+    own = weights * (gain_r * np.sqrt(np.maximum(1 - rho * rho, 0)))
+    right += np.matmul(own, _noise_segments(fs, len(weights), first_table + 1))
+    buffer[:, : lead + DELAY_SAMPLES] = 0.0
+    buffer[:, lead + DELAY_SAMPLES + n_late :] = 0.0
+    out = buffer[:, lead : lead + length]
+    for row, e in zip(out, early, strict=True):
+        row[: len(e)] += e
+    return out
+
+
 def _bin_samples(fs: float) -> int:
     return int(np.floor(fs * features.HIST_BIN_S))
 
 
 @cache
-def _noise_table(fs: float) -> np.ndarray:
+def _noise_table(fs: float, table: int = 0) -> np.ndarray:
     """Band-split fixed-seed noise in interpolation layout: (2 x bands, bins + 1, bin) float32.
+
+    ``table`` picks an independent draw (its own seed): one per late path of a stereo room.
 
     Segment s covers samples s*bin - bin/2 ... ; tables 0..bands-1 (T0) are weighted by (1 - w),
     tables bands.. (T1) by w, w rising 0 -> 1 across the segment, so a per-bin amplitude A gives
@@ -53,7 +96,7 @@ def _noise_table(fs: float) -> np.ndarray:
     hbss = _bin_samples(fs)
     n_bins = int(np.ceil(2 * features.N_FRAMES * features.HIST_BIN_S * fs / hbss))
     half = hbss // 2
-    rng = np.random.default_rng(_NOISE_SEED)
+    rng = np.random.default_rng(_NOISE_SEED + table)
     white = rng.standard_normal((n_bins + 1) * hbss) / np.sqrt(hbss)  # unit energy per bin
     white[:half] = 0.0
     h = band_filters(fs)
@@ -73,13 +116,13 @@ def _noise_table(fs: float) -> np.ndarray:
     return np.concatenate([seg * (1 - w), seg * w])
 
 
-def _noise_segments(fs: float, n: int) -> np.ndarray:
+def _noise_segments(fs: float, n: int, table: int = 0) -> np.ndarray:
     """The first ``n`` segments of `_noise_table`, (n, 2 x bands, bin): a view, band-major.
 
     One batched product per segment against this view measured faster than against a
     segment-major copy of the table (and as fast as two products of 8 bands).
     """
-    return _noise_table(fs)[:, :n].transpose(1, 0, 2)
+    return _noise_table(fs, table)[:, :n].transpose(1, 0, 2)
 
 
 class _LateGrid(NamedTuple):
