@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import socket
 import struct
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,11 +19,14 @@ from rtverb.osc.controller import (
     GROUPS,
     MAX_SUBSCRIBERS,
     POSITION_MARGIN_M,
+    REPLY_FACTOR,
+    SUBSCRIPTION_S,
     OscController,
     Reply,
     address_table,
 )
-from rtverb.osc.server import OscServer
+from rtverb.osc.server import DEFAULT_ALLOW, OscServer, is_allowed, parse_allow
+from rtverb.osc.wire import MAX_DATAGRAM_BYTES
 from rtverb.room.params import AXES, PARAMS, PARAMS_BY_NAME
 from rtverb.room.presets import load_preset
 from rtverb.room.room import Room, material_absorption
@@ -49,11 +53,13 @@ class Recorder:
     def __init__(self, room: Room | None = None, status=None) -> None:
         self.rooms: list[tuple[Room, float]] = []
         self.mixes: list[Room] = []
+        self.now_s = 1000.0
         self.c = OscController(
             room or load_preset("studio_live_room"),
             on_room=lambda r, t: self.rooms.append((r, t)),
             on_mix=self.mixes.append,
             status=status,
+            clock=lambda: self.now_s,
         )
 
     def send(self, data: bytes, sender=SENDER) -> list[Reply]:
@@ -212,8 +218,7 @@ def test_positions_stay_inside_and_follow_a_shrinking_room():
         (msg("/rtverb/get", "room/sise/x"), "unknown parameter"),
         (msg("/rtverb/subscribe", 70000), "1..65535"),
         (msg("/rtverb/subscribe", "x"), "expected a number"),
-        (b"garbage!", "malformed OSC packet"),
-        (b"", "malformed OSC packet"),
+        (b"garbage!" * 4, "malformed OSC packet"),
     ],
 )
 def test_bad_input_gets_an_error_reply_and_changes_nothing(data, fragment):
@@ -266,34 +271,35 @@ def test_get_replies_with_the_current_value():
     assert r.args == (room.surfaces.floor,)
 
 
-def test_describe_lists_every_parameter_from_the_table():
+def test_describe_is_paged_over_every_parameter_of_the_table():
     rec = Recorder()
-    replies = rec.send(msg("/rtverb/describe"))
-    params = by_address(replies, "/rtverb/describe/param")
-    assert [r.args[0] for r in params] == [p.name for p in PARAMS]
-    for r, spec in zip(params, PARAMS, strict=True):
+    assert rec.send(msg("/rtverb/describe")) == [
+        Reply(SENDER, "/rtverb/describe/count", (len(PARAMS),))
+    ]
+    for i, spec in enumerate(PARAMS):
+        (r,) = rec.send(msg("/rtverb/describe", i))
         name, unit, lo, hi, default = r.args[:5]
-        assert (unit, lo, hi, default) == (spec.unit, spec.min, spec.max, spec.default)
-    assert by_address(replies, "/rtverb/describe/end")[0].args == (len(PARAMS),)
-    # every reply encodes as OSC
-    assert all(OscMessage(r.dgram()).address == r.address for r in replies)
+        assert (name, unit, lo, hi, default) == (spec.name, spec.unit, spec.min, spec.max,
+                                                 spec.default)  # fmt: skip
+        assert OscMessage(r.dgram()).address == "/rtverb/describe/param"
+    assert "0..18" in errors(rec.send(msg("/rtverb/describe", len(PARAMS))))[0]
 
 
-def test_status_reports_the_provider_figures_and_room():
+def test_status_is_paged_over_the_provider_figures():
     rec = Recorder(status=lambda: {"load": 0.25, "xruns": 3, "latency_ms": 5.3})
-    replies = rec.send(msg("/rtverb/status"))
-    assert by_address(replies, "/rtverb/status/load")[0].args == (0.25,)
-    assert by_address(replies, "/rtverb/status/xruns")[0].args == (3,)
-    (room,) = by_address(replies, "/rtverb/status/room")
-    assert '"size_m"' in room.args[0]
+    (count,) = rec.send(msg("/rtverb/status"))
+    assert count.address == "/rtverb/status/count" and count.args == (5,)
+    assert rec.send(msg("/rtverb/status", 0)) == [Reply(SENDER, "/rtverb/status/load", (0.25,))]
+    assert rec.send(msg("/rtverb/status", 1)) == [Reply(SENDER, "/rtverb/status/xruns", (3,))]
+    (r,) = rec.send(msg("/rtverb/status", 4))
+    assert r.address == "/rtverb/status/osc_errors"
 
 
 def test_subscribers_get_every_change():
     rec = Recorder()
     sub = ("127.0.0.1", 9001)
     replies = rec.send(msg("/rtverb/subscribe", 9001))
-    assert Reply(sub, "/rtverb/subscribed", (9001,)) in replies
-    assert len([r for r in replies if r.dest == sub]) > 2 * len(PARAMS)  # full state dump
+    assert replies == [Reply(sub, "/rtverb/subscribed", (9001, SUBSCRIPTION_S))]
     other = ("10.0.0.2", 7000)
     replies = rec.send(msg("/rtverb/room/scattering", 0.3), sender=other)
     dests = {r.dest for r in by_address(replies, "/rtverb/room/scattering")}
@@ -310,12 +316,15 @@ def test_subscribers_are_bounded():
     assert "already subscribed" in errors(rec.send(msg("/rtverb/subscribe", 20000)))[0]
 
 
-def test_preset_load_replaces_the_room_and_echoes_everything():
+def test_preset_load_replaces_the_room_and_echoes_everything_to_subscribers():
     rec = Recorder()
+    tablet = ("10.0.0.9", 9001)
+    rec.send(msg("/rtverb/subscribe", 9001), sender=tablet)
     replies = rec.send(msg("/rtverb/preset/load", "stone_church"))
     assert rec.c.room == load_preset("stone_church")
     assert by_address(replies, "/rtverb/preset/loaded")[0].args[0] == "stone_church"
-    assert len(by_address(replies, "/rtverb/mix/wet_db")) == 1
+    assert [r.dest for r in by_address(replies, "/rtverb/mix/wet_db")] == [tablet]
+    assert len([r for r in replies if r.dest == tablet]) == 2 * len(PARAMS)
     assert len(rec.rooms) == 1 and len(rec.mixes) == 1
 
 
@@ -458,3 +467,242 @@ def test_fuzz_in_range_values_land_exactly_and_touch_nothing_else(spec, unit):
             )
         elif other.name != spec.name:
             assert rec.c.room.get(other.name) == before.get(other.name)
+
+
+# ---- what a remote sender can reach (issue 14) --------------------------------------------
+
+#: ``/rtverb/mix/wet_db ,f`` with no value bytes: python-osc pads it to 0.0 and applied it.
+GOLDEN_NO_VALUE = b"/rtverb/mix/wet_db\x00\x00" + b",f\x00\x00"
+#: ``/rtverb/room/scattering ,f 0.5`` with the float's last 2 bytes cut.
+GOLDEN_CUT_FLOAT = b"/rtverb/room/scattering\x00" + b",f\x00\x00" + struct.pack(">f", 0.5)[:2]
+#: ``/rtverb/preset/save s /any/path/x.toml``: wrote anywhere the process could write.
+GOLDEN_SAVE_PATH = b"/rtverb/preset/save\x00" + b",s\x00\x00" + b"/any/path/x.toml\x00\x00\x00\x00"
+#: ``/rtverb/preset/load s /dev/zero``: read forever.
+GOLDEN_LOAD_DEVICE = b"/rtverb/preset/load\x00" + b",s\x00\x00" + b"/dev/zero\x00\x00\x00"
+#: ``/rtverb/describe``: 24 bytes that answered 2.4 kB.
+GOLDEN_DESCRIBE = b"/rtverb/describe\x00\x00\x00\x00" + b",\x00\x00\x00"
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (GOLDEN_NO_VALUE, "needs 4 bytes, 0 left"),
+        (GOLDEN_CUT_FLOAT, "not a multiple of 4"),
+        (msg("/rtverb/mix/wet_db", -3.0) + b"\x00\x00\x00\x00", "4 bytes after the last"),
+        (msg("/rtverb/mix/wet_db", -3.0)[:-4] + b"\x00\x00\x00", "not a multiple of 4"),
+        (b"/rtverb/mix/wet_db\x00\x00,f\x00\x00\x00\x00\x00", "not a multiple of 4"),
+        (b"/rtverb/mix/wet_db\x00\x00,t\x00\x00" + bytes(8), "type tag 't'"),
+        (b"/rtverb/mix/wet_db\x00\x00,s\x00\x00abcd", "no terminating NUL"),
+        (b"/rtverb/mix/wet_db\x00\x00" + b",b\x00\x00" + struct.pack(">i", 99), "blob"),
+        (b"#bundle\x00" + bytes(8) + struct.pack(">i", 64) + GOLDEN_DESCRIBE, "declares 64"),
+    ],
+)
+def test_datagrams_that_do_not_hold_their_type_tags_are_refused(data, fragment):
+    rec = Recorder()
+    before = rec.c.room
+    replies = rec.send(data)
+    assert len(errors(replies)) == 1 and fragment in errors(replies)[0], replies
+    assert rec.c.room is before and rec.rooms == [] and rec.mixes == []
+
+
+def test_a_bundle_of_the_udp_maximum_applies():
+    rec = Recorder()
+    setter = msg("/rtverb/room/scattering", 0.25)
+    last = msg("/rtverb/mix/wet_db", -9.0)
+    count = (MAX_DATAGRAM_BYTES - 16 - 4 - len(last)) // (4 + len(setter))
+    data = bundle(*[setter] * count, last)
+    assert 8192 < len(data) <= MAX_DATAGRAM_BYTES
+    assert errors(rec.send(data)) == []
+    assert rec.c.room.scattering == 0.25 and rec.c.room.wet_db == -9.0
+
+
+@pytest.mark.parametrize("data", [GOLDEN_SAVE_PATH, msg("/rtverb/preset/save", "../x")])
+def test_preset_save_takes_names_only(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RTVERB_PRESETS_DIR", str(tmp_path / "presets"))
+    replies = Recorder().send(data)
+    assert "bad preset name" in errors(replies)[0]
+    assert list(tmp_path.rglob("*")) == []
+
+
+@pytest.mark.parametrize(
+    "name", ["/dev/zero", "../presets/classroom", "/etc/passwd", "classroom.toml", "x" * 65]
+)
+def test_preset_load_takes_names_only_and_reads_nothing_else(name):
+    rec = Recorder()
+    before = rec.c.room
+    data = GOLDEN_LOAD_DEVICE if name == "/dev/zero" else msg("/rtverb/preset/load", name)
+    replies = rec.send(data)
+    assert "bad preset name" in errors(replies)[0]
+    assert rec.c.room is before
+
+
+def _valid_messages() -> list[bytes]:
+    """One valid datagram per address and command."""
+    out = []
+    for spec in PARAMS:
+        if spec.size > 1:
+            out += [msg("/rtverb/" + spec.name, "carpet_cotton"), msg("/rtverb/" + spec.name, 0.3)]
+        elif not spec.relative_to_size:
+            out.append(msg("/rtverb/" + spec.name, (spec.min + spec.max) / 2))
+        out.append(msg("/rtverb/norm/" + spec.name, 0.5))
+    out += [msg("/rtverb/" + g, 0.5, 0.5, 0.5) for g in GROUPS if "position" in g]
+    out += [msg("/rtverb/norm/" + g, 0.6, 0.5, 0.5) for g in GROUPS]
+    out += [
+        msg("/rtverb/get", "room/size"),
+        msg("/rtverb/describe"),
+        msg("/rtverb/describe", 3),
+        msg("/rtverb/status"),
+        msg("/rtverb/status", 0),
+        msg("/rtverb/subscribe", 9001),
+        msg("/rtverb/unsubscribe", 9001),
+        msg("/rtverb/preset/load", "stone_church"),
+        msg("/rtverb/room/surface/east", 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
+        msg("/rtverb/mix/wet_db", True),
+        msg("/rtverb/mix/wet_db", -6),
+    ]
+    return out
+
+
+VALID = _valid_messages()
+
+
+@pytest.mark.parametrize("data", [*VALID, GOLDEN_DESCRIBE, bundle(*VALID[:3])])
+def test_replies_to_the_sender_are_at_most_reply_factor_times_the_datagram(data):
+    rec = Recorder(status=lambda: {"load": 0.25, "xruns": 3})
+    rec.send(msg("/rtverb/subscribe", 9002))  # the sender's host's feedback counts too
+    replies = rec.send(data)
+    to_host = sum(len(r.dgram()) for r in replies if r.dest[0] == SENDER[0])
+    assert to_host <= REPLY_FACTOR * len(data)
+
+
+def test_an_unbounded_reply_would_be_cut_and_an_error_shortened():
+    rec = Recorder()
+    tiny = b"/x\x00\x00,\x00\x00\x00"  # 8 bytes: an unknown address
+    (r,) = rec.send(tiny)
+    assert r.address == "/rtverb/error" and len(r.dgram()) <= REPLY_FACTOR * len(tiny)
+    assert "unknown address" in r.args[0]
+
+
+def test_subscriptions_expire_unless_renewed_and_get_errors_and_warnings():
+    rec = Recorder()
+    tablet = ("10.0.0.9", 9001)
+    rec.send(msg("/rtverb/subscribe", 9001), sender=tablet)
+    replies = rec.send(msg("/rtverb/room/size/x", 99.0))  # out of range
+    assert {r.dest for r in by_address(replies, "/rtverb/error")} == {SENDER, tablet}
+    replies = rec.send(msg("/rtverb/room/size/x", 45.0))  # outside the model domain
+    assert {r.dest for r in by_address(replies, "/rtverb/warning")} == {SENDER, tablet}
+    rec.now_s += SUBSCRIPTION_S - 1
+    rec.send(msg("/rtverb/subscribe", 9001), sender=tablet)  # renewed
+    rec.now_s += SUBSCRIPTION_S - 1
+    replies = rec.send(msg("/rtverb/room/scattering", 0.3))
+    assert tablet in {r.dest for r in replies}
+    rec.now_s += 2
+    replies = rec.send(msg("/rtverb/room/scattering", 0.4))
+    assert tablet not in {r.dest for r in replies} and rec.c.subscribers == {}
+
+
+def test_dead_subscribers_cannot_lock_others_out():
+    rec = Recorder()
+    for port in range(MAX_SUBSCRIBERS):
+        rec.send(msg("/rtverb/subscribe", 10000 + port))
+    assert "already subscribed" in errors(rec.send(msg("/rtverb/subscribe", 20000)))[0]
+    rec.now_s += SUBSCRIPTION_S
+    assert errors(rec.send(msg("/rtverb/subscribe", 20000))) == []
+
+
+def test_allow_list():
+    local = parse_allow(DEFAULT_ALLOW)
+    assert is_allowed("127.0.0.1", local) and is_allowed("::1", local)
+    assert is_allowed("::ffff:127.0.0.1", local)
+    assert not is_allowed("192.168.1.20", local) and not is_allowed("nonsense", local)
+    lan = parse_allow("192.168.1.0/24, 10.0.0.7")
+    assert is_allowed("192.168.1.20", lan) and is_allowed("10.0.0.7", lan)
+    assert not is_allowed("10.0.0.8", lan)
+    with pytest.raises(ValueError, match="'192.168.1/24' is not an address"):
+        parse_allow("192.168.1/24")
+
+
+def test_a_refused_sender_gets_nothing_back():
+    rec = Recorder()
+    server = OscServer(rec.c, "127.0.0.1", 0, allow=parse_allow("10.0.0.0/8")).start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(0.5)
+            client.sendto(msg("/rtverb/room/size/x", 6.5), ("127.0.0.1", server.port))
+            client.sendto(b"junk", ("127.0.0.1", server.port))
+            with pytest.raises(TimeoutError):
+                client.recv(65536)
+    finally:
+        server.stop()
+    assert rec.c.room.size_m[0] != 6.5 and rec.c.packets == 0
+
+
+def test_server_reads_bundles_of_the_udp_maximum_and_drops_unreachable_subscribers():
+    rec = Recorder()
+    server = OscServer(rec.c, "127.0.0.1", 0).start()
+    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(2.0)
+            dest = ("127.0.0.1", server.port)
+            client.sendto(msg("/rtverb/subscribe", dead_port), dest)
+            assert OscMessage(dead.recv(65536)).address == "/rtverb/subscribed"
+            dead.close()  # its port now answers ICMP port unreachable
+            setter = msg("/rtverb/room/scattering", 0.25)
+            big = bundle(*[setter] * ((MAX_DATAGRAM_BYTES - 16) // (4 + len(setter))))
+            assert len(big) > 60000
+            for _ in range(3):  # the first send provokes the ICMP, a later one reports it
+                client.sendto(big, dest)
+                while OscMessage(client.recv(65536)).address != "/rtverb/norm/room/scattering":
+                    pass
+                time.sleep(0.05)
+    finally:
+        server.stop()
+    assert rec.c.room.scattering == 0.25 and rec.c.errors == 0
+    assert rec.c.subscribers == {}
+
+
+def _well_formed(data: bytes) -> bool:
+    """Independent oracle: python-osc parses it and builds back the very same bytes (every
+    valid message here uses types python-osc writes back unchanged: i, f, s, T, F)."""
+    try:
+        parsed = OscMessage(data)
+        return bytes(build_msg(parsed.address, list(parsed.params)).dgram) == data
+    except Exception:
+        return False
+
+
+def _mutate(data: bytes, kind: str, n: int, bit: int) -> bytes:
+    if kind == "truncate":
+        return data[: n % len(data)]
+    if kind == "pad":
+        return data + bytes(1 + n % 12)
+    flipped = bytearray(data)
+    flipped[n % len(data)] ^= 1 << bit
+    return bytes(flipped)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.sampled_from(VALID),
+    st.sampled_from(["truncate", "pad", "flip"]),
+    st.integers(0, 10_000),
+    st.integers(0, 7),
+)
+def test_fuzz_mutated_valid_messages_apply_only_when_well_formed(data, kind, n, bit):
+    rec = Recorder()
+    before = rec.c.room
+    mutated = _mutate(data, kind, n, bit)
+    replies = rec.send(mutated)
+    # the shortest error reply fits the reply budget of a datagram of 3 bytes or more
+    told = bool(errors(replies)) or REPLY_FACTOR * len(mutated) < len(
+        Reply((), "/rtverb/error", ("",)).dgram()
+    )
+    if not _well_formed(mutated):
+        assert rec.c.room is before and rec.rooms == [] and rec.mixes == [], mutated
+        assert told
+    if kind in ("truncate", "pad"):
+        assert rec.c.room is before and told

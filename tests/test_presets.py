@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from rtverb import cli
-from rtverb.room.presets import PRESETS_DIR, list_presets, load_preset, save_preset
-from rtverb.room.room import Room, RoomError
+from rtverb.room.presets import (
+    PRESETS_DIR,
+    list_presets,
+    load_named_preset,
+    load_preset,
+    save_preset,
+)
+from rtverb.room.room import MAX_ROOM_FILE_BYTES, Room, RoomError
 
 #: Rooms people know that the issue asks for, by file name.
 REQUIRED = (
@@ -85,15 +93,41 @@ def test_save_never_overwrites_a_builtin_preset():
     before = (PRESETS_DIR / "classroom.toml").read_bytes()
     with pytest.raises(RoomError, match="read-only"):
         save_preset(load_preset("living_room"), "classroom")
-    with pytest.raises(RoomError, match="read-only"):
+    with pytest.raises(RoomError, match="not a path"):
         save_preset(load_preset("living_room"), str(PRESETS_DIR / "classroom.toml"))
     assert (PRESETS_DIR / "classroom.toml").read_bytes() == before
 
 
-@pytest.mark.parametrize("bad", ["../evil", "a b", "x" * 80, "-lead"])
-def test_save_rejects_bad_names(bad):
-    with pytest.raises(RoomError):
+BAD_NAMES = ["../evil", "..", "a/b", "a\\b", "/etc/x.toml", "x.toml", "a b", "x" * 65, "-lead", ""]
+
+
+@pytest.mark.parametrize("bad", BAD_NAMES)
+def test_names_only_never_paths(bad, tmp_path):
+    with pytest.raises(RoomError, match="bad preset name"):
         save_preset(Room(), bad)
+    with pytest.raises(RoomError, match="bad preset name"):
+        load_named_preset(bad)
+    assert not (tmp_path / "user").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "large", "symlink_to_device"])
+def test_room_files_are_regular_bounded_and_never_block(kind, tmp_path):
+    user = tmp_path / "user"
+    user.mkdir()
+    target = user / "odd.toml"
+    if kind == "fifo":
+        os.mkfifo(target)  # reading it would block forever
+    elif kind == "device":
+        target = Path("/dev/zero")  # reading it never ends
+    elif kind == "large":
+        target.write_text("# " + "x" * MAX_ROOM_FILE_BYTES + "\n")
+    else:
+        target.symlink_to("/dev/zero")
+    with pytest.raises(RoomError, match="regular file|at most"):
+        Room.from_toml(target)
+    if target.parent == user:
+        with pytest.raises(RoomError, match="regular file|at most"):
+            load_named_preset("odd")
 
 
 def test_presets_command_lists_every_preset_as_json(capsys):

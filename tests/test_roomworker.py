@@ -53,7 +53,7 @@ class FakeEngine:
     def head_free_in_s(self) -> float:
         return self._fade_left * BLOCK_S
 
-    def set_ir(self, ir: np.ndarray) -> None:
+    def set_ir(self, ir: np.ndarray, *, predelay_ms: float | None = None) -> None:
         if self._fade_left > 0:
             self.published_during_fade += 1
         self.irs.append(ir)
@@ -105,6 +105,31 @@ def test_mix_only_changes_do_not_resynthesize():
     assert w.syntheses == 1 and w.skipped == 1
     assert geometry_key(room) == geometry_key(room.with_values({"mix/dry_db": -3.0}))
     assert geometry_key(room) != geometry_key(room.with_values({"room/scattering": 0.2}))
+
+
+def test_geometry_and_predelay_together_reach_the_engine_as_one_ir():
+    from rtverb.dsp.engine import Engine
+
+    start = sized(6.0)
+    engine = Engine(stand_in_synth()(start, SR), max_ir_s=0.5, predelay_ms=start.predelay_ms)
+    published: list[np.ndarray] = []
+    publish = engine.convolver.set_ir
+    engine.convolver.set_ir = lambda ir: (published.append(ir), publish(ir))[1]  # type: ignore[method-assign]
+    room = sized(7.0).with_values({"mix/predelay_ms": start.predelay_ms + 30.0})
+    with RoomWorker(
+        engine,
+        sample_rate_hz=SR,
+        block_s=BLOCK_S,
+        synthesize=stand_in_synth(),
+        applied_room=start,
+        predelay=True,
+    ) as worker:
+        worker.submit(room)
+        assert worker.wait_idle(WAIT_S)
+    delay = round(room.predelay_ms * SR / 1000)
+    assert len(published) == 1 and worker.syntheses == 1 and worker.predelay_changes == 1
+    assert not published[0][..., :delay].any() and published[0][..., delay] != 0
+    assert engine.predelay_ms == room.predelay_ms
 
 
 def test_a_failing_synthesis_keeps_the_previous_ir_and_the_worker_alive():

@@ -28,31 +28,20 @@ CROSSFADE_MS = 20.0
 #: Complex values per partition below which one reduction beats row-by-row adds.
 _REDUCE_BELOW = 2048
 
-try:  # numpy >= 2: the FFT ufuncs themselves, in float32, with no wrapper and no buffers
-    from numpy.fft import _pocketfft_umath as _pfu  # type: ignore[attr-defined]
-
-    def _rfft(x: np.ndarray, out: np.ndarray) -> None:
-        """``out[...] = rfft(x)`` along the last axis (even length), without allocating."""
-        _pfu.rfft_n_even(x, _ONE, out=out)  # a float32 scale keeps the float32 loop
-
-    def _irfft(x: np.ndarray, out: np.ndarray, scale: np.float32) -> None:
-        """``out[...] = irfft(x) * scale * len`` along the last axis, without allocating."""
-        _pfu.irfft(x, scale, out=out)
-
-except ImportError:  # pragma: no cover - numpy 1.x: allocates
-
-    def _rfft(x: np.ndarray, out: np.ndarray) -> None:
-        out[...] = np.fft.rfft(x, axis=-1)
-
-    def _irfft(x: np.ndarray, out: np.ndarray, scale: np.float32) -> None:
-        out[...] = np.fft.irfft(x, n=out.shape[-1], axis=-1)
-
-
-_ONE = np.float32(1.0)
+#: State bytes a reset zeroes per block (a memset of ~10 µs). A reset silences the output until
+#: the whole state is zero: ~0.4 s for the default 12 s of IR at 48 kHz, block 256.
+RESET_BYTES_PER_BLOCK = 256 * 1024
 
 
 class _Kernel:
-    """A prepared IR: partition spectra per stage and the schedule of their work."""
+    """A prepared IR: partition spectra per stage and the schedule of their work.
+
+    Each stage's spectra are (partitions, channels, bins) complex64: one IR for every channel
+    is repeated per channel, because a broadcast in the hot path's multiply would allocate.
+    They are scaled by the FFT length, as the input spectra are taken with ``norm="forward"``
+    (a float32 scale: numpy's default would cast through float64 buffers). A matrix IR
+    (inputs, outputs, taps) would hold (partitions, outputs, inputs, bins) and sum over inputs.
+    """
 
     __slots__ = ("taps", "spectra", "used", "ifft_phase", "mac")
 
@@ -66,8 +55,9 @@ class _Kernel:
             part = ir[:, st.start_tap : st.start_tap + used * size]
             seg[:, : part.shape[1]] = part
             parts = seg.reshape(ir.shape[0], used, size).transpose(1, 0, 2)
-            spec = np.fft.rfft(parts, n=2 * size, axis=-1)  # (partitions, ir channels, bins)
-            self.spectra.append(np.ascontiguousarray(spec, dtype=np.complex64))
+            spec = np.fft.rfft(parts, n=2 * size, axis=-1) * (2 * size)  # (parts, ir ch, bins)
+            full = np.broadcast_to(spec, (used, channels, size + 1))
+            self.spectra.append(np.ascontiguousarray(full, dtype=np.complex64))
         self.ifft_phase, self.mac = schedule(stages, tuple(self.used), channels)
 
 
@@ -87,7 +77,7 @@ def check_block(block: np.ndarray, channels: int, out: np.ndarray | None) -> np.
 class _StageState:
     """Preallocated buffers of one stage: its FDL, scratch, and per-slot sums and outputs."""
 
-    __slots__ = ("stage", "fdl", "pos", "depth", "tmp", "acc", "acc_tmp", "obuf", "lag", "scale")
+    __slots__ = ("stage", "fdl", "pos", "depth", "tmp", "acc", "acc_tmp", "obuf", "lag")
 
     def __init__(self, stage: Stage, channels: int) -> None:
         bins, size = stage.partition_frames + 1, stage.partition_frames
@@ -100,13 +90,10 @@ class _StageState:
         self.acc_tmp = np.zeros((channels, bins), np.complex64)
         self.obuf = [[np.zeros((channels, 2 * size), np.float32) for _ in range(2)] for _ in "ab"]
         self.lag = 0 if stage.start_tap == 0 else 1  # the head uses its result at once
-        self.scale = np.float32(1.0 / (2 * size))  # the inverse FFT's 1/n
-        self.reset()  # writes every page now: no first-touch page faults in the audio thread
 
-    def reset(self) -> None:
-        self.pos = 0
-        for a in (self.fdl, self.tmp, *self.acc, *self.obuf[0], *self.obuf[1]):
-            a.fill(0)
+    def buffers(self) -> tuple[np.ndarray, ...]:
+        """Every buffer of the stage (what a reset zeroes)."""
+        return (self.fdl, self.tmp, *self.acc, self.acc_tmp, *self.obuf[0], *self.obuf[1])
 
     def take_spectrum(self, hist: np.ndarray, end: int, piece: int) -> None:
         """FFT of the 2L input frames ending at ``end`` into the FDL (newest first).
@@ -118,7 +105,10 @@ class _StageState:
             self.pos = (self.pos - 1) % self.depth
         rows = slice(None) if self.stage.fft_pieces == 1 else slice(piece, piece + 1)
         spectrum = self.fdl[self.pos, rows]
-        _rfft(hist[rows, end - 2 * size : end], spectrum)
+        frames = hist[rows, end - 2 * size : end]
+        # norm="forward" scales by a float32 1/n (the default's int 1 casts via float64 buffers);
+        # numpy's stubs only know float64 outputs
+        np.fft.rfft(frames, axis=-1, norm="forward", out=spectrum)  # type: ignore[arg-type]
         self.fdl[self.pos + self.depth, rows] = spectrum
 
     def compute(self, tick: int, phase: int, slot: int, kernel: _Kernel, s: int) -> None:
@@ -144,7 +134,8 @@ class _StageState:
         if 0 <= piece < self.stage.fft_pieces:
             rows = slice(None) if self.stage.fft_pieces == 1 else slice(piece, piece + 1)
             out = self.obuf[slot][(tick // self.stage.period_blocks + self.lag) % 2]
-            _irfft(self.acc[slot][rows], out[rows], self.scale)
+            spectrum, n = self.acc[slot][rows], 2 * self.stage.partition_frames
+            np.fft.irfft(spectrum, n, out=out[rows])  # type: ignore[arg-type]
 
     def output(self, tick: int, phase: int, slot: int, block: int) -> np.ndarray:
         """This block's frames of the stage's current result for ``slot``."""
@@ -161,13 +152,18 @@ class Convolver:
     Latency: ``latency_samples == block_size``. Output frame n is the convolution's frame
     n - block_size, whatever the sizes of the `process` calls (1, 65, 8193 or 0 frames).
 
-    Real-time contract of `process` (the audio thread):
+    Real-time contract of `process` (the audio thread), in every configuration (a mono IR on
+    any channel count, every stage active, during crossfades and resets):
 
-    - no allocation that grows with the block or the IR: every buffer is made in the
-      constructor for ``max_ir_s``; with ``out`` given, no array is allocated at all (numpy
-      >= 2; the FFT library keeps a small scratch of its own);
+    - with ``out`` given, no array is allocated: every buffer is made in the constructor for
+      ``max_ir_s``, the IR's spectra are prepared at the shape the multiply uses, and the
+      FFTs write into the state through numpy's public ``out=`` (numpy >= 2; pocketfft keeps
+      a small scratch of its own). numpy still makes and frees small Python objects (views,
+      ufunc iterators: a few kB at once); tests/test_live.py measures both;
     - no locks, no waiting, no I/O; the cost of each block is bounded: a stage's work is
-      spread over its period, and during an IR crossfade it is at most twice the usual;
+      spread over its period, during an IR crossfade it is at most twice the usual, and a
+      `reset` zeroes `RESET_BYTES_PER_BLOCK` per block. The audio thread never frees a kernel
+      (`set_ir` does, on its thread);
     - IR changes arrive through `set_ir` from any other thread; `process` and `reset` are
       called from one thread at a time (the audio thread). Python threads share the GIL:
       a busy control thread delays the audio thread by up to `sys.getswitchinterval()`
@@ -219,6 +215,7 @@ class Convolver:
             1, self._fade_frames
         )
         kernel = self._pending = _Kernel(ir64, self.stages, self.channels)
+        self._held = [kernel]  # every kernel the audio thread may still use (see `set_ir`)
         n = len(self.stages)
         # Per stage: the kernel it plays (in its result slot ``_slot[s]``), the one fading in
         # (or None) and the ticks at which that one starts computing, fading and is done.
@@ -231,7 +228,14 @@ class Convolver:
         #: Crossfades begun by the audio thread, and `time.perf_counter()` when the last began.
         self.swaps_started = 0
         self.last_swap_started_s = 0.0
-        self.reset()  # writes every page now: no first-touch page faults in the audio thread
+        # The state as flat byte views, and the next one a reset in progress zeroes (None: no
+        # reset under way) and where in it.
+        buffers = [b for st in self._states for b in st.buffers()]
+        buffers += [self._hist, self._in, self._tick_out]
+        self._state = [b.reshape(-1).view(np.uint8) for b in buffers]
+        self._clear_index: int | None = 0
+        self._clear_offset = 0
+        self._clear_step(math.inf)  # every page written now: no first-touch faults later
 
     # ---- control side (any thread) -----------------------------------------------------
 
@@ -273,7 +277,12 @@ class Convolver:
         the output then is exactly the new IR's. Invalid IRs raise ValueError and leave the
         convolver on its current IR.
         """
-        self._pending = _Kernel(self._check_ir(ir), self.stages, self.channels)
+        kernel = _Kernel(self._check_ir(ir), self.stages, self.channels)
+        # Kernels the audio thread let go of are freed here, not there (a free of megabytes
+        # can cost a system call): it never drops the last reference to one.
+        live = {id(k) for k in (*self._cur, *self._nxt, self._pending)}
+        self._held = [k for k in self._held if id(k) in live] + [kernel]
+        self._pending = kernel
 
     def describe(self) -> str:
         """The partition scheme, e.g. ``8x256 | 6x1024 over 4 blocks | 34/139x4096 ...``."""
@@ -300,19 +309,43 @@ class Convolver:
 
     # ---- audio side (one thread) -------------------------------------------------------
 
+    @property
+    def resetting(self) -> bool:
+        """Whether a reset is under way (the output is silent until it ends)."""
+        return self._clear_index is not None
+
     def reset(self) -> None:
-        """Silence all state (input history, tails, fades); a waiting IR takes over at once."""
+        """Start silencing all state (input history, tails, fades); a waiting IR takes over.
+
+        The audio thread zeroes `RESET_BYTES_PER_BLOCK` of state per block, so a reset costs
+        no more than a block's usual work; meanwhile the output (and ``dry``) is silence and
+        the input is dropped. The convolver then runs as a fresh one fed from there on.
+        """
+        self._clear_index, self._clear_offset = 0, 0
+
+    def _clear_step(self, budget: float) -> None:
+        """Zero up to ``budget`` bytes of the state a reset has not reached yet."""
+        index, offset = self._clear_index, self._clear_offset
+        assert index is not None
+        while budget > 0 and index < len(self._state):
+            flat = self._state[index]
+            stop = int(min(flat.size, offset + budget))
+            flat[offset:stop] = 0
+            budget -= stop - offset
+            index, offset = (index + 1, 0) if stop == flat.size else (index, stop)
+        self._clear_index, self._clear_offset = index, offset
+        if index < len(self._state):
+            return
+        self._clear_index = None
         for st in self._states:
-            st.reset()
-        for a in (self._hist, self._in, self._tick_out):
-            a.fill(0)
+            st.pos = 0
         self._t, self._w, self._fill = 0, self._keep, 0
         pending = self._pending
         if pending is not self._cur[0] or self._nxt[0] is not None:
             self.swaps_started += 1
             self.last_swap_started_s = time.perf_counter()
-        self._cur = [pending] * len(self.stages)
-        self._nxt = [None] * len(self.stages)
+        for s in range(len(self.stages)):  # in place: no new list on the audio thread
+            self._cur[s], self._nxt[s] = pending, None
 
     def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Convolve ``block`` (channels, frames) float32; returns ``out`` (written in place).
@@ -331,6 +364,15 @@ class Convolver:
         size, fill, i, frames = self.block_size, self._fill, 0, block.shape[1]
         while i < frames:
             m = min(frames - i, size - fill)
+            if self._clear_index is not None:  # a reset under way: silence, input dropped
+                out[:, i : i + m] = 0
+                if dry is not None:
+                    dry[:, i : i + m] = 0
+                fill, i = fill + m, i + m
+                if fill == size:
+                    self._clear_step(RESET_BYTES_PER_BLOCK)
+                    fill = 0
+                continue
             self._in[:, fill : fill + m] = block[:, i : i + m]
             out[:, i : i + m] = self._tick_out[:, fill : fill + m]
             if dry is not None:  # the last block's input: the history's newest frames
@@ -360,7 +402,8 @@ class Convolver:
                 st.take_spectrum(hist, w - (st.lag + phase) * size, piece)
             cur, nxt = self._cur[s], self._nxt[s]
             if nxt is not None and t >= self._done[s]:  # this stage's crossfade is over
-                self._cur[s], self._nxt[s], cur, nxt = nxt, None, nxt, None
+                cur, nxt = nxt, None  # locals first: `_held` still holds the old kernel
+                self._cur[s], self._nxt[s] = cur, None
                 self._slot[s] = 1 - self._slot[s]
             if nxt is None and pending is not cur:
                 nxt = self._attach(s, t, pending)

@@ -73,8 +73,10 @@ class Engine:
     any thread; `process` and `reset` from the audio thread. The real-time contract is the
     `Convolver`'s: with ``out`` given (as the live callback does), `process` allocates no array.
 
-    A block whose input or output holds NaN or Inf is replaced by silence, counted in
-    `nonfinite_blocks`, and all state is reset.
+    A block whose input holds NaN or Inf enters as silence (the state stays finite, the tail
+    rings on). An output block that holds NaN or Inf (e.g. an overflow from absurd levels) is
+    replaced by silence and the state is reset, a bounded share per block (`Convolver.reset`).
+    Both are counted in `nonfinite_blocks`.
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class Engine:
         self._wet_buf = np.zeros((channels, block_size), np.float32)
         self._flags = np.zeros((channels, block_size), bool)
         self._dry_buf = np.zeros((channels, block_size), np.float32)
+        self._zeros = np.zeros((channels, block_size), np.float32)
         #: Output blocks replaced by silence because they held NaN or Inf.
         self.nonfinite_blocks = 0
         #: Crossfades to a new IR (or pre-delay) begun by the audio thread, and
@@ -155,11 +158,13 @@ class Engine:
         pad = [(0, 0)] * (ir.ndim - 1) + [(frames, 0)]
         return np.pad(ir, pad)
 
-    def set_ir(self, ir: np.ndarray) -> None:
-        """Crossfade to ``ir`` (prepared on this thread). On ValueError the IR stays as it was."""
+    def set_ir(self, ir: np.ndarray, *, predelay_ms: float | None = None) -> None:
+        """Crossfade to ``ir`` (prepared on this thread), with a new pre-delay if given: one
+        prepared IR for both. On ValueError the IR and pre-delay stay as they were."""
+        predelay = self._predelay_ms if predelay_ms is None else self._check_predelay(predelay_ms)
         with self._control:
-            self._conv.set_ir(self._with_predelay(self._check_length(ir), self._predelay_ms))
-            self._ir = ir
+            self._conv.set_ir(self._with_predelay(self._check_length(ir), predelay))
+            self._ir, self._predelay_ms = ir, predelay
 
     def set_mix(
         self,
@@ -193,7 +198,8 @@ class Engine:
     # ---- audio side --------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Silence all state (convolver, dry delay); gains jump to their targets."""
+        """Silence all state (convolver, dry delay) over the next blocks (`Convolver.reset`);
+        gains jump to their targets."""
         self._conv.reset()
         self._wet.value = self._wet.target = self._wet_target
         self._dry.value = self._dry.target = self._dry_target
@@ -210,7 +216,8 @@ class Engine:
             m = min(size, frames - i)
             x, y = block[:, i : i + m], out[:, i : i + m]
             if not _finite(x, flags):  # keep NaN and Inf out of the state
-                return self._silence(out)
+                x = self._zeros[:, :m]
+                self.nonfinite_blocks += 1
             wet, dry = self._wet_buf[:, :m], self._dry_buf[:, :m]
             conv.stream(x, wet, dry)  # reads x before y is written: in place is fine
             gw = self._wet.segment(self._wet_target, self._gain[0, :m], self._ramp)

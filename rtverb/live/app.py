@@ -96,7 +96,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--osc-host",
         default="127.0.0.1",
         metavar="ADDR",
-        help="listen address (default 127.0.0.1; 0.0.0.0 accepts controllers on the network)",
+        help="listen address (default 127.0.0.1; 0.0.0.0 listens on every network interface)",
+    )
+    osc.add_argument(
+        "--osc-allow",
+        metavar="CIDR[,CIDR]",
+        help="who may send OSC (default: this machine only, even with --osc-host 0.0.0.0); "
+        "e.g. 192.168.1.0/24 lets a tablet on that network in",
     )
     osc.add_argument("--no-osc", action="store_true", help="do not listen for OSC")
     out = parser.add_argument_group("output")
@@ -207,9 +213,10 @@ class Live:
         stack.callback(self.stream.close)
         self.server = None
         if not args.no_osc:
-            from rtverb.osc.server import OscServer
+            from rtverb.osc.server import DEFAULT_ALLOW, OscServer, parse_allow
 
-            self.server = OscServer(self.controller, args.osc_host, args.osc_port)
+            allow = parse_allow(args.osc_allow or DEFAULT_ALLOW)  # ValueError names the part
+            self.server = OscServer(self.controller, args.osc_host, args.osc_port, allow)
             stack.callback(self.server.stop)
 
     # ---- setup helpers -----------------------------------------------------------------

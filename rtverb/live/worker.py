@@ -56,7 +56,7 @@ class IrSink(Protocol):
     @property
     def last_swap_started_s(self) -> float: ...
 
-    def set_ir(self, ir: np.ndarray) -> None: ...
+    def set_ir(self, ir: np.ndarray, *, predelay_ms: float | None = None) -> None: ...
 
 
 def _engine_free_in_s(engine: IrSink) -> float:
@@ -86,8 +86,9 @@ class RoomWorker:
             room).
         synthesize: ``(room, sample_rate_hz) -> ir``; `rtverb.synth.synthesize` by default.
         applied_room: the room whose IR the engine already holds (skipped if submitted again).
-        predelay: also apply the room's pre-delay (``engine.set_mix(predelay_ms=…)``, which
-            re-prepares the IR) here, off the OSC thread.
+        predelay: also apply the room's pre-delay here, off the OSC thread: with a new IR in
+            the same ``set_ir`` (one IR prepared and published per change), alone through
+            ``engine.set_mix(predelay_ms=…)``.
         on_error: called on the worker thread with a message when a synthesis fails (the
             engine keeps the previous IR).
     """
@@ -256,10 +257,13 @@ class RoomWorker:
             )
             return
         swaps_before = self._engine.swaps_started
-        self._engine.set_ir(ir)
+        if new_predelay:  # one IR for both: the audio never hears the old pre-delay on it
+            self._engine.set_ir(ir, predelay_ms=room.predelay_ms)
+            self._applied_predelay_ms = room.predelay_ms
+            self.predelay_changes += 1
+        else:
+            self._engine.set_ir(ir)
         self._ready_ms.append((time.perf_counter() - t0) * 1e3)
-        if new_predelay:  # the engine re-publishes the new IR with the new pre-delay
-            self._set_predelay(room)
         self.applied_room = room
         self._applied_key = key
         self.ir_taps = int(ir.shape[-1])

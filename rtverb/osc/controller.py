@@ -15,20 +15,27 @@ Addresses (``/rtverb/`` + a parameter name from `rtverb.room.params`; see `addre
   the list); its ``/rtverb/norm/`` twin picks the nearest of them spread over 0..1;
 - ``/rtverb/norm/<any of the above>``: the same in 0..1 (faders), mapped onto ``[min, max]``
   (positions: onto the room's size);
-- ``/rtverb/preset/load s``, ``/rtverb/preset/save s``, ``/rtverb/get s``, ``/rtverb/describe``,
-  ``/rtverb/status``, ``/rtverb/subscribe i``, ``/rtverb/unsubscribe i``.
+- ``/rtverb/preset/load s``, ``/rtverb/preset/save s`` (preset names only, never paths),
+  ``/rtverb/get s``, ``/rtverb/describe [i]``, ``/rtverb/status [i]``, ``/rtverb/subscribe i``,
+  ``/rtverb/unsubscribe i``.
 
-Every applied value is echoed, as applied, to the sender and to subscribers (a position the
-room's new size moved is echoed too); bad input, a value outside its range included, gets
-``/rtverb/error s`` and leaves the state unchanged; a room outside the model domain (inside the
-ranges) is applied with ``/rtverb/warning s``. int, float and bool arguments are
-interchangeable. Bundle timetags are ignored: a bundle applies when it arrives.
+Datagrams are parsed strictly (`rtverb.osc.wire`): bytes that do not hold what the type tags
+declare are refused. Every applied value is echoed, as applied, to the sender and to subscribers
+(a position the room's new size moved is echoed too); bad input, a value outside its range
+included, gets ``/rtverb/error s`` and leaves the state unchanged; a room outside the model
+domain (inside the ranges) is applied with ``/rtverb/warning s``; errors and warnings go to
+subscribers too. int, float and bool arguments are interchangeable. Bundle timetags are ignored:
+a bundle applies when it arrives.
+
+Replies to one datagram, to its sender's host, total at most `REPLY_FACTOR` times the
+datagram's size (what does not fit is left out; an error is shortened), so a spoofed sender
+address cannot turn rtverb into an amplifier; long answers are paged (``/rtverb/describe i``,
+``/rtverb/status i``). A subscription lasts `SUBSCRIPTION_S` unless renewed.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 import math
 import time
@@ -36,11 +43,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pythonosc import osc_packet
 from pythonosc.osc_message_builder import build_msg
 
+from rtverb.osc.wire import MalformedPacket, parse_packet
 from rtverb.room.params import AXES, BANDS_HZ, PARAMS, PARAMS_BY_NAME, ParamSpec
-from rtverb.room.presets import load_preset, save_preset
+from rtverb.room.presets import load_named_preset, save_preset
 from rtverb.room.room import Room, RoomError, material_absorption
 
 log = logging.getLogger(__name__)
@@ -53,6 +60,11 @@ POSITION_MARGIN_M = 0.01
 SIGNIFICANT_DIGITS = 7
 #: Most clients that `/rtverb/subscribe` may register (bounds the feedback traffic).
 MAX_SUBSCRIBERS = 16
+#: A subscription lasts this long unless the controller sends `/rtverb/subscribe` again, s.
+SUBSCRIPTION_S = 60.0
+#: Replies to one datagram, to its sender's host, total at most this many times its size
+#: (payload bytes): a spoofed sender address gets no amplification worth the name.
+REPLY_FACTOR = 8
 
 Address = tuple[Any, ...]  # (host, port) as the socket reports it
 
@@ -157,6 +169,7 @@ class OscController:
             (e.g. `rtverb.live.worker.RoomWorker.submit`).
         on_mix: called with the room when wet/dry/predelay change (e.g. ``engine.set_mix``).
         status: returns the figures ``/rtverb/status`` reports (load, xruns, latency …).
+        clock: seconds, for subscription lifetimes (tests pass their own).
     """
 
     def __init__(
@@ -166,13 +179,16 @@ class OscController:
         on_room: Callable[[Room, float], None] | None = None,
         on_mix: Callable[[Room], None] | None = None,
         status: Callable[[], dict[str, Any]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.room = room
         self._domain_warnings = room.domain_warnings()
         self._on_room = on_room
         self._on_mix = on_mix
         self._status = status
-        self.subscribers: list[Address] = []
+        self._clock = clock
+        #: destination -> when its subscription expires (`clock` seconds)
+        self.subscribers: dict[Address, float] = {}
         self.packets = 0
         self.errors = 0
         self.room_changes = 0
@@ -207,17 +223,18 @@ class OscController:
         received_s = time.perf_counter() if received_s is None else received_s
         self.packets += 1
         try:
-            messages = [
-                (m.message.address, list(m.message.params))
-                for m in osc_packet.OscPacket(data).messages
-            ]
-        except Exception as e:  # python-osc raises ParseError, and more on odd input
-            return self._error(sender, f"malformed OSC packet ({len(data)} bytes): {e}")
-        try:
-            return self.handle_messages(messages, sender, received_s)
+            replies = self.handle_messages(parse_packet(data), sender, received_s)
+        except MalformedPacket as e:
+            replies = self._error(sender, f"malformed OSC packet ({len(data)} bytes): {e}")
         except Exception as e:  # a bug must not kill the server thread
             log.exception("OSC handler failed")
-            return self._error(sender, f"internal error: {type(e).__name__}: {e}")
+            replies = self._error(sender, f"internal error: {type(e).__name__}: {e}")
+        return _bounded(replies, _host(sender), REPLY_FACTOR * len(data))
+
+    def drop_subscriber(self, dest: Address) -> None:
+        """Forget a subscriber (the server calls this when its port is unreachable)."""
+        if self.subscribers.pop(dest, None) is not None:
+            log.info("OSC: subscriber %s:%s is unreachable; dropped", _host(dest), dest[1])
 
     def handle_messages(
         self, messages: Sequence[tuple[str, list[Any]]], sender: Address, received_s: float
@@ -254,30 +271,33 @@ class OscController:
                 self._on_room(new, received_s)
             if any(PARAMS_BY_NAME[n].is_mix for n in changed) and self._on_mix is not None:
                 self._on_mix(new)
-        echo = list(dict.fromkeys([*txn.touched, *changed]))
-        feedback = [r for name in echo for r in self._value_replies(name)]
-        out = [
-            Reply(d, r.address, r.args) for d in self._feedback_dests(txn.sender) for r in feedback
-        ]
+        # in order of importance: what fits the sender's reply budget goes first
+        out = [r for make in txn.replies for r in make()]
+        dests = self._feedback_dests(txn.sender)
         notes = list(txn.warnings)
         if any(not PARAMS_BY_NAME[n].is_mix for n in changed):
             before, self._domain_warnings = self._domain_warnings, new.domain_warnings()
             notes += [w for w in self._domain_warnings if w not in before]
         for note in notes:
             log.info("OSC: %s", note)
-            out.append(Reply(txn.sender, "/rtverb/warning", (note,)))
-        for make in txn.replies:
-            out += make()
-        return out
+            out += [Reply(d, "/rtverb/warning", (note,)) for d in dests]
+        echo = list(dict.fromkeys([*txn.touched, *changed]))
+        feedback = [r for name in echo for r in self._value_replies(name)]
+        return out + [Reply(d, r.address, r.args) for d in dests for r in feedback]
 
     def _error(self, sender: Address, message: str) -> list[Reply]:
         message = message.rstrip(". ")
         self.errors += 1
         self.last_error = message
         log.warning("OSC from %s: %s; state unchanged", _host(sender), message)
-        return [Reply(sender, "/rtverb/error", (f"{message}; state unchanged",))]
+        text = f"{message}; state unchanged"
+        return [Reply(d, "/rtverb/error", (text,)) for d in self._feedback_dests(sender)]
 
     def _feedback_dests(self, sender: Address) -> list[Address]:
+        """The sender, then every subscriber whose subscription has not expired."""
+        now = self._clock()
+        for dest in [d for d, until in self.subscribers.items() if until <= now]:
+            del self.subscribers[dest]
         return list(dict.fromkeys([sender, *self.subscribers]))
 
     def _value_replies(self, name: str, room: Room | None = None) -> list[Reply]:
@@ -417,15 +437,15 @@ class OscController:
         return int(port)
 
     def _cmd_preset_load(self, txn: _Txn, args: list[Any]) -> None:
-        name = self._one_string("preset/load", args, "a preset name or a .toml path")
-        txn.room = load_preset(name)  # RoomError lists the presets
+        name = self._one_string("preset/load", args, "a preset name")
+        txn.room = load_named_preset(name)  # RoomError lists the presets
         txn.touched += [n for n in _PARAM_NAMES if n not in txn.touched]
         txn.replies.append(
             lambda: [Reply(txn.sender, "/rtverb/preset/loaded", (name, self.room.name))]
         )
 
     def _cmd_preset_save(self, txn: _Txn, args: list[Any]) -> None:
-        name = self._one_string("preset/save", args, "a preset name or a .toml path")
+        name = self._one_string("preset/save", args, "a preset name")
 
         def save() -> list[Reply]:
             try:
@@ -457,52 +477,59 @@ class OscController:
 
         txn.replies.append(reply)
 
+    def _page(self, command: str, args: list[Any], count: int) -> int | None:
+        """The item a paged command asks for: None without an argument, else 0..count-1."""
+        if not args:
+            return None
+        index = _number(args[0], PREFIX + command) if len(args) == 1 else -1.0
+        if not (index.is_integer() and 0 <= index < count):
+            raise BadInput(
+                f"{PREFIX}{command}: expected no argument (the count) or one item number "
+                f"0..{count - 1}, got {args!r}"
+            )
+        return int(index)
+
     def _cmd_describe(self, txn: _Txn, args: list[Any]) -> None:
+        index = self._page("describe", args, len(PARAMS))
+
         def reply() -> list[Reply]:
-            out = [
-                Reply(
-                    txn.sender,
-                    "/rtverb/describe/param",
-                    (
-                        s.name,
-                        s.unit,
-                        s.min,
-                        s.max,
-                        s.default,
-                        s.domain_min,
-                        s.domain_max,
-                        s.size,
-                        s.doc,
-                    ),
-                )
-                for s in PARAMS
-            ]
-            return [*out, Reply(txn.sender, "/rtverb/describe/end", (len(out),))]
+            if index is None:
+                return [Reply(txn.sender, "/rtverb/describe/count", (len(PARAMS),))]
+            s = PARAMS[index]
+            fields = (s.name, s.unit, s.min, s.max, s.default, s.domain_min, s.domain_max)
+            return [Reply(txn.sender, "/rtverb/describe/param", (*fields, s.size, s.doc))]
 
         txn.replies.append(reply)
 
+    def _status_figures(self) -> dict[str, Any]:
+        figures = dict(self._status()) if self._status is not None else {}
+        figures.update(room_changes=self.room_changes, osc_errors=self.errors)
+        return figures
+
     def _cmd_status(self, txn: _Txn, args: list[Any]) -> None:
+        index = self._page("status", args, len(self._status_figures()))
+
         def reply() -> list[Reply]:
-            figures = dict(self._status()) if self._status is not None else {}
-            figures.update(room_changes=self.room_changes, osc_errors=self.errors)
-            out = [Reply(txn.sender, f"/rtverb/status/{k}", (v,)) for k, v in figures.items()]
-            room_json = json.dumps(self.room.to_dict())
-            return [*out, Reply(txn.sender, "/rtverb/status/room", (room_json,))]
+            figures = self._status_figures()
+            if index is None:
+                return [Reply(txn.sender, "/rtverb/status/count", (len(figures),))]
+            key, value = list(figures.items())[index]
+            return [Reply(txn.sender, f"/rtverb/status/{key}", (value,))]
 
         txn.replies.append(reply)
 
     def _cmd_subscribe(self, txn: _Txn, args: list[Any]) -> None:
         dest = (_host(txn.sender), self._one_port("subscribe", args))
+        self._feedback_dests(txn.sender)  # drops expired subscriptions
         if dest not in self.subscribers and len(self.subscribers) >= MAX_SUBSCRIBERS:
-            raise BadInput(f"/rtverb/subscribe: {MAX_SUBSCRIBERS} clients already subscribed")
+            raise BadInput(
+                f"/rtverb/subscribe: {MAX_SUBSCRIBERS} clients already subscribed; "
+                f"a subscription lapses {SUBSCRIPTION_S:g} s after its last renewal"
+            )
 
         def reply() -> list[Reply]:
-            if dest not in self.subscribers:
-                self.subscribers.append(dest)
-            dump = [r for n in _PARAM_NAMES for r in self._value_replies(n)]
-            return [Reply(dest, "/rtverb/subscribed", (dest[1],))] + [
-                Reply(dest, r.address, r.args) for r in dump
-            ]
+            self.subscribers[dest] = self._clock() + SUBSCRIPTION_S
+            return [Reply(dest, "/rtverb/subscribed", (dest[1], SUBSCRIPTION_S))]
 
         txn.replies.append(reply)
 
@@ -510,8 +537,7 @@ class OscController:
         dest = (_host(txn.sender), self._one_port("unsubscribe", args))
 
         def reply() -> list[Reply]:
-            if dest in self.subscribers:
-                self.subscribers.remove(dest)
+            self.subscribers.pop(dest, None)
             return [Reply(txn.sender, "/rtverb/unsubscribed", (dest[1],))]
 
         txn.replies.append(reply)
@@ -522,6 +548,26 @@ _PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in PARAMS)
 
 def _host(address: Address) -> str:
     return str(address[0]) if address else "?"
+
+
+def _bounded(replies: list[Reply], host: str, budget_bytes: int) -> list[Reply]:
+    """The replies to ``host`` that fit in ``budget_bytes`` in order (an error is shortened to
+    fit, the rest left out); replies to other hosts (their subscriptions) untouched."""
+    out = []
+    for reply in replies:
+        if _host(reply.dest) != host:
+            out.append(reply)
+            continue
+        size = len(reply.dgram())
+        if size > budget_bytes and reply.address == "/rtverb/error":
+            text = str(reply.args[0]).encode()
+            keep = max(budget_bytes - (size - len(text)) - 4, 0)  # 4: the string's padding
+            reply = Reply(reply.dest, reply.address, (text[:keep].decode(errors="ignore"),))
+            size = len(reply.dgram())
+        if size <= budget_bytes:
+            budget_bytes -= size
+            out.append(reply)
+    return out
 
 
 def _to_fader(spec: ParamSpec, value: float, room: Room) -> float:

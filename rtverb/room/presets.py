@@ -3,7 +3,9 @@
 Built-in presets live in the repository's top-level ``presets/`` folder (`PRESETS_DIR`); presets
 saved by a user (``/rtverb/preset/save`` over OSC, or `save_preset`) go to `user_presets_dir`
 (``$RTVERB_PRESETS_DIR``, default ``~/.config/rtverb/presets``). A built-in preset is never
-overwritten.
+overwritten. OSC reaches presets by name only (`load_named_preset`, `save_preset`): a name has
+no separators and no ``..``, so nothing outside these two folders is read or written; the
+command line's ``--preset`` also takes a room file path (`load_preset`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from rtverb.room.room import Room, RoomError
 #: editable).
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
 
+#: Longest preset name, characters.
+MAX_NAME_CHARS = 64
 #: A preset name: letters, digits, ``_`` and ``-`` (it becomes ``NAME.toml``).
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_NAME_CHARS - 1}}}$")
 
 #: Octave bands averaged for the one-number T30 of `rtverb presets` (ISO 3382-1 "mid": 500, 1k).
 MID_BANDS_HZ = (500.0, 1000.0)
@@ -55,8 +59,34 @@ def _looks_like_path(text: str) -> bool:
     return text.endswith(".toml") or "/" in text or os.sep in text
 
 
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        shown = repr(name) if len(repr(name)) <= MAX_NAME_CHARS + 2 else f"{repr(name)[:40]}..."
+        raise RoomError(
+            f"bad preset name {shown}: a name is letters, digits, '_' and '-' (at most "
+            f"{MAX_NAME_CHARS}), not a path; `rtverb presets` lists them"
+        )
+    return name
+
+
+def load_named_preset(name: str) -> Room:
+    """A built-in or user preset by name; never a path (what OSC may load).
+
+    Raises:
+        RoomError: a bad name, an unknown preset (the message lists the presets), a preset file
+            that is not a regular file, too large, or does not parse.
+    """
+    files = _preset_files()
+    if _check_name(name) not in files:
+        close = difflib.get_close_matches(name, files, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise RoomError(f"unknown preset {name!r}.{hint} Presets: {', '.join(sorted(files))}")
+    return Room.from_toml(files[name])
+
+
 def load_preset(name_or_path: str) -> Room:
-    """A preset by name (``"studio_live_room"``) or a room file by path (``"my/room.toml"``).
+    """A preset by name (``"studio_live_room"``) or a room file by path (``"my/room.toml"``);
+    the command line's ``--preset``.
 
     Raises:
         RoomError: the preset does not exist (the message lists the presets) or does not parse.
@@ -65,50 +95,31 @@ def load_preset(name_or_path: str) -> Room:
         raise RoomError(f"expected a preset name or a .toml path, got {name_or_path!r}")
     if _looks_like_path(name_or_path):
         return Room.from_toml(name_or_path)
-    files = _preset_files()
-    if name_or_path not in files:
-        close = difflib.get_close_matches(name_or_path, files, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise RoomError(
-            f"unknown preset {name_or_path!r}.{hint} Presets: {', '.join(sorted(files))}; "
-            "or give a path to a .toml room file"
-        )
-    return Room.from_toml(files[name_or_path])
+    try:
+        return load_named_preset(name_or_path)
+    except RoomError as e:
+        raise RoomError(f"{e}; or give a path to a .toml room file") from None
 
 
-def save_preset(room: Room, name_or_path: str) -> Path:
-    """Save ``room`` as a user preset ``NAME`` or to a ``.toml`` path (atomic write).
+def save_preset(room: Room, name: str) -> Path:
+    """Save ``room`` as the user preset ``name`` in `user_presets_dir` (atomic write; an
+    existing user preset of that name is replaced). Names only, never paths.
 
     Returns:
         The file written.
 
     Raises:
-        RoomError: a bad name, or a name that would overwrite a built-in preset.
+        RoomError: a bad name, a name that would overwrite a built-in preset, or the folder
+            cannot be written.
     """
-    if _looks_like_path(name_or_path):
-        path = Path(name_or_path).expanduser()
-        if path.suffix != ".toml":
-            raise RoomError(f"{name_or_path!r}: a room file path must end in .toml")
-        if path.resolve().parent == PRESETS_DIR:
-            raise RoomError(
-                f"{name_or_path!r}: built-in presets are read-only; save under another folder"
-            )
-    else:
-        if not _NAME.match(name_or_path):
-            raise RoomError(
-                f"bad preset name {name_or_path!r}: use letters, digits, '_' and '-' "
-                "(at most 64), or give a path ending in .toml"
-            )
-        if (PRESETS_DIR / f"{name_or_path}.toml").exists():
-            raise RoomError(
-                f"{name_or_path!r} is a built-in preset and is read-only; save under another name"
-            )
-        path = user_presets_dir() / f"{name_or_path}.toml"
+    if (PRESETS_DIR / f"{_check_name(name)}.toml").exists():
+        raise RoomError(f"{name!r} is a built-in preset and is read-only; save under another name")
+    path = user_presets_dir() / f"{name}.toml"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         room.to_toml(path)
     except OSError as e:
-        raise RoomError(f"cannot save the preset to {path}: {e}") from None
+        raise RoomError(f"cannot save the preset to {path}: {e.strerror or e}") from None
     return path
 
 

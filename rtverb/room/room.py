@@ -38,6 +38,7 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 import tomllib
 from collections.abc import Sequence
@@ -68,6 +69,8 @@ Material = str | float | tuple[float, ...]
 
 #: Speed of sound used by the simulator (pyroomacoustics' default at 20 C), m/s.
 SPEED_OF_SOUND_M_S = 343.0
+#: Largest room file read, bytes (the presets are ~600 bytes).
+MAX_ROOM_FILE_BYTES = 64 * 1024
 
 
 #: Capsules and spread sources keep this far from every surface, m.
@@ -515,12 +518,7 @@ class Room:
     def from_toml(cls, path: str | os.PathLike[str]) -> Room:
         """Read a room file. Errors name the file, the field and, where found, the line."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise RoomError(f"{path}: no such room file") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise RoomError(f"{path}: cannot read the room file ({e})") from None
+        text = _read_room_file(path)
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
@@ -558,6 +556,36 @@ def _spec(name: str) -> ParamSpec:
     if name not in PARAMS_BY_NAME:
         raise KeyError(f"unknown parameter {name!r}; see rtverb.room.params.PARAMS")
     return PARAMS_BY_NAME[name]
+
+
+def _read_room_file(path: Path) -> str:
+    """A room file's text: a regular file of at most `MAX_ROOM_FILE_BYTES`, opened without
+    blocking (a FIFO or a device such as /dev/zero is refused, never read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise RoomError(f"{path}: no such room file") from None
+    except OSError as e:
+        raise RoomError(f"{path}: cannot read the room file ({e.strerror or e})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RoomError(f"{path}: cannot read the room file: not a regular file")
+        if info.st_size > MAX_ROOM_FILE_BYTES:
+            raise RoomError(
+                f"{path}: {info.st_size} bytes; a room file is at most {MAX_ROOM_FILE_BYTES}"
+            )
+        data = os.read(fd, MAX_ROOM_FILE_BYTES + 1)
+    except OSError as e:
+        raise RoomError(f"{path}: cannot read the room file ({e.strerror or e})") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_ROOM_FILE_BYTES:
+        raise RoomError(f"{path}: a room file is at most {MAX_ROOM_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RoomError(f"{path}: cannot read the room file: not UTF-8 ({e})") from None
 
 
 def _table(
