@@ -40,6 +40,14 @@ def reference(x: np.ndarray, ir: np.ndarray, latency: int) -> np.ndarray:
     return np.concatenate([np.zeros((x.shape[0], latency)), y], axis=1)[:, : x.shape[1]]
 
 
+def reference_matrix(x: np.ndarray, ir: np.ndarray, latency: int) -> np.ndarray:
+    """A true-stereo IR (inputs, outputs, taps): output o sums input i through ir[i, o]."""
+    return sum(
+        reference(np.repeat(x[i : i + 1], ir.shape[1], axis=0), ir[i], latency)
+        for i in range(ir.shape[0])
+    )
+
+
 def run(cv: Convolver, x: np.ndarray, calls: list[int]) -> np.ndarray:
     """Feed ``x`` through ``cv`` in calls of the given sizes (cycled)."""
     out = np.full_like(x, np.nan)
@@ -95,6 +103,50 @@ def test_long_stages_fft_one_channel_per_block(channels: int) -> None:
     cv = Convolver(ir, 64, SR, max_ir_s=0.5)
     assert cv.stages[-1].fft_pieces == channels
     assert_matches(run(cv, x, [64, 1000, 3]), reference(x, ir, 64))
+
+
+@pytest.mark.parametrize("block", BLOCK_SIZES)
+def test_matrix_ir_every_block_size(block: int) -> None:
+    rng = np.random.default_rng(block + 7)
+    ir = decaying_noise(rng, 4, 300).reshape(2, 2, 300)
+    x = rng.standard_normal((2, 3 * block + 900)).astype(np.float32)
+    cv = Convolver(ir, block, SR, max_ir_s=0.05)
+    assert_matches(run(cv, x, [block, 3 * block + 1]), reference_matrix(x, ir, block))
+
+
+@pytest.mark.parametrize("block", LONG_IR_BLOCKS)
+def test_3s_matrix_ir_random_call_sizes(block: int) -> None:
+    rng = np.random.default_rng(block + 70)
+    ir = decaying_noise(rng, 4, 3 * SR, rt60_s=1.5).reshape(2, 2, -1)
+    x = rng.standard_normal((2, 3 * SR + 2 * block + 999)).astype(np.float32)
+    calls = [int(n) for n in rng.integers(1, 3 * block, 50)]
+    cv = Convolver(ir, block, SR, max_ir_s=3.0)
+    assert_matches(run(cv, x, calls), reference_matrix(x, ir, block))
+
+
+@pytest.mark.parametrize("side", [0, 1])
+def test_one_input_of_a_matrix_gives_its_two_paths(side: int) -> None:
+    rng = np.random.default_rng(side)
+    ir = decaying_noise(rng, 4, 5000).reshape(2, 2, -1)
+    x = np.zeros((2, 5000 + 128), np.float32)
+    x[side, 0] = 1.0  # an impulse on one input only: the output is that input's row of paths
+    y = Convolver(ir, 128, SR, max_ir_s=0.2).process(x)[:, 128:]
+    for out in range(2):
+        err = np.max(np.abs(y[out] - ir[side, out])) / np.max(np.abs(ir[side, out]))
+        assert err <= TOL, f"path {side}->{out}: max error {err:.2e} x peak"
+
+
+def test_swaps_between_per_channel_and_matrix_irs() -> None:
+    rng = np.random.default_rng(12)
+    stereo, matrix = decaying_noise(rng, 2, 3000), decaying_noise(rng, 4, 3000).reshape(2, 2, -1)
+    x = rng.standard_normal((2, 40000)).astype(np.float32)
+    cv = Convolver(stereo, 64, SR, max_ir_s=0.1)
+    cv.process(x[:, :10000])
+    cv.set_ir(matrix)
+    cv.process(x[:, 10000:30000])
+    assert not cv.swapping
+    tail = cv.process(x[:, 30000:])
+    assert_matches(tail[:, 3064:], reference_matrix(x, matrix, 64)[:, 33064:])
 
 
 def test_one_ir_for_every_channel() -> None:
@@ -307,9 +359,12 @@ def test_reset_is_bounded_then_a_fresh_start(max_ir_s: float) -> None:
 PYTHON_OBJECTS_BYTES = 5 * 1024
 
 
-def test_process_allocates_no_arrays_mono_ir_every_stage_crossfading_and_resetting() -> None:
+@pytest.mark.parametrize("matrix", [False, True], ids=["mono IR", "matrix IR"])
+def test_process_allocates_no_arrays_every_stage_crossfading_and_resetting(matrix) -> None:
     rng = np.random.default_rng(10)
-    irs = [decaying_noise(rng, 1, 3 * SR)[0] for _ in range(2)]  # (taps,): one IR, 2 channels
+    irs = [decaying_noise(rng, 4 if matrix else 1, 3 * SR) for _ in range(2)]
+    # (2, 2, taps): true stereo; (taps,): one IR on 2 channels
+    irs = [ir.reshape(2, 2, -1) if matrix else ir[0] for ir in irs]
     cv = Convolver(irs[0], 256, SR, channels=2)
     assert all(cv._cur[0].used)  # every stage holds partitions of the IR
     x = rng.standard_normal((2, 256)).astype(np.float32)
@@ -341,7 +396,8 @@ def test_process_allocates_no_arrays_mono_ir_every_stage_crossfading_and_resetti
     [
         (np.ones(10, np.int16), "dtype|float32 or float64"),
         (np.ones(10, np.complex64), "float32 or float64"),
-        (np.ones((1, 2, 10), np.float32), "shape"),
+        (np.ones((1, 2, 10), np.float32), r"a matrix IR is \(inputs, outputs, taps\)"),
+        (np.ones((2, 2, 2, 10), np.float32), "shape"),
         (np.ones(0, np.float32), "empty"),
         (np.array([1.0, np.nan], np.float32), "NaN or Inf"),
         (np.array([1.0, np.inf]), "NaN or Inf"),

@@ -184,3 +184,13 @@ def test_overflow_inside_is_caught_at_the_output() -> None:
         assert not np.any(engine.process(z[:, :BLOCK]))
     fresh = Engine(ir, channels=1, block_size=BLOCK, wet_db=0.0, max_ir_s=0.1)
     np.testing.assert_array_equal(engine.process(z), fresh.process(z))
+
+
+def test_left_only_input_through_a_true_stereo_engine_gives_h_ll_and_h_lr() -> None:
+    ir = noise(21, (2, 2, 3000), decay_taps=600)  # (inputs, outputs, taps)
+    x = np.zeros((2, 3000 + BLOCK), np.float32)
+    x[0, 0] = 1.0  # the left input only, an impulse
+    engine = Engine(ir, channels=2, block_size=BLOCK, sample_rate_hz=SR, wet_db=0.0, dry_db=-70.0)
+    y = engine.process(x)[:, BLOCK:]
+    for out in range(2):  # left out: h_LL, right out: h_LR; nothing of the right input's paths
+        assert np.max(np.abs(y[out] - ir[0, out])) <= TOL * np.max(np.abs(ir[0, out]))

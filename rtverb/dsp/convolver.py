@@ -40,25 +40,41 @@ class _Kernel:
     is repeated per channel, because a broadcast in the hot path's multiply would allocate.
     They are scaled by the FFT length, as the input spectra are taken with ``norm="forward"``
     (a float32 scale: numpy's default would cast through float64 buffers). A matrix IR
-    (inputs, outputs, taps) would hold (partitions, outputs, inputs, bins) and sum over inputs.
+    (inputs, outputs, taps) holds (outputs, partitions, inputs, bins): each output sums its
+    product with the inputs' delay line over partitions and inputs (``matrix``).
     """
 
-    __slots__ = ("taps", "spectra", "used", "ifft_phase", "mac")
+    __slots__ = ("taps", "spectra", "used", "ifft_phase", "mac", "matrix")
 
     def __init__(self, ir: np.ndarray, stages: tuple[Stage, ...], channels: int) -> None:
-        self.taps = ir.shape[1]
+        self.matrix = ir.ndim == 3
+        paths = ir.reshape(-1, ir.shape[-1])  # (channels, taps) or (inputs x outputs, taps)
+        self.taps = paths.shape[1]
         self.spectra: list[np.ndarray] = []
         self.used = [st.used_partitions(self.taps) for st in stages]
         for st, used in zip(stages, self.used, strict=True):
             size = st.partition_frames
-            seg = np.zeros((ir.shape[0], used * size))
-            part = ir[:, st.start_tap : st.start_tap + used * size]
+            seg = np.zeros((paths.shape[0], used * size))
+            part = paths[:, st.start_tap : st.start_tap + used * size]
             seg[:, : part.shape[1]] = part
-            parts = seg.reshape(ir.shape[0], used, size).transpose(1, 0, 2)
-            spec = np.fft.rfft(parts, n=2 * size, axis=-1) * (2 * size)  # (parts, ir ch, bins)
-            full = np.broadcast_to(spec, (used, channels, size + 1))
+            parts = seg.reshape(paths.shape[0], used, size).transpose(1, 0, 2)
+            spec = np.fft.rfft(parts, n=2 * size, axis=-1) * (2 * size)  # (parts, paths, bins)
+            if self.matrix:
+                full = spec.reshape(used, channels, channels, size + 1).transpose(2, 0, 1, 3)
+            else:
+                full = np.broadcast_to(spec, (used, channels, size + 1))
             self.spectra.append(np.ascontiguousarray(full, dtype=np.complex64))
         self.ifft_phase, self.mac = schedule(stages, tuple(self.used), channels)
+
+
+def _sum_rows(rows: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = rows.sum(axis=0)`` without allocating (at least two rows)."""
+    if rows[0].size < _REDUCE_BELOW:  # many short rows: one reduction
+        np.add.reduce(rows, axis=0, out=out)
+    else:  # few long rows: numpy reduces those slowly, add them one by one
+        np.add(rows[0], rows[1], out=out)
+        for row in rows[2:]:
+            np.add(out, row, out=out)
 
 
 def check_block(block: np.ndarray, channels: int, out: np.ndarray | None) -> np.ndarray:
@@ -117,17 +133,15 @@ class _StageState:
         if chunk is not None:
             p0, p1, first = chunk
             base = self.pos if phase >= self.stage.fft_phase else (self.pos - 1) % self.depth
-            x, h, acc = self.fdl[base + p0 : base + p1], kernel.spectra[s][p0:p1], self.acc[slot]
+            x, acc = self.fdl[base + p0 : base + p1], self.acc[slot]
             dst = acc if first else self.acc_tmp
-            if p1 - p0 == 1:
-                np.multiply(x[0], h[0], out=dst)
-            elif x[0].size < _REDUCE_BELOW:  # many short rows: one reduction
-                np.add.reduce(np.multiply(x, h, out=self.tmp[: p1 - p0]), axis=0, out=dst)
-            else:  # few long rows: numpy reduces those slowly, add them one by one
-                prod = np.multiply(x, h, out=self.tmp[: p1 - p0])
-                np.add(prod[0], prod[1], out=dst)
-                for row in prod[2:]:
-                    np.add(dst, row, out=dst)
+            if kernel.matrix:
+                self._matrix_mac(x, kernel.spectra[s], p0, p1, dst)
+            elif p1 - p0 == 1:
+                np.multiply(x[0], kernel.spectra[s][p0], out=dst)
+            else:
+                prod = np.multiply(x, kernel.spectra[s][p0:p1], out=self.tmp[: p1 - p0])
+                _sum_rows(prod, dst)
             if not first:
                 np.add(acc, dst, out=acc)
         piece = phase - kernel.ifft_phase[s]
@@ -136,6 +150,16 @@ class _StageState:
             out = self.obuf[slot][(tick // self.stage.period_blocks + self.lag) % 2]
             spectrum, n = self.acc[slot][rows], 2 * self.stage.partition_frames
             np.fft.irfft(spectrum, n, out=out[rows])  # type: ignore[arg-type]
+
+    def _matrix_mac(
+        self, x: np.ndarray, spectra: np.ndarray, p0: int, p1: int, dst: np.ndarray
+    ) -> None:
+        """dst[o] = sum over partitions p0..p1 and inputs i of x[p, i] spectra[o, p, i]."""
+        prod = self.tmp[: p1 - p0]
+        rows = prod.reshape(-1, prod.shape[-1])  # (partitions x inputs, bins): a view
+        for o in range(spectra.shape[0]):
+            np.multiply(x, spectra[o, p0:p1], out=prod)
+            _sum_rows(rows, dst[o])
 
     def output(self, tick: int, phase: int, slot: int, block: int) -> np.ndarray:
         """This block's frames of the stage's current result for ``slot``."""
@@ -146,8 +170,12 @@ class _StageState:
 class Convolver:
     """Streaming FFT convolution of (channels, frames) float32 audio with an IR.
 
-    ``ir`` is (taps,) for one IR on every channel or (channels, taps), float32 or float64,
-    finite, at most ``max_ir_s`` long. ``channels`` defaults to the IR's channel count.
+    ``ir`` is (taps,) for one IR on every channel, (channels, taps) for one per channel, or
+    a true-stereo matrix (inputs, outputs, taps) with inputs = outputs = ``channels``: output
+    o is the sum over inputs i of input i convolved with ``ir[i, o]`` (input spectra taken
+    once, one multiply-add per path, one inverse FFT per output). float32 or float64, finite,
+    at most ``max_ir_s`` long. ``channels`` defaults to the IR's (first) channel count; `set_ir`
+    may change between the three shapes.
 
     Latency: ``latency_samples == block_size``. Output frame n is the convolution's frame
     n - block_size, whatever the sizes of the `process` calls (1, 65, 8193 or 0 frames).
@@ -240,22 +268,35 @@ class Convolver:
     # ---- control side (any thread) -----------------------------------------------------
 
     def _check_ir(self, ir: np.ndarray) -> np.ndarray:
-        """The IR as (channels, taps) float64, or a ValueError naming what is wrong."""
+        """The IR as (channels, taps) or (inputs, outputs, taps) float64, or a ValueError
+        naming what is wrong."""
         if not isinstance(ir, np.ndarray):
             raise ValueError(f"ir: expected a numpy array, got {type(ir).__name__}")
         if ir.dtype not in (np.float32, np.float64):
             raise ValueError(f"ir: expected float32 or float64 samples, got {ir.dtype}")
-        if ir.ndim not in (1, 2):
-            raise ValueError(f"ir: expected shape (taps,) or (channels, taps), got {ir.shape}")
+        if ir.ndim not in (1, 2, 3):
+            raise ValueError(
+                "ir: expected shape (taps,), (channels, taps) or (inputs, outputs, taps), "
+                f"got {ir.shape}"
+            )
         ir2 = ir.reshape(1, -1) if ir.ndim == 1 else ir
         if ir2.size == 0:
             raise ValueError(f"ir: empty (shape {ir.shape}); give at least one tap")
-        if self.channels and ir2.shape[0] not in (1, self.channels):
+        if ir.ndim == 3 and (
+            ir.shape[0] != ir.shape[1] or (self.channels and ir.shape[0] != self.channels)
+        ):
+            want = self.channels or "channels"
+            raise ValueError(
+                f"ir: a matrix IR is (inputs, outputs, taps) with inputs = outputs = the "
+                f"convolver's channels; give ({want}, {want}, taps), got {ir.shape}"
+            )
+        if ir.ndim < 3 and self.channels and ir2.shape[0] not in (1, self.channels):
             raise ValueError(
                 f"ir: {ir2.shape[0]} channels, but the convolver has {self.channels}; "
-                f"give (taps,) or ({self.channels}, taps)"
+                f"give (taps,), ({self.channels}, taps) or ({self.channels}, "
+                f"{self.channels}, taps)"
             )
-        taps = ir2.shape[1]
+        taps = ir2.shape[-1]
         if taps > self.max_taps:
             raise ValueError(
                 f"ir: {taps} taps ({taps / self.sample_rate_hz:.2f} s) is longer than "

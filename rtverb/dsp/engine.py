@@ -68,8 +68,9 @@ class _Ramp:
 class Engine:
     """Convolution reverb with smoothed wet/dry gains (dB), pre-delay (ms) and an output guard.
 
-    Blocks are (channels, frames) float32, any number of frames. ``ir`` is (taps,) or
-    (channels, taps), at most ``max_ir_s`` long. `set_ir` and `set_mix` may be called from
+    Blocks are (channels, frames) float32, any number of frames. ``ir`` is (taps,),
+    (channels, taps) or a true-stereo (channels, channels, taps) matrix (see `Convolver`), at
+    most ``max_ir_s`` long. `set_ir` and `set_mix` may be called from
     any thread; `process` and `reset` from the audio thread. The real-time contract is the
     `Convolver`'s: with ``out`` given (as the live callback does), `process` allocates no array.
 
@@ -142,7 +143,7 @@ class Engine:
         return float(value)
 
     def _check_length(self, ir: np.ndarray) -> np.ndarray:
-        if isinstance(ir, np.ndarray) and ir.ndim in (1, 2):
+        if isinstance(ir, np.ndarray) and ir.ndim in (1, 2, 3):
             taps = ir.shape[-1]
             if taps > round(self.max_ir_s * self.sample_rate_hz):
                 raise ValueError(
@@ -153,7 +154,7 @@ class Engine:
 
     def _with_predelay(self, ir: np.ndarray, predelay_ms: float) -> np.ndarray:
         frames = round(predelay_ms * self.sample_rate_hz / 1000.0)
-        if frames == 0 or not isinstance(ir, np.ndarray) or ir.ndim not in (1, 2):
+        if frames == 0 or not isinstance(ir, np.ndarray) or ir.ndim not in (1, 2, 3):
             return ir  # the convolver names whatever is wrong with ir
         pad = [(0, 0)] * (ir.ndim - 1) + [(frames, 0)]
         return np.pad(ir, pad)
