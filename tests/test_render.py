@@ -15,7 +15,8 @@ from pedalboard.io import AudioFile
 from scipy.signal import fftconvolve
 
 from rtverb.offline import audio_io, render
-from rtverb.offline.render import RenderError, check_input, render_array, render_file
+from rtverb.offline.audio_io import AudioFileError, check_input
+from rtverb.offline.render import RenderError, render_array, render_file
 
 RATE_HZ = 48000
 SEED = 1234
@@ -230,7 +231,7 @@ def _bad(tmp_path: Path, name: str, content: bytes) -> Path:
 def test_bad_inputs_raise_clear_errors_and_write_nothing(tmp_path: Path, make, expected) -> None:
     src = make(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
-    with pytest.raises(RenderError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(AudioFileError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         render_file(src, tmp_path / "out.wav", decaying_noise_ir(0.1))
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
@@ -238,7 +239,7 @@ def test_bad_inputs_raise_clear_errors_and_write_nothing(tmp_path: Path, make, e
 def test_output_equal_to_input_is_refused_even_with_overwrite(wav: Path) -> None:
     before = digest(wav)
     for overwrite in (False, True):
-        with pytest.raises(RenderError, match="is the input file"):
+        with pytest.raises(AudioFileError, match="is the input file"):
             render_file(
                 wav, wav.parent / "." / "in.wav", decaying_noise_ir(0.1), overwrite=overwrite
             )
@@ -248,7 +249,7 @@ def test_output_equal_to_input_is_refused_even_with_overwrite(wav: Path) -> None
 def test_existing_output_needs_overwrite(wav: Path) -> None:
     out = wav.parent / "out.wav"
     out.write_bytes(b"keep me")
-    with pytest.raises(RenderError, match="--overwrite"):
+    with pytest.raises(AudioFileError, match="--overwrite"):
         render_file(wav, out, decaying_noise_ir(0.1))
     assert out.read_bytes() == b"keep me"
     render_file(wav, out, decaying_noise_ir(0.1), overwrite=True)
@@ -256,11 +257,11 @@ def test_existing_output_needs_overwrite(wav: Path) -> None:
 
 
 def test_missing_output_folder_and_unwritable_type(wav: Path) -> None:
-    with pytest.raises(RenderError, match="does not exist; create it first"):
+    with pytest.raises(AudioFileError, match="does not exist; create it first"):
         render_file(wav, wav.parent / "nope" / "out.wav", decaying_noise_ir(0.1))
-    with pytest.raises(RenderError, match="cannot write '.xyz'"):
+    with pytest.raises(AudioFileError, match="cannot write '.xyz'"):
         render_file(wav, wav.parent / "out.xyz", decaying_noise_ir(0.1))
-    with pytest.raises(RenderError, match="FLAC"):
+    with pytest.raises(AudioFileError, match="FLAC"):
         render_file(wav, wav.parent / "out.flac", decaying_noise_ir(0.1), bit_depth=32)
     assert sorted(p.name for p in wav.parent.iterdir()) == ["in.wav"]
 
@@ -284,7 +285,7 @@ def test_a_disk_filling_up_mid_render_leaves_no_partial_file(wav: Path, monkeypa
 
     monkeypatch.setattr(audio_io, "_open_writer", lambda *a: FullDisk(real_open(*a)))
     before = digest(wav)
-    with pytest.raises(RenderError, match="disk filled up"):
+    with pytest.raises(AudioFileError, match="disk filled up"):
         render_file(wav, wav.parent / "out.wav", decaying_noise_ir(0.3), block_size=1024)
     assert len(writes) == 3
     assert sorted(p.name for p in wav.parent.iterdir()) == ["in.wav"]

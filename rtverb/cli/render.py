@@ -22,16 +22,9 @@ from pedalboard.io import AudioFile, get_supported_read_formats, get_supported_w
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+from rtverb.offline.audio_io import BIT_DEPTHS, MAX_CHANNELS, AudioFileError, check_input
 from rtverb.offline.chain import ChainError, describe_plugins, parse_chain
-from rtverb.offline.render import (
-    BIT_DEPTHS,
-    MAX_CHANNELS,
-    OFFLINE_BLOCK_SIZE,
-    RenderError,
-    RenderResult,
-    check_input,
-    render_file,
-)
+from rtverb.offline.render import OFFLINE_BLOCK_SIZE, RenderError, RenderResult, render_file
 from rtverb.room.room import Room, RoomError
 
 #: The preset used when neither --preset, --room nor --ir is given.
@@ -232,7 +225,7 @@ def _synthesize_per_rate(room: Room, files: list[Path]) -> Source:
     for path in files:
         try:
             rates.add(check_input(path).sample_rate_hz)
-        except RenderError:
+        except AudioFileError:
             pass  # reported when that file is rendered
     irs = {rate: synthesize(room, sample_rate_hz=round(rate)) for rate in sorted(rates)}
     mix = {"wet_db": room.wet_db, "dry_db": room.dry_db, "predelay_ms": room.predelay_ms}
@@ -255,7 +248,14 @@ def _render_folder(args: argparse.Namespace, source: Source) -> int:
             nonlocal failed
             try:
                 message = _summary(result())
-            except (RenderError, ChainError, RoomError, ValueError, RuntimeError) as e:
+            except (
+                RenderError,
+                AudioFileError,
+                ChainError,
+                RoomError,
+                ValueError,
+                RuntimeError,
+            ) as e:
                 failed += 1
                 message = f"error: {name}: {e}"
             bar.console.print(message, highlight=False, soft_wrap=True)
@@ -316,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
             )  # fmt: skip
         print(_summary(result))
         return 0
-    except (RenderError, ChainError, RoomError) as e:
+    except (RenderError, AudioFileError, ChainError, RoomError) as e:
         print(f"rtverb render: error: {e}", file=sys.stderr)
         return 1
     except RuntimeError as e:  # e.g. the synthesis model is missing

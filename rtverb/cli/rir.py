@@ -8,7 +8,7 @@ import time
 import warnings
 from pathlib import Path
 
-from rtverb.offline.audio_io import RenderError, SafeWriter, check_output
+from rtverb.offline.audio_io import AudioFileError, SafeWriter, check_output
 from rtverb.room.presets import load_preset
 from rtverb.room.room import RoomError
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"rtverb rir: warning: {w.message}", file=sys.stderr)
         with SafeWriter(out, args.sample_rate, 1, 32) as writer:
             writer.write(ir[None, :])
-    except (RoomError, RenderError, ModelError, ValueError) as e:
+    except (RoomError, AudioFileError, ModelError, ValueError) as e:
         print(f"rtverb rir: error: {e}", file=sys.stderr)
         return 2
     print(

@@ -34,6 +34,7 @@ from rtverb.live.report import (
     write_json_atomic,
 )
 from rtverb.live.worker import RoomWorker, geometry_key
+from rtverb.offline.audio_io import AudioFileError, check_input, check_output
 from rtverb.osc.controller import OscController
 from rtverb.room.presets import load_preset
 from rtverb.room.room import Room, RoomError
@@ -226,24 +227,20 @@ class Live:
             if args.loop:
                 raise ValueError("--loop needs --input FILE")
             return None
-        from rtverb.offline.render import RenderError, check_input
-
         try:
             info = check_input(args.input)
             return FileSource(info.path, float(self.sr), self.channels, args.loop)
-        except RenderError as e:
+        except AudioFileError as e:
             raise ValueError(f"--input: {e}") from None
 
     def _open_record(self, args: argparse.Namespace) -> Recorder | None:
         if args.record is None:
             return None
-        from rtverb.offline.render import RenderError, check_output
-
         try:
             in_path = Path(args.input) if args.input else Path(os.devnull)
             out = check_output(in_path, args.record, args.overwrite)
             return Recorder(out, float(self.sr), self.channels)
-        except RenderError as e:
+        except AudioFileError as e:
             raise ValueError(f"--record: {e}") from None
 
     def _chain(self, text: str | None, where: str) -> Any:

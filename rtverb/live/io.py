@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pedalboard.io import AudioFile
 
-from rtverb.offline.render import SafeWriter, match_channels
+from rtverb.offline.audio_io import SafeWriter, match_channels
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class FileSource:
     """Reads an audio file ahead into a `Ring`, resampled to the stream rate, looped on request.
 
     Raises:
-        RenderError: the channel count cannot be mapped (mono goes to every channel).
+        AudioFileError: the channel count cannot be mapped (mono goes to every channel).
     """
 
     def __init__(self, path: Path, sample_rate_hz: float, channels: int, loop: bool) -> None:

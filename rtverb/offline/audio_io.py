@@ -1,9 +1,10 @@
-"""Audio files in and out of a render: input checks, and output written atomically.
+"""Audio files in and out of a render or a live recording: checks, and writing atomically.
 
 `check_input` opens a file's header and names what is wrong with it; `check_output` refuses
 a missing folder, an existing file (unless overwriting) and the input itself; `SafeWriter`
 writes to a temporary file in the output's folder, fsyncs it and renames it into place, so an
-output is either complete or absent.
+output is either complete or absent; `match_channels` maps a file's channels to the engine's.
+Used by `rtverb.offline.render` and `rtverb.live.io`.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ _FILE_DTYPE_BITS = {"int8": 16, "int16": 16, "int24": 24, "int32": 24, "float32"
 PCM_SUFFIXES = (".wav", ".aif", ".aiff", ".bwf", ".flac")
 
 
-class RenderError(Exception):
-    """A render cannot start or could not finish; the message names the problem and the fix.
+class AudioFileError(Exception):
+    """An audio file cannot be read or written; the message names the problem and the fix.
 
     Whenever it is raised, no output file was created (an existing one is untouched).
     """
@@ -50,23 +51,25 @@ def _formats(read: bool) -> str:
 
 
 def check_input(path: str | os.PathLike[str]) -> InputInfo:
-    """Open an input file's header; raise `RenderError` naming what is wrong with it."""
+    """Open an input file's header; raise `AudioFileError` naming what is wrong with it."""
     path = Path(path)
     if not path.exists():
-        raise RenderError(f"{path}: no such file")
+        raise AudioFileError(f"{path}: no such file")
     if not path.is_file():
-        raise RenderError(f"{path}: not a file")
+        raise AudioFileError(f"{path}: not a file")
     if path.suffix.lower() not in get_supported_read_formats():
-        raise RenderError(
+        raise AudioFileError(
             f"{path}: unsupported file type {path.suffix!r}; rtverb reads {_formats(True)}"
         )
     try:
         with open(path, "rb") as f:
             empty = not f.read(1)
     except OSError as e:
-        raise RenderError(f"{path}: cannot read it ({e.strerror}); check its permissions") from None
+        raise AudioFileError(
+            f"{path}: cannot read it ({e.strerror}); check its permissions"
+        ) from None
     if empty:
-        raise RenderError(f"{path}: the file is empty (0 bytes)")
+        raise AudioFileError(f"{path}: the file is empty (0 bytes)")
     try:
         with AudioFile(str(path)) as f:
             info = InputInfo(
@@ -74,13 +77,13 @@ def check_input(path: str | os.PathLike[str]) -> InputInfo:
                 _FILE_DTYPE_BITS.get(str(f.file_dtype), 32),
             )  # fmt: skip
     except (ValueError, RuntimeError, OSError) as e:
-        raise RenderError(
+        raise AudioFileError(
             f"{path}: not a readable audio file (corrupt or truncated?): {e}"
         ) from None
     if info.frames == 0:
-        raise RenderError(f"{path}: the file holds no audio frames")
+        raise AudioFileError(f"{path}: the file holds no audio frames")
     if not 1 <= info.channels <= MAX_CHANNELS:
-        raise RenderError(
+        raise AudioFileError(
             f"{path}: {info.channels} channels; rtverb renders 1 to {MAX_CHANNELS} channels "
             "(split the file into groups of channels first)"
         )
@@ -88,24 +91,26 @@ def check_input(path: str | os.PathLike[str]) -> InputInfo:
 
 
 def check_output(in_path: Path, out_path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Validate where a render may write; raise `RenderError` otherwise. Never the input."""
+    """Validate where a render may write; raise `AudioFileError` otherwise. Never the input."""
     out = Path(out_path)
     if out.suffix.lower() not in get_supported_write_formats():
-        raise RenderError(f"{out}: cannot write {out.suffix or 'files without an extension'!r}; "
-                          f"rtverb writes {_formats(False)}")  # fmt: skip
+        what = out.suffix or "files without an extension"
+        raise AudioFileError(f"{out}: cannot write {what!r}; rtverb writes {_formats(False)}")
     if not out.parent.is_dir():
-        raise RenderError(f"{out}: the output folder {out.parent} does not exist; create it first")
+        raise AudioFileError(
+            f"{out}: the output folder {out.parent} does not exist; create it first"
+        )
     if out.exists():
         if out.is_dir():
-            raise RenderError(f"{out}: is a folder; give a file name")
+            raise AudioFileError(f"{out}: is a folder; give a file name")
         if in_path.exists() and os.path.samefile(in_path, out):
-            raise RenderError(
+            raise AudioFileError(
                 f"{out}: is the input file; choose another output (never overwritten)"
             )
         if not overwrite:
-            raise RenderError(f"{out}: already exists; pass --overwrite or choose another name")
+            raise AudioFileError(f"{out}: already exists; pass --overwrite or choose another name")
     if out.resolve() == in_path.resolve():
-        raise RenderError(f"{out}: is the input file; choose another output")
+        raise AudioFileError(f"{out}: is the input file; choose another output")
     return out
 
 
@@ -138,7 +143,7 @@ class SafeWriter:
         except BaseException as e:
             os.unlink(self.tmp)
             if isinstance(e, ValueError):
-                raise RenderError(f"{out}: {e}") from None
+                raise AudioFileError(f"{out}: {e}") from None
             raise
 
     def write(self, block: np.ndarray) -> None:
@@ -162,10 +167,26 @@ class SafeWriter:
                 os.unlink(self.tmp)
 
 
-def io_error(out: Path, e: OSError) -> RenderError:
+def match_channels(block: np.ndarray, channels: int) -> np.ndarray:
+    """(c, frames) -> (channels, frames): mono is copied to every channel, N -> 1 averages."""
+    have = block.shape[0]
+    if have == channels:
+        return block
+    if have == 1:
+        return np.repeat(block, channels, axis=0)
+    if channels == 1:
+        return block.mean(axis=0, keepdims=True, dtype=np.float32)
+    raise AudioFileError(
+        f"cannot map {have} input channels to {channels}; --channels takes the input's count, "
+        "1 (downmix), or any count from a mono input"
+    )
+
+
+def io_error(out: Path, e: OSError) -> AudioFileError:
+    """The error to raise when writing ``out`` failed with ``e`` (a full disk named as such)."""
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return RenderError(
+        return AudioFileError(
             f"{out}: the disk filled up while writing; nothing was written. Free some space or "
             "write to another folder"
         )
-    return RenderError(f"{out}: could not write ({e.strerror or e}); nothing was written")
+    return AudioFileError(f"{out}: could not write ({e.strerror or e}); nothing was written")

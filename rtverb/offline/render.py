@@ -28,20 +28,14 @@ from rtverb.offline.audio_io import (
     BIT_DEPTHS,
     MAX_CHANNELS,
     PCM_SUFFIXES,
-    InputInfo,
-    RenderError,
     SafeWriter,
     check_input,
     check_output,
     io_error,
+    match_channels,
 )
 from rtverb.room.params import PARAMS_BY_NAME
 from rtverb.room.room import Room
-
-__all__ = [
-    "BIT_DEPTHS", "MAX_CHANNELS", "OFFLINE_BLOCK_SIZE", "InputInfo", "RenderError",
-    "RenderResult", "check_input", "check_output", "render_array", "render_file", "stream",
-]  # fmt: skip
 
 #: Engine block for offline rendering, frames: large blocks cost less per sample.
 OFFLINE_BLOCK_SIZE = 8192
@@ -58,6 +52,13 @@ POST_TAIL_ALLOWANCE_S = 10.0
 CHAIN_LATENCY_S = 10.0
 #: Called with the number of input frames just consumed.
 ProgressCallback = Callable[[int], None]
+
+
+class RenderError(Exception):
+    """A render cannot start or could not finish; the message names the problem and the fix.
+
+    Whenever it is raised, no output file was created (an existing one is untouched).
+    """
 
 
 @dataclass(frozen=True)
@@ -93,21 +94,6 @@ def _synthesize(room: Room, sample_rate_hz: int) -> np.ndarray:
     from rtverb.synth import synthesize
 
     return synthesize(room, sample_rate_hz=sample_rate_hz)
-
-
-def match_channels(block: np.ndarray, channels: int) -> np.ndarray:
-    """(c, frames) -> (channels, frames): mono is copied to every channel, N -> 1 averages."""
-    have = block.shape[0]
-    if have == channels:
-        return block
-    if have == 1:
-        return np.repeat(block, channels, axis=0)
-    if channels == 1:
-        return block.mean(axis=0, keepdims=True, dtype=np.float32)
-    raise RenderError(
-        f"cannot map {have} input channels to {channels}; --channels takes the input's count, "
-        "1 (downmix), or any count from a mono input"
-    )
 
 
 def _run_chain(
@@ -291,7 +277,11 @@ def render_file(
     ``room_or_ir``: a `Room` (its IR is synthesized at the file's sample rate; its mix is the
     default) or an IR array (taps,) / (channels, taps) at the file's rate. ``wet_db``,
     ``dry_db``, ``predelay_ms`` override the mix. ``bit_depth`` defaults to the input's (16,
-    24, or 32 = float); ``channels`` to the input's. Raises `RenderError` (no output written).
+    24, or 32 = float); ``channels`` to the input's.
+
+    Raises:
+        AudioFileError: the input cannot be read or the output cannot be written.
+        RenderError: bad settings, or the render failed. In both cases no output was written.
     """
     info = check_input(in_path)
     out = check_output(info.path, out_path, overwrite)
