@@ -12,7 +12,8 @@ from pedalboard.io import AudioFile
 
 from rtverb import cli
 from rtverb.analysis.acoustics import BANDS_HZ, SPEED_OF_SOUND_M_S
-from rtverb.cli.analyze import JSON_KEYS, AnalyzeError, read_ir
+from rtverb.analysis.ir_file import AnalyzeError, read_ir
+from rtverb.cli.analyze import JSON_KEYS
 
 FS = 48000
 #: The issue's T30 accuracy on a synthetic decay of known T60.

@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "rtverb.live.app",
         "Hear a microphone or a file through the room; OSC moves the room.",
     ),
-    "plot": ("rtverb.analysis.plot", "Pictures: a room in 3D, an IR, two IRs' decay curves (PNG)."),
+    "plot": ("rtverb.cli.plot", "Pictures: a room in 3D, an IR, two IRs' decay curves (PNG)."),
     "presets": (
         "rtverb.room.presets",
         "List the room presets with T30 and C50 of the synthesized IR.",
