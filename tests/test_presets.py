@@ -145,7 +145,7 @@ SABINE_FACTOR = 2.0
 
 @pytest.mark.parametrize("name", ["vocal_booth", "classroom", "stone_church"])
 def test_presets_command_measures_t30_and_c50_on_the_synthesized_ir(name):
-    from rtverb.room.presets import measure_preset
+    from rtverb.cli.presets import measure_preset
 
     room = load_preset(name)
     figures = measure_preset(room)

@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "plot": ("rtverb.cli.plot", "Pictures: a room in 3D, an IR, two IRs' decay curves (PNG)."),
     "presets": (
-        "rtverb.room.presets",
+        "rtverb.cli.presets",
         "List the room presets with T30 and C50 of the synthesized IR.",
     ),
     "rir": ("rtverb.cli.rir", "Synthesize a room's impulse response to an audio file."),

@@ -1,8 +1,8 @@
 """``rtverb plot``: pictures of a room, an IR, two IRs' decay curves (`rtverb.analysis.plot`)::
 
-    rtverb plot room ROOM.toml -o room.png         (a room file or a preset name)
-    rtverb plot ir IR.wav -o ir.png [--channel N]
-    rtverb plot edc A.wav B.wav -o edc.png [--labels pred,truth] [--distance-m D]
+rtverb plot room ROOM.toml -o room.png         (a room file or a preset name)
+rtverb plot ir IR.wav -o ir.png [--channel N]
+rtverb plot edc A.wav B.wav -o edc.png [--labels pred,truth] [--distance-m D]
 """
 
 from __future__ import annotations
