@@ -110,7 +110,7 @@ def test_ring_between_two_threads_delivers_every_frame_in_order():
 
 def make_session(ir: np.ndarray, **kwargs) -> LiveSession:
     engine = Engine(ir, channels=2, block_size=BLOCK, sample_rate_hz=SR, wet_db=0.0, dry_db=-70.0)
-    return LiveSession(engine, channels=2, block=BLOCK, sample_rate_hz=SR, **kwargs)
+    return LiveSession(engine, channels=2, block_size=BLOCK, sample_rate_hz=SR, **kwargs)
 
 
 def test_callback_output_is_the_engine_output_for_device_and_file_input():

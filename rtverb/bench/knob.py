@@ -50,7 +50,7 @@ class ClockedAudio:
             self.realtime = True
         except (AttributeError, PermissionError, OSError):
             pass
-        block = self.session.block
+        block = self.session.block_size
         out = np.zeros((block, self.session.channels), np.float32)
         status = SimpleNamespace(output_underflow=False, input_overflow=False)
         period = block / self.session.sample_rate_hz
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         ).start()
         controller = OscController(room, on_room=worker.submit)
         server = OscServer(controller, "127.0.0.1", 0).start()
-        session = LiveSession(engine, channels=2, block=block, sample_rate_hz=sr)
+        session = LiveSession(engine, channels=2, block_size=block, sample_rate_hz=sr)
         print(f"rtverb knob-to-ear benchmark: {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
         print(f"block {block} at {sr} Hz ({block / sr * 1e3:.2f} ms), preset {args.preset}, "
@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
           f"callbacks {session.stats.late_callbacks} of {session.stats.callbacks}; one "
           f"crossfade takes {swap_blocks} blocks")  # fmt: skip
     for name, r in results.items():
-        ok = "meets" if r["p50_ms"] is not None and r["p50_ms"] <= TARGET_P50_MS else "misses"
-        print(f"{name:30s} p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, max {r['max_ms']} ms "
-              f"over {r['count']} changes; synthesis p50 {r['synth_p50_ms']} ms "
+        ok = "meets" if r.p50_ms is not None and r.p50_ms <= TARGET_P50_MS else "misses"
+        print(f"{name:30s} p50 {r.p50_ms} ms, p95 {r.p95_ms} ms, max {r.max_ms} ms "
+              f"over {r.count} changes; synthesis p50 {r.synth_p50_ms} ms "
               f"({ok} p50 <= {TARGET_P50_MS:g} ms)")  # fmt: skip
     return 0
 

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Capture an impulse response: a plugin chain, a sound card, or a dry/wet pair.",
     ),
     "live": (
-        "rtverb.live.app",
+        "rtverb.cli.live",
         "Hear a microphone or a file through the room; OSC moves the room.",
     ),
     "plot": ("rtverb.cli.plot", "Pictures: a room in 3D, an IR, two IRs' decay curves (PNG)."),

@@ -25,10 +25,9 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rtverb.offline.audio_io import BIT_DEPTHS, MAX_CHANNELS, AudioFileError, check_input
 from rtverb.offline.chain import ChainError, describe_plugins, parse_chain
 from rtverb.offline.render import OFFLINE_BLOCK_SIZE, RenderError, RenderResult, render_file
+from rtverb.room.presets import DEFAULT_PRESET, load_preset
 from rtverb.room.room import Room, RoomError
 
-#: The preset used when neither --preset, --room nor --ir is given.
-DEFAULT_PRESET = "studio_live_room"
 #: The bundled dry demo clip (made by `python -m rtverb.offline.demo`).
 DEMO_WAV = Path(__file__).resolve().parent.parent / "offline" / "demo.wav"
 #: Where the demo render goes when OUT is omitted (the current folder).
@@ -130,8 +129,6 @@ def _source(args: argparse.Namespace) -> Source:
         return ("ir", str(args.ir))
     if args.room:
         return ("room", Room.from_toml(args.room).to_dict())
-    from rtverb.room.presets import load_preset
-
     return ("room", load_preset(args.preset or DEFAULT_PRESET).to_dict())
 
 

@@ -1,4 +1,5 @@
-"""`rtverb live`: hear a microphone or a file through the room while OSC moves it.
+"""`Live`: hear a microphone or a file through the room while OSC moves it (`rtverb live`,
+whose arguments are `rtverb.cli.live`'s).
 
 Threads: the audio callback (`rtverb.live.callback.LiveSession`), the room worker
 (`rtverb.live.worker`: coalesce, synthesize, hand the IR to the engine), the OSC server
@@ -22,28 +23,27 @@ from typing import Any
 
 import numpy as np
 
+from rtverb.dsp.engine import Engine
 from rtverb.live.callback import LiveSession
 from rtverb.live.io import FileSource, IoPump, Recorder, Ring
 from rtverb.live.report import (
     STATUS_HZ,
+    LiveSummary,
+    OscSummary,
+    RecordSummary,
     StatusLine,
-    clean_json,
-    print_summary,
     room_title,
-    setup_logging,
-    write_json_atomic,
 )
 from rtverb.live.worker import RoomWorker, geometry_key
 from rtverb.offline.audio_io import AudioFileError, check_input, check_output
+from rtverb.offline.chain import parse_chain
 from rtverb.osc.controller import OscController
 from rtverb.room.presets import load_preset
-from rtverb.room.room import Room, RoomError
+from rtverb.room.room import Room
 from rtverb.synth.process import SynthProcess, SynthProcessError
 
 log = logging.getLogger("rtverb.live.app")
 
-#: Starting room when --preset is not given.
-DEFAULT_PRESET = "studio_live_room"
 #: Seconds of audio the input and recording rings hold (the I/O thread wakes every 20 ms).
 RING_S = 4.0
 #: How long the end of a run waits for the last room change to reach the audio, seconds.
@@ -51,88 +51,6 @@ SETTLE_S = 3.0
 #: Python's GIL switch interval while live, seconds (default 5 ms, near a whole 256-frame
 #: block): the audio thread waits at most about this long for the GIL held by another thread.
 GIL_SWITCH_INTERVAL_S = 0.0005
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    src = parser.add_argument_group("input")
-    src.add_argument("--input", metavar="FILE", help="stream a file instead of the microphone")
-    src.add_argument("--loop", action="store_true", help="loop --input")
-    src.add_argument("--device", metavar="NAME|ID", help="audio device (see --list-devices)")
-    src.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
-    audio = parser.add_argument_group("audio")
-    audio.add_argument(
-        "--block",
-        "--block-size",
-        type=int,
-        default=256,
-        metavar="FRAMES",
-        help="frames per callback (default 256)",
-    )
-    audio.add_argument(
-        "--sample-rate",
-        type=int,
-        default=48000,
-        metavar="HZ",
-        help="stream rate; --input is resampled to it (default 48000)",
-    )
-    audio.add_argument("--channels", type=int, default=2, choices=(1, 2), help="default 2")
-    room = parser.add_argument_group("room")
-    room.add_argument(
-        "--preset",
-        metavar="NAME|FILE",
-        default=DEFAULT_PRESET,
-        help=f"starting room, a preset or a .toml file ({DEFAULT_PRESET})",
-    )
-    room.add_argument(
-        "--synth",
-        choices=("model", "analytic"),
-        default="model",
-        help="IR synthesizer: the neural model (default) or the Sabine/Eyring baseline",
-    )
-    room.add_argument("--pre", metavar="CHAIN", help="pedalboard plugins before the room")
-    room.add_argument("--post", metavar="CHAIN", help="pedalboard plugins after the room")
-    osc = parser.add_argument_group("OSC")
-    osc.add_argument("--osc-port", type=int, default=9000, metavar="PORT", help="default 9000")
-    osc.add_argument(
-        "--osc-host",
-        default="127.0.0.1",
-        metavar="ADDR",
-        help="listen address (default 127.0.0.1; 0.0.0.0 listens on every network interface)",
-    )
-    osc.add_argument(
-        "--osc-allow",
-        metavar="CIDR[,CIDR]",
-        help="who may send OSC (default: this machine only, even with --osc-host 0.0.0.0); "
-        "e.g. 192.168.1.0/24 lets a tablet on that network in",
-    )
-    osc.add_argument("--no-osc", action="store_true", help="do not listen for OSC")
-    out = parser.add_argument_group("output")
-    out.add_argument("--record", metavar="OUT.wav", help="also write the output (32-bit float)")
-    out.add_argument("--overwrite", action="store_true", help="replace an existing --record file")
-    out.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds")
-    out.add_argument("--summary-json", metavar="FILE", help="write the end summary as JSON")
-    out.add_argument("--quiet", action="store_true", help="no status line")
-
-
-def run(args: argparse.Namespace) -> int:
-    import sounddevice as sd
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    if args.list_devices:
-        print(sd.query_devices())
-        return 0
-    setup_logging(console)
-    with contextlib.ExitStack() as stack:
-        try:
-            live = Live(args, stack)
-        except Exception as e:  # setup errors are the user's to fix: say what and how
-            if not isinstance(e, RoomError | ValueError | OSError | RuntimeError):
-                raise
-            console.print(f"[red]rtverb live:[/red] {e}")
-            return 2
-        return live.run(console)
-    return 2  # pragma: no cover (mypy: ExitStack may swallow exceptions)
 
 
 class Live:
@@ -144,14 +62,9 @@ class Live:
     """
 
     def __init__(self, args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
-        from rtverb.dsp.engine import Engine
-
+        _check_args(args)
         self.args = args
-        if args.block < 16 or args.block > 8192:
-            raise ValueError(f"--block {args.block}: use 16 to 8192 frames (256 is typical)")
-        if args.seconds is not None and not args.seconds > 0:
-            raise ValueError(f"--seconds {args.seconds}: give a positive duration")
-        self.sr, self.block, self.channels = int(args.sample_rate), args.block, args.channels
+        self.sr, self.block_size, self.channels = int(args.sample_rate), args.block, args.channels
         room = load_preset(args.preset)
         for message in room.domain_warnings():
             log.warning("%s: %s (the IR is extrapolated)", room.name, message)
@@ -160,9 +73,43 @@ class Live:
         pre, post = (
             self._chain(text, where) for text, where in ((args.pre, "pre"), (args.post, "post"))
         )
+        synthesize, ir = self._start_synthesis(room, args.synth, stack)
+        self.engine = Engine(
+            ir,
+            channels=self.channels,
+            block_size=self.block_size,
+            sample_rate_hz=float(self.sr),
+            wet_db=room.wet_db,
+            dry_db=room.dry_db,
+            predelay_ms=room.predelay_ms,
+        )
+        self.worker = RoomWorker(
+            self.engine,
+            sample_rate_hz=self.sr,
+            block_s=self.block_size / self.sr,
+            synthesize=synthesize,
+            applied_room=room,
+            predelay=True,
+        )
+        self.worker.ir_taps = len(ir)
+        stack.callback(self.worker.stop)
+        self.controller = OscController(
+            room, on_room=self.worker.submit, on_mix=self._on_mix, status=self.status
+        )
+        self.pump, self.session = self._audio_path(pre, post, stack)
+        self.stream = self._open_stream(args)
+        stack.callback(self.stream.close)
+        self.server = self._open_osc(args, stack)
+
+    # ---- setup helpers -----------------------------------------------------------------
+
+    def _start_synthesis(
+        self, room: Room, kind: str, stack: contextlib.ExitStack
+    ) -> tuple[SynthProcess, np.ndarray]:
+        """Start the synthesis process and synthesize the starting room's IR."""
         t0 = time.perf_counter()
         try:
-            synthesize = SynthProcess(args.synth)  # keeps synthesis off this process's GIL
+            synthesize = SynthProcess(kind)  # keeps synthesis off this process's GIL
         except SynthProcessError as e:  # e.g. rtverb.synth.ModelError in the child
             raise RuntimeError(f"{e}\n(--synth analytic runs without the model)") from None
         stack.callback(synthesize.close)
@@ -173,54 +120,38 @@ class Live:
             len(ir) / self.sr,
             (time.perf_counter() - t0) * 1e3,
         )
-        self.engine = Engine(
-            ir,
-            channels=self.channels,
-            block_size=self.block,
-            sample_rate_hz=float(self.sr),
-            wet_db=room.wet_db,
-            dry_db=room.dry_db,
-            predelay_ms=room.predelay_ms,
-        )
-        self.worker = RoomWorker(
-            self.engine,
-            sample_rate_hz=self.sr,
-            block_s=self.block / self.sr,
-            synthesize=synthesize,
-            applied_room=room,
-            predelay=True,
-        )
-        self.worker.ir_taps = len(ir)
-        stack.callback(self.worker.stop)
-        self.controller = OscController(
-            room, on_room=self.worker.submit, on_mix=self._on_mix, status=self.status
-        )
+        return synthesize, ir
+
+    def _audio_path(
+        self, pre: Any, post: Any, stack: contextlib.ExitStack
+    ) -> tuple[IoPump, LiveSession]:
+        """The file I/O pump and the audio callback's session, joined by rings."""
         ring_frames = int(RING_S * self.sr)
         src_ring = Ring(self.channels, ring_frames) if self.source is not None else None
         rec_ring = Ring(self.channels, ring_frames) if self.recorder is not None else None
-        self.pump = IoPump(self.source, src_ring, self.recorder, rec_ring)
-        stack.callback(self.pump.stop)
-        self.session = LiveSession(
+        pump = IoPump(self.source, src_ring, self.recorder, rec_ring)
+        stack.callback(pump.stop)
+        session = LiveSession(
             self.engine,
             channels=self.channels,
-            block=self.block,
+            block_size=self.block_size,
             sample_rate_hz=self.sr,
             source_ring=src_ring,
             record_ring=rec_ring,
             pre=pre,
             post=post,
         )
-        self.stream = self._open_stream(args)
-        stack.callback(self.stream.close)
-        self.server = None
-        if not args.no_osc:
-            from rtverb.osc.server import DEFAULT_ALLOW, OscServer, parse_allow
+        return pump, session
 
-            allow = parse_allow(args.osc_allow or DEFAULT_ALLOW)  # ValueError names the part
-            self.server = OscServer(self.controller, args.osc_host, args.osc_port, allow)
-            stack.callback(self.server.stop)
+    def _open_osc(self, args: argparse.Namespace, stack: contextlib.ExitStack) -> Any:
+        if args.no_osc:
+            return None
+        from rtverb.osc.server import DEFAULT_ALLOW, OscServer, parse_allow
 
-    # ---- setup helpers -----------------------------------------------------------------
+        allow = parse_allow(args.osc_allow or DEFAULT_ALLOW)  # ValueError names the part
+        server = OscServer(self.controller, args.osc_host, args.osc_port, allow)
+        stack.callback(server.stop)
+        return server
 
     def _open_input(self, args: argparse.Namespace) -> FileSource | None:
         if args.input is None:
@@ -246,11 +177,9 @@ class Live:
     def _chain(self, text: str | None, where: str) -> Any:
         if not text:
             return None
-        from rtverb.offline.chain import parse_chain
-
         chain = parse_chain(text)  # ChainError is a ValueError naming the valid plugins
-        probe = np.zeros((self.channels, self.block), np.float32)
-        out = chain.process(probe, float(self.sr), buffer_size=self.block, reset=True)
+        probe = np.zeros((self.channels, self.block_size), np.float32)
+        out = chain.process(probe, float(self.sr), buffer_size=self.block_size, reset=True)
         if out.shape != probe.shape:
             raise ValueError(
                 f"--{where}: the chain turns {probe.shape} (channels, frames) into {out.shape}; "
@@ -264,7 +193,7 @@ class Live:
         device = int(args.device) if args.device and args.device.isdigit() else args.device
         kwargs = dict(
             samplerate=self.sr,
-            blocksize=self.block,
+            blocksize=self.block_size,
             dtype="float32",
             latency="low",
             device=device,
@@ -278,7 +207,7 @@ class Live:
         except (sd.PortAudioError, ValueError) as e:
             which = f"device {args.device!r}" if args.device else "the default audio device"
             raise OSError(
-                f"cannot open {which} at {self.sr} Hz, block {self.block}, {self.channels} "
+                f"cannot open {which} at {self.sr} Hz, block {self.block_size}, {self.channels} "
                 f"channel(s): {e}.\nPick one with --device NAME|ID (and --sample-rate):\n"
                 f"{sd.query_devices()}"
             ) from None
@@ -304,7 +233,7 @@ class Live:
             "callbacks": s.callbacks,
             "latency_ms": round(self.latency_ms(), 2),
             "ir_s": round(self.worker.ir_taps / self.sr, 3),
-            "knob_to_ear_p50_ms": latency["p50_ms"] if latency["p50_ms"] is not None else -1.0,
+            "knob_to_ear_p50_ms": latency.p50_ms if latency.p50_ms is not None else -1.0,
             "peak_dbfs": round(20 * math.log10(max(s.peak, 1e-9)), 1),
         }
 
@@ -316,9 +245,9 @@ class Live:
 
     # ---- running -----------------------------------------------------------------------
 
-    def run(self, console: Any) -> int:
+    def run(self, console: Any) -> LiveSummary:
         """Stream until --seconds, the end of a non-looping --input (plus the room's tail), or
-        Ctrl-C; then shut down in order and report."""
+        Ctrl-C, with a status line on ``console``; then shut down in order and summarize."""
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         # Ctrl-C, and a polite kill, stop cleanly (even when started in the background, where
         # the shell ignores SIGINT): the summary is written and the recording kept.
@@ -356,14 +285,9 @@ class Live:
                         break
         except KeyboardInterrupt:
             interrupted = True
-        summary = self._shutdown(time.perf_counter() - t0, interrupted)
-        print_summary(console, summary)
-        if self.args.summary_json:
-            write_json_atomic(self.args.summary_json, summary)
-        failed = summary["callback_exceptions"] or summary["io_error"]
-        return 1 if failed else 0
+        return self._shutdown(time.perf_counter() - t0, interrupted)
 
-    def _shutdown(self, seconds: float, interrupted: bool) -> dict[str, Any]:
+    def _shutdown(self, seconds: float, interrupted: bool) -> LiveSummary:
         if self.server is not None:
             self.server.stop()  # no more changes
         settled = self.worker.wait_idle(SETTLE_S)
@@ -377,57 +301,54 @@ class Live:
         self.worker.stop()
         return self.summary(seconds, interrupted, settled)
 
-    def summary(self, seconds: float, interrupted: bool, settled: bool) -> dict[str, Any]:
+    def summary(self, seconds: float, interrupted: bool, settled: bool) -> LiveSummary:
         s = self.session.stats
         room = self.controller.room
         applied = self.worker.applied_room
-        return clean_json(
-            {
-                "seconds": round(seconds, 3),
-                "interrupted": interrupted,
-                "sample_rate_hz": self.sr,
-                "block": self.block,
-                "channels": self.channels,
-                "callbacks": s.callbacks,
-                "frames": s.frames,
-                "xruns": s.xruns,
-                "xrun_at_callbacks": [int(i) for i in s.xrun_at if i >= 0],
-                "late_callbacks": s.late_callbacks,
-                "callback_exceptions": s.callback_exceptions,
-                "first_exception": s.first_exception or None,
-                "worst_callback_ms": round(s.worst_s * 1e3, 3),
-                "mean_callback_ms": round(s.busy_s / max(s.callbacks, 1) * 1e3, 3),
-                "block_ms": round(self.block / self.sr * 1e3, 3),
-                "cpu_load": round(s.busy_s / max(s.frames / self.sr, 1e-9), 4),
-                "latency_ms": round(self.latency_ms(), 2),
-                "nonfinite_blocks": self.engine.nonfinite_blocks,
-                "input_underruns": s.input_underruns,
-                "room_changes": self.controller.room_changes,
-                "syntheses": self.worker.syntheses,
-                "coalesced": self.worker.coalesced,
-                "synthesis_errors": self.worker.errors,
-                "ir_swaps": self.engine.swaps_started,
-                "knob_to_ear_ms": self.worker.latency_summary(),
-                "ir_matches_room": settled
-                and applied is not None
-                and geometry_key(applied) == geometry_key(room),
-                "ir_s": round(self.worker.ir_taps / self.sr, 3),
-                "osc": {
-                    "port": self.server.port if self.server else None,
-                    "packets": self.controller.packets,
-                    "errors": self.controller.errors,
-                },
-                "record": {
-                    "path": str(self.recorder.path),
-                    "frames": self.recorder.frames,
-                    "dropped_frames": s.record_dropped_frames,
-                }
-                if self.recorder
-                else None,
-                "io_error": self.pump.error or None,
-                "peak_dbfs": round(20 * math.log10(max(s.peak, 1e-9)), 1),
-                "room": room.to_dict(),
-            }
+        record = None
+        if self.recorder is not None:
+            record = RecordSummary(
+                str(self.recorder.path), self.recorder.frames, s.record_dropped_frames
+            )
+        return LiveSummary(
+            seconds=round(seconds, 3),
+            interrupted=interrupted,
+            sample_rate_hz=self.sr,
+            block_size=self.block_size,
+            channels=self.channels,
+            callbacks=s.callbacks,
+            frames=s.frames,
+            xruns=s.xruns,
+            xrun_at_callbacks=[int(i) for i in s.xrun_at if i >= 0],
+            late_callbacks=s.late_callbacks,
+            callback_exceptions=s.callback_exceptions,
+            first_exception=s.first_exception or None,
+            worst_callback_ms=round(s.worst_s * 1e3, 3),
+            mean_callback_ms=round(s.busy_s / max(s.callbacks, 1) * 1e3, 3),
+            block_ms=round(self.block_size / self.sr * 1e3, 3),
+            cpu_load=round(s.busy_s / max(s.frames / self.sr, 1e-9), 4),
+            latency_ms=round(self.latency_ms(), 2),
+            nonfinite_blocks=self.engine.nonfinite_blocks,
+            input_underruns=s.input_underruns,
+            room_changes=self.controller.room_changes,
+            syntheses=self.worker.syntheses,
+            coalesced=self.worker.coalesced,
+            synthesis_errors=self.worker.errors,
+            ir_swaps=self.engine.swaps_started,
+            knob_to_ear_ms=self.worker.latency_summary(),
+            ir_matches_room=settled
+            and applied is not None
+            and geometry_key(applied) == geometry_key(room),
+            ir_s=round(self.worker.ir_taps / self.sr, 3),
+            osc=OscSummary(
+                self.server.port if self.server else None,
+                self.controller.packets,
+                self.controller.errors,
+            ),
+            record=record,
+            io_error=self.pump.error or None,
+            peak_dbfs=round(20 * math.log10(max(s.peak, 1e-9)), 1),
+            room=room.to_dict(),
         )
 
     def _status_text(self, elapsed_s: float) -> str:
@@ -440,11 +361,18 @@ class Live:
         knob = f" knob {f['knob_to_ear_p50_ms']:.0f} ms" if f["knob_to_ear_p50_ms"] >= 0 else ""
         return (
             f"{elapsed_s:6.1f} s  load {100 * f['load']:4.1f}% (worst "
-            f"{f['worst_callback_ms']:.1f}/{self.block / self.sr * 1e3:.1f} ms)  "
+            f"{f['worst_callback_ms']:.1f}/{self.block_size / self.sr * 1e3:.1f} ms)  "
             f"xruns {f['xruns']} (late {f['late_callbacks']})  "
             f"room {room_title(self.controller.room)}  IR {f['ir_s']:.2f} s  "
             f"latency {f['latency_ms']:.1f} ms{knob}  peak {f['peak_dbfs']:.0f} dBFS  {osc}"
         )
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.block < 16 or args.block > 8192:
+        raise ValueError(f"--block {args.block}: use 16 to 8192 frames (256 is typical)")
+    if args.seconds is not None and not args.seconds > 0:
+        raise ValueError(f"--seconds {args.seconds}: give a positive duration")
 
 
 def _max_input_channels(sd: Any, device: Any) -> int:

@@ -2,15 +2,16 @@
 
 Real-time contract of `LiveSession.callback` (sounddevice's rules): it copies the input (the
 device's, or a file's through a preallocated `rtverb.live.io.Ring`) into a preallocated
-(channels, block) array, runs the optional pre chain, ``engine.process(x, out=y)``, the optional
-post chain, and copies into ``outdata`` and the recording ring. No locks, no file I/O, no model
-inference, no array allocated (numpy's small view objects aside: tests/test_live.py measures the
-callback in exactly this configuration); statistics are plain attributes. An exception is
-counted and its block silenced; the stream keeps running. Floating-point warnings are off in
-the callback (a warning allocates and prints): the engine's guard silences NaN and Inf.
+(channels, block_size) array, runs the optional pre chain, ``engine.process(x, out=y)``, the
+optional post chain, and copies into ``outdata`` and the recording ring. No locks, no file I/O,
+no model inference, no array allocated (numpy's small view objects aside: tests/test_live.py
+measures the callback in exactly this configuration); statistics are plain attributes. An
+exception is counted and its block silenced; the stream keeps running. Floating-point warnings
+are off in the callback (a warning allocates and prints): the engine's guard silences NaN and
+Inf.
 
 The exception: a pedalboard chain (--pre/--post) has no in-place `process`, so each returns a
-new (channels, block) array per block: 2 kB at 2 x 256, and 5 us (HighpassFilter) to 12 us
+new (channels, block_size) array per block: 2 kB at 2 x 256, and 5 us (HighpassFilter) to 12 us
 (HighpassFilter | Compressor) per block on this machine.
 """
 
@@ -59,22 +60,22 @@ class LiveSession:
         engine: Any,
         *,
         channels: int,
-        block: int,
+        block_size: int,
         sample_rate_hz: float,
         source_ring: Ring | None = None,
         record_ring: Ring | None = None,
         pre: Any = None,
         post: Any = None,
     ) -> None:
-        self.engine, self.channels, self.block = engine, channels, block
+        self.engine, self.channels, self.block_size = engine, channels, block_size
         self.sample_rate_hz = sample_rate_hz
-        self.block_s = block / sample_rate_hz
+        self.block_s = block_size / sample_rate_hz
         self.source_ring, self.record_ring = source_ring, record_ring
         self.pre, self.post = pre, post
         self.source_finished = False  # set by the main thread once the file has ended
         self.stats = LiveStats()
-        self._x = np.zeros((channels, block), np.float32)
-        self._y = np.zeros((channels, block), np.float32)
+        self._x = np.zeros((channels, block_size), np.float32)
+        self._y = np.zeros((channels, block_size), np.float32)
 
     def callback(self, *args: Any) -> None:
         """sounddevice callback: ``(indata, outdata, frames, time, status)`` for a duplex
@@ -89,8 +90,8 @@ class LiveSession:
                     s.xrun_at[s.xruns] = s.callbacks
                 s.xruns += 1
             with np.errstate(all="ignore"):  # a warning would allocate (and print); the
-                for i in range(0, frames, self.block):  # engine's guard silences NaN and Inf
-                    m = min(self.block, frames - i)
+                for i in range(0, frames, self.block_size):  # engine's guard silences NaN and Inf
+                    m = min(self.block_size, frames - i)
                     self._process(indata, outdata, i, m)
         except Exception:
             s.callback_exceptions += 1

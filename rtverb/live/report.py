@@ -1,18 +1,22 @@
-"""What `rtverb live` shows: the status line, log lines, the summary table and its JSON."""
+"""What `rtverb live` shows: the status line, log lines, the summary (`LiveSummary`): its
+table and its JSON."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rtverb.live.worker import LatencySummary
 from rtverb.room.room import Room
 
 #: Status line refreshes per second.
@@ -48,45 +52,107 @@ class StatusLine:
             self._live.update(Text(text, no_wrap=True, overflow="ellipsis"))
 
 
-def print_summary(console: Any, summary: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class OscSummary:
+    """The OSC server's port (None when off) and the packets and errors it saw."""
+
+    port: int | None
+    packets: int
+    errors: int
+
+
+@dataclass(frozen=True)
+class RecordSummary:
+    """The ``--record`` file: where, how many frames, and frames the I/O thread dropped."""
+
+    path: str
+    frames: int
+    dropped_frames: int
+
+
+@dataclass(frozen=True)
+class LiveSummary:
+    """What one `rtverb live` run did; `to_json` is ``--summary-json``'s content."""
+
+    seconds: float
+    interrupted: bool
+    sample_rate_hz: int
+    block_size: int
+    channels: int
+    callbacks: int
+    frames: int
+    xruns: int
+    xrun_at_callbacks: list[int]
+    late_callbacks: int
+    callback_exceptions: int
+    first_exception: str | None
+    worst_callback_ms: float
+    mean_callback_ms: float
+    block_ms: float
+    cpu_load: float
+    latency_ms: float
+    nonfinite_blocks: int
+    input_underruns: int
+    room_changes: int
+    syntheses: int
+    coalesced: int
+    synthesis_errors: int
+    ir_swaps: int
+    knob_to_ear_ms: LatencySummary
+    ir_matches_room: bool
+    ir_s: float
+    osc: OscSummary
+    record: RecordSummary | None
+    io_error: str | None
+    peak_dbfs: float
+    room: dict[str, Any]  # the final room, as a room file holds it
+
+    @property
+    def failed(self) -> bool:
+        """The callback raised or file I/O failed."""
+        return bool(self.callback_exceptions or self.io_error)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values (NaN and Inf become null)."""
+        data: dict[str, Any] = clean_json(dataclasses.asdict(self))
+        return data
+
+
+def print_summary(console: Any, summary: LiveSummary) -> None:
     from rich.table import Table
 
     table = Table(title="rtverb live: summary", show_header=False)
-    k = summary["knob_to_ear_ms"]
+    s, k = summary, summary.knob_to_ear_ms
     rows = [
         (
             "ran",
-            f"{summary['seconds']:.1f} s, {summary['callbacks']} callbacks of "
-            f"{summary['block']} frames at {summary['sample_rate_hz']} Hz",
+            f"{s.seconds:.1f} s, {s.callbacks} callbacks of {s.block_size} frames at "
+            f"{s.sample_rate_hz} Hz",
         ),
         (
             "callback",
-            f"mean {summary['mean_callback_ms']:.2f} ms, worst "
-            f"{summary['worst_callback_ms']:.2f} ms of {summary['block_ms']:.2f} ms; "
-            f"load {100 * summary['cpu_load']:.1f}%",
+            f"mean {s.mean_callback_ms:.2f} ms, worst {s.worst_callback_ms:.2f} ms of "
+            f"{s.block_ms:.2f} ms; load {100 * s.cpu_load:.1f}%",
         ),
         (
             "xruns",
-            f"{summary['xruns']} reported by the audio server, "
-            f"{summary['late_callbacks']} late callbacks, "
-            f"{summary['callback_exceptions']} callback exceptions",
+            f"{s.xruns} reported by the audio server, {s.late_callbacks} late callbacks, "
+            f"{s.callback_exceptions} callback exceptions",
         ),
         (
             "room",
-            f"{summary['room']['name']} ({summary['room_changes']} changes, "
-            f"{summary['syntheses']} IRs synthesized, IR {summary['ir_s']:.2f} s)",
+            f"{s.room['name']} ({s.room_changes} changes, {s.syntheses} IRs synthesized, "
+            f"IR {s.ir_s:.2f} s)",
         ),
-        ("knob to ear", f"p50 {k['p50_ms']} ms, p95 {k['p95_ms']} ms over {k['count']} changes"),
-        ("latency", f"{summary['latency_ms']:.1f} ms in to out"),
+        ("knob to ear", f"p50 {k.p50_ms} ms, p95 {k.p95_ms} ms over {k.count} changes"),
+        ("latency", f"{s.latency_ms:.1f} ms in to out"),
     ]
-    if summary["record"]:
-        rows.append(
-            ("recorded", f"{summary['record']['path']} ({summary['record']['frames']} frames)")
-        )
-    if summary["io_error"]:
-        rows.append(("file I/O error", summary["io_error"]))
-    if summary["first_exception"]:
-        rows.append(("first callback exception", summary["first_exception"]))
+    if s.record:
+        rows.append(("recorded", f"{s.record.path} ({s.record.frames} frames)"))
+    if s.io_error:
+        rows.append(("file I/O error", s.io_error))
+    if s.first_exception:
+        rows.append(("first callback exception", s.first_exception))
     for key, value in rows:
         table.add_row(key, str(value))
     console.print(table)

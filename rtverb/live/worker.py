@@ -25,6 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -67,6 +68,18 @@ def _engine_free_in_s(engine: IrSink) -> float:
 
 
 Synthesize = Callable[[Room, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Knob-to-ear latency (its count, p50, p95, max) and the synthesis time's p50 over the
+    recent room changes, milliseconds; None before the first change."""
+
+    count: int
+    p50_ms: float | None
+    p95_ms: float | None
+    max_ms: float | None
+    synth_p50_ms: float | None
 
 
 def geometry_key(room: Room) -> Room:
@@ -185,19 +198,19 @@ class RoomWorker:
                 self._cond.wait(min(left, 0.05))
         return True
 
-    def latency_summary(self) -> dict[str, float | int | None]:
-        """Knob-to-ear latency and synthesis time figures, milliseconds."""
+    def latency_summary(self) -> LatencySummary:
+        """Knob-to-ear latency and synthesis time over the recent changes."""
 
         def pct(values: deque[float], q: float) -> float | None:
             return round(float(np.percentile(list(values), q)), 2) if values else None
 
-        return {
-            "count": len(self.latency_ms),
-            "p50_ms": pct(self.latency_ms, 50),
-            "p95_ms": pct(self.latency_ms, 95),
-            "max_ms": round(max(self.latency_ms), 2) if self.latency_ms else None,
-            "synth_p50_ms": pct(self.synth_ms, 50),
-        }
+        return LatencySummary(
+            count=len(self.latency_ms),
+            p50_ms=pct(self.latency_ms, 50),
+            p95_ms=pct(self.latency_ms, 95),
+            max_ms=round(max(self.latency_ms), 2) if self.latency_ms else None,
+            synth_p50_ms=pct(self.synth_ms, 50),
+        )
 
     # ---- the thread --------------------------------------------------------------------
 

@@ -23,6 +23,10 @@ PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
 
 #: Longest preset name, characters.
 MAX_NAME_CHARS = 64
+
+#: The room the commands start from when none is given.
+DEFAULT_PRESET = "studio_live_room"
+
 #: A preset name: letters, digits, ``_`` and ``-`` (it becomes ``NAME.toml``).
 _NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_NAME_CHARS - 1}}}$")
 
