@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from rtverb.analysis.ir_file import AnalyzeError, analyze, read_ir
 from rtverb.capture import Capture, CaptureError, capture_chain, capture_device, capture_dry_wet
 from rtverb.capture.chain import DEFAULT_LEVEL_DB, DEFAULT_MAX_IR_S
 from rtverb.capture.device import parse_devices
-from rtverb.cli.analyze import AnalyzeError, analyze, print_table, read_ir
-from rtverb.offline.audio_io import RenderError, SafeWriter, check_output
+from rtverb.cli.analyze import print_table
+from rtverb.offline.audio_io import AudioFileError, SafeWriter, check_output
 from rtverb.offline.chain import ChainError
 
 
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         with SafeWriter(out, result.sample_rate_hz, flat.shape[0], 32) as writer:
             writer.write(flat)
         metrics = analyze(result.first_channel(), result.sample_rate_hz)
-    except (CaptureError, ChainError, AnalyzeError, RenderError) as e:
+    except (CaptureError, ChainError, AnalyzeError, AudioFileError) as e:
         print(f"rtverb capture: error: {e}", file=sys.stderr)
         return 2
     shape = "x".join(str(n) for n in result.ir.shape[:-1])
