@@ -180,7 +180,7 @@ def test_callback_allocates_no_arrays_in_the_live_configuration():
     engine = Engine(irs[0], channels=2, block_size=BLOCK, sample_rate_hz=SR)
     assert engine.convolver.describe().count("|") == 2  # three stages, all used by the IR
     src = Ring(2, SR)
-    session = LiveSession(engine, channels=2, block=BLOCK, sample_rate_hz=SR, source_ring=src)
+    session = LiveSession(engine, channels=2, block_size=BLOCK, sample_rate_hz=SR, source_ring=src)
     x = (0.1 * rng.standard_normal((2, BLOCK))).astype(np.float32)
     nan, loud = x.copy(), np.full_like(x, 3e38)
     nan[1, 100] = np.nan
