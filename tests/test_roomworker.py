@@ -191,7 +191,7 @@ def test_submit_never_waits_for_a_synthesis():
     assert elapsed_s < 0.3
 
 
-@pytest.mark.parametrize("bad", [np.zeros((2, 2, 2), np.float32), np.zeros(0, np.float32)])
+@pytest.mark.parametrize("bad", [np.zeros((2, 2, 2, 2), np.float32), np.zeros(0, np.float32)])
 def test_unusable_shapes_are_refused(bad):
     engine = FakeEngine()
     with RoomWorker(engine, sample_rate_hz=SR, block_s=BLOCK_S, synthesize=lambda r, s: bad) as w:

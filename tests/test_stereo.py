@@ -271,3 +271,67 @@ def test_stereo_parameters_do_not_touch_the_model_hash():
         "listener/pair", "listener/spacing_m", "listener/azimuth_deg", "listener/angle_deg",
         "source/spread_m", "mix/width",
     ))  # fmt: skip
+
+
+# ---- where a user meets it: render and rir ----------------------------------------------
+
+
+def _wav(path, audio: np.ndarray):
+    from pedalboard.io import AudioFile
+
+    with AudioFile(str(path), "w", FS, audio.shape[0], bit_depth=32) as f:
+        f.write(audio)
+    return path
+
+
+def _read(path) -> np.ndarray:
+    from pedalboard.io import AudioFile
+
+    with AudioFile(str(path)) as f:
+        return f.read(f.frames)
+
+
+def _clicks(channels: int) -> np.ndarray:
+    x = np.zeros((channels, FS // 4), np.float32)
+    x[:, 100] = 0.5
+    return x
+
+
+def test_render_a_mono_file_through_a_pair_gives_two_different_channels(tmp_path):
+    from rtverb.offline.render import render_file
+
+    src = _wav(tmp_path / "mono.wav", _clicks(1))
+    result = render_file(src, tmp_path / "out.wav", _pair("ortf"), dry_db=-70.0, tail_s=0.5)
+    wet = _read(tmp_path / "out.wav")
+    assert result.channels == 2 and wet.shape[0] == 2
+    assert abs(np.corrcoef(wet)[0, 1]) < 0.9  # a mono render gives 1.00
+
+
+def test_render_picks_the_ir_for_the_input(tmp_path, monkeypatch):
+    from rtverb.offline import render
+
+    seen = []
+
+    def fake(room, rate):
+        seen.append(room.spread_m)
+        return synthesize(room, rate)
+
+    monkeypatch.setattr(render, "_synthesize", fake)
+    room = _pair("xy", spread_m=2.0)
+    stereo, mono = _wav(tmp_path / "s.wav", _clicks(2)), _wav(tmp_path / "m.wav", _clicks(1))
+    assert render.render_file(stereo, tmp_path / "a.wav", room, tail_s=0.2).channels == 2
+    assert render.render_file(mono, tmp_path / "b.wav", room, tail_s=0.2).channels == 2
+    assert seen == [2.0, 0.0]  # true stereo for the stereo input, a point source for mono
+    with pytest.raises(render.RenderError, match=r"--channels 1: .* gives 2 channels"):
+        render.render_file(mono, tmp_path / "c.wav", room, channels=1)
+
+
+def test_rir_writes_one_channel_per_path(tmp_path, capsys):
+    from rtverb.cli import main
+
+    room = tmp_path / "room.toml"
+    _pair("ab", spread_m=2.0).to_toml(room)
+    assert main(["rir", str(room), "-o", str(tmp_path / "ir.wav")]) == 0
+    assert "4 channels (source to capsule: LL, LR, RL, RR" in capsys.readouterr().out
+    written = _read(tmp_path / "ir.wav")
+    np.testing.assert_array_equal(written, synthesize(Room.from_toml(room)).reshape(4, -1))

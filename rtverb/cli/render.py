@@ -24,7 +24,13 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from rtverb.offline.audio_io import BIT_DEPTHS, MAX_CHANNELS, AudioFileError, check_input
 from rtverb.offline.chain import ChainError, describe_plugins, parse_chain
-from rtverb.offline.render import OFFLINE_BLOCK_SIZE, RenderError, RenderResult, render_file
+from rtverb.offline.render import (
+    OFFLINE_BLOCK_SIZE,
+    RenderError,
+    RenderResult,
+    render_file,
+    room_ir,
+)
 from rtverb.room.presets import DEFAULT_PRESET, load_preset
 from rtverb.room.room import Room, RoomError
 
@@ -34,8 +40,9 @@ DEMO_WAV = Path(__file__).resolve().parent.parent / "offline" / "demo.wav"
 DEMO_OUT = "rtverb-demo.wav"
 
 #: What a render reverberates with, in a form that crosses to worker processes:
-#: ("room", Room.to_dict()), ("ir", path of an IR file), or ("irs", ({rate: IR}, room mix)):
-#: a folder's room synthesized once per sample rate in the parent.
+#: ("room", Room.to_dict()), ("ir", path of an IR file), or ("irs", ({(rate, stereo input):
+#: IR}, room mix, true stereo)): a folder's room synthesized once per sample rate (and, for a
+#: true-stereo room, per input kind: stereo or not) in the parent.
 Source = tuple[str, Any]
 
 
@@ -103,7 +110,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--channels",
         type=int,
         metavar="N",
-        help="output channels (default: the input's; mono input -> any count)",
+        help="output channels (default: the input's; a mono input -> any count, 2 through a "
+        "room's microphone pair)",
     )
     parser.add_argument("--block-size", type=int, default=OFFLINE_BLOCK_SIZE, metavar="FRAMES",
                         help=f"engine block (default {OFFLINE_BLOCK_SIZE}; does not change the "
@@ -132,18 +140,21 @@ def _source(args: argparse.Namespace) -> Source:
     return ("room", load_preset(args.preset or DEFAULT_PRESET).to_dict())
 
 
-def _resolve(source: Source, sample_rate_hz: float) -> Room | np.ndarray:
+def _resolve(source: Source, sample_rate_hz: float, channels: int) -> Room | np.ndarray:
     kind, value = source
     if kind == "room":
         return Room.from_dict(value)
     if kind == "irs":
-        return np.asarray(value[0][sample_rate_hz])
+        irs, _, true_stereo = value
+        return np.asarray(irs[(sample_rate_hz, true_stereo and channels == 2)])
     with AudioFile(value) as f:
         if f.samplerate != sample_rate_hz:
             with f.resampled_to(sample_rate_hz) as r:
                 ir = np.asarray(r.read(r.frames), dtype=np.float32)
         else:
             ir = np.asarray(f.read(f.frames), dtype=np.float32)
+    if ir.shape[0] == 4:  # true stereo as `rtverb rir` writes it: LL, LR, RL, RR
+        return ir.reshape(2, 2, -1)
     return ir[0] if ir.shape[0] == 1 else ir  # mono IR: (taps,)
 
 
@@ -163,7 +174,7 @@ def _render_one(in_path: str, out_path: str, source: Source, pre: str | None, po
     if source[0] == "irs":  # the room's mix, unless overridden
         options = {**source[1][1], **{k: v for k, v in options.items() if v is not None}}
     return render_file(
-        in_path, out_path, _resolve(source, info.sample_rate_hz),
+        in_path, out_path, _resolve(source, info.sample_rate_hz, info.channels),
         pre=parse_chain(pre) if pre else None, post=parse_chain(post) if post else None,
         progress=progress, **options,
     )  # fmt: skip
@@ -216,17 +227,19 @@ def _folder_jobs(in_dir: Path, out_dir: Path | None) -> list[tuple[Path, Path]]:
 
 def _synthesize_per_rate(room: Room, files: list[Path]) -> Source:
     """Synthesize the room once per sample rate here, so workers need not load the model."""
-    from rtverb.synth import synthesize
-
-    rates = set()
+    kinds = set()
     for path in files:
         try:
-            rates.add(check_input(path).sample_rate_hz)
+            info = check_input(path)
         except AudioFileError:
-            pass  # reported when that file is rendered
-    irs = {rate: synthesize(room, sample_rate_hz=round(rate)) for rate in sorted(rates)}
+            continue  # reported when that file is rendered
+        kinds.add((info.sample_rate_hz, room.true_stereo and info.channels == 2))
+    irs = {
+        (rate, stereo): room_ir(room, round(rate), 2 if stereo else 1)
+        for rate, stereo in sorted(kinds)
+    }
     mix = {"wet_db": room.wet_db, "dry_db": room.dry_db, "predelay_ms": room.predelay_ms}
-    return ("irs", (irs, mix))
+    return ("irs", (irs, mix, room.true_stereo))
 
 
 def _render_folder(args: argparse.Namespace, source: Source) -> int:

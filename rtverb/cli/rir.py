@@ -1,4 +1,5 @@
-"""``rtverb rir ROOM -o IR.wav``: synthesize a room's impulse response to a file."""
+"""``rtverb rir ROOM -o IR.wav``: synthesize a room's impulse response to a file, one channel per
+path (a microphone pair: left, right; true stereo: LL, LR, RL, RR)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ from pathlib import Path
 from rtverb.offline.audio_io import AudioFileError, SafeWriter, check_output
 from rtverb.room.presets import load_preset
 from rtverb.room.room import RoomError
+
+#: What the channels of a written IR are, by the synthesized IR's dimensions.
+PATH_ORDER = {
+    1: "",
+    2: " (left capsule, right capsule)",
+    3: " (source to capsule: LL, LR, RL, RR; true stereo)",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,19 +46,22 @@ def run(args: argparse.Namespace) -> int:
             elapsed_ms = 1e3 * (time.perf_counter() - t0)
         for w in caught:
             print(f"rtverb rir: warning: {w.message}", file=sys.stderr)
-        with SafeWriter(out, args.sample_rate, 1, 32) as writer:
-            writer.write(ir[None, :])
+        paths = ir.reshape(-1, ir.shape[-1])  # one channel per path
+        with SafeWriter(out, args.sample_rate, len(paths), 32) as writer:
+            writer.write(paths)
     except (RoomError, AudioFileError, ModelError, ValueError) as e:
         print(f"rtverb rir: error: {e}", file=sys.stderr)
         return 2
     print(
-        f"wrote {out}: {len(ir) / args.sample_rate:.2f} s at {args.sample_rate} Hz, "
+        f"wrote {out}: {ir.shape[-1] / args.sample_rate:.2f} s at {args.sample_rate} Hz, "
+        f"{len(paths)} channel{'s' * (len(paths) > 1)}{PATH_ORDER[ir.ndim]}, "
         f"synthesized in {elapsed_ms:.1f} ms (first call includes loading the model)"
     )
     if args.plot:
         from rtverb.analysis.plot import plot_ir
 
         png = out.with_suffix(".png")
-        plot_ir(ir, args.sample_rate, png)
+        title = f"{room.name}: the first channel of {len(paths)}" if len(paths) > 1 else ""
+        plot_ir(paths[0], args.sample_rate, png, title=title)
         print(f"wrote {png}")
     return 0

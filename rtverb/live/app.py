@@ -66,6 +66,11 @@ class Live:
         self.args = args
         self.sr, self.block_size, self.channels = int(args.sample_rate), args.block, args.channels
         room = load_preset(args.preset)
+        if room.channels > self.channels:
+            raise ValueError(
+                f"--channels {self.channels}: {room.name}'s microphone pair ({room.pair}) gives "
+                f"{room.channels} channels; use --channels {room.channels} or a mono room"
+            )
         for message in room.domain_warnings():
             log.warning("%s: %s (the IR is extrapolated)", room.name, message)
         self.source = self._open_input(args)
@@ -91,7 +96,7 @@ class Live:
             applied_room=room,
             predelay=True,
         )
-        self.worker.ir_taps = len(ir)
+        self.worker.ir_taps = ir.shape[-1]
         stack.callback(self.worker.stop)
         self.controller = OscController(
             room, on_room=self.worker.submit, on_mix=self._on_mix, status=self.status
@@ -117,7 +122,7 @@ class Live:
         log.info(
             "%s: IR %.2f s synthesized in %.0f ms (with the synthesis process's start)",
             room.name,
-            len(ir) / self.sr,
+            ir.shape[-1] / self.sr,
             (time.perf_counter() - t0) * 1e3,
         )
         return synthesize, ir

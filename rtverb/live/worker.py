@@ -263,7 +263,7 @@ class RoomWorker:
         t0 = time.perf_counter()
         ir = np.asarray(self._synthesize(room, self._sample_rate_hz), dtype=np.float32)
         self.synth_ms.append((time.perf_counter() - t0) * 1e3)
-        if ir.ndim not in (1, 2) or ir.shape[-1] == 0 or not np.all(np.isfinite(ir)):
+        if ir.ndim not in (1, 2, 3) or ir.shape[-1] == 0 or not np.all(np.isfinite(ir)):
             self._fail(
                 f"synthesized IR for {room.name!r} is unusable (shape {ir.shape}, finite: "
                 f"{bool(np.all(np.isfinite(ir)))}); keeping the previous room"

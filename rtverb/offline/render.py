@@ -12,6 +12,7 @@ frame *n*. The output is the input's length plus the reverb's tail.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -90,10 +91,46 @@ def _make_engine(ir: np.ndarray, **kwargs: Any) -> Any:
     return Engine(ir, **kwargs)
 
 
+def room_ir(room: Room, sample_rate_hz: int, input_channels: int) -> np.ndarray:
+    """The room's IR for an input of ``input_channels``.
+
+    A stereo input in a room with a pair and a spread source gets the true-stereo matrix
+    (2 sources, 2 capsules, taps); any other input is a point source at the source position:
+    (taps,) for a mono listener, (2 capsules, taps) for a pair (a stereo input then sends each
+    channel through its own capsule).
+    """
+    if room.true_stereo and input_channels != 2:
+        room = dataclasses.replace(room, spread_m=0.0)
+    return _synthesize(room, sample_rate_hz)
+
+
 def _synthesize(room: Room, sample_rate_hz: int) -> np.ndarray:
     from rtverb.synth import synthesize
 
     return synthesize(room, sample_rate_hz=sample_rate_hz)
+
+
+def ir_outputs(ir: np.ndarray) -> int:
+    """Output channels an IR gives: 1 for (taps,), else its channels (a matrix: its outputs)."""
+    return 1 if ir.ndim == 1 else int(ir.shape[-2])
+
+
+def output_channels(ir: np.ndarray, input_channels: int, channels: int | None) -> int:
+    """The output's channel count: ``channels`` or the input's (a mono input through a stereo
+    IR: 2); a `RenderError` when the IR cannot give it."""
+    outputs = ir_outputs(ir)
+    if channels is None:
+        channels = max(input_channels, outputs) if input_channels == 1 else input_channels
+    if outputs > 1 and channels != outputs:
+        raise RenderError(
+            f"--channels {channels}: the room's microphone pair (or the IR) gives {outputs} "
+            f'channels; render {outputs} channels, or use a mono room (pair = "mono") or IR'
+        )
+    if ir.ndim == 3 and input_channels != ir.shape[0]:
+        raise RenderError(
+            f"a true-stereo IR needs a {ir.shape[0]}-channel input, got {input_channels}"
+        )
+    return channels
 
 
 def _run_chain(
@@ -274,10 +311,11 @@ def render_file(
 ) -> RenderResult:
     """Render a file through pre-chain -> room -> post-chain and write it safely.
 
-    ``room_or_ir``: a `Room` (its IR is synthesized at the file's sample rate; its mix is the
-    default) or an IR array (taps,) / (channels, taps) at the file's rate. ``wet_db``,
-    ``dry_db``, ``predelay_ms`` override the mix. ``bit_depth`` defaults to the input's (16,
-    24, or 32 = float); ``channels`` to the input's.
+    ``room_or_ir``: a `Room` (its IR is synthesized at the file's sample rate, see `room_ir`;
+    its mix is the default) or an IR array (taps,) / (channels, taps) / (2, 2, taps) at the
+    file's rate. ``wet_db``, ``dry_db``, ``predelay_ms`` override the mix. ``bit_depth``
+    defaults to the input's (16, 24, or 32 = float); ``channels`` to the input's (a mono input
+    through a pair: 2).
 
     Raises:
         AudioFileError: the input cannot be read or the output cannot be written.
@@ -285,21 +323,23 @@ def render_file(
     """
     info = check_input(in_path)
     out = check_output(info.path, out_path, overwrite)
-    channels = channels or info.channels
-    if not 1 <= channels <= MAX_CHANNELS:
+    if channels is not None and not 1 <= channels <= MAX_CHANNELS:
         raise RenderError(f"--channels {channels}: give 1 to {MAX_CHANNELS}")
-    match_channels(np.zeros((info.channels, 0), np.float32), channels)  # validates the mapping
     bit_depth = bit_depth or info.bit_depth
     if bit_depth not in BIT_DEPTHS:
         raise RenderError(f"--bit-depth {bit_depth}: give one of {BIT_DEPTHS}")
     if isinstance(room_or_ir, Room):
         synth_started = time.perf_counter()
-        ir = _synthesize(room_or_ir, round(info.sample_rate_hz))
+        ir = room_ir(room_or_ir, round(info.sample_rate_hz), info.channels)
         synth_s = time.perf_counter() - synth_started
         mix = {"wet_db": room_or_ir.wet_db, "dry_db": room_or_ir.dry_db,
                "predelay_ms": room_or_ir.predelay_ms}  # fmt: skip
     else:
         ir, mix, synth_s = np.asarray(room_or_ir, dtype=np.float32), {}, 0.0
+    channels = output_channels(ir, info.channels, channels)
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise RenderError(f"--channels {channels}: give 1 to {MAX_CHANNELS}")
+    match_channels(np.zeros((info.channels, 0), np.float32), channels)  # validates the mapping
     for key, value in (("wet_db", wet_db), ("dry_db", dry_db), ("predelay_ms", predelay_ms)):
         if value is not None:
             mix[key] = value
