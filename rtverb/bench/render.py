@@ -20,7 +20,6 @@ import numpy as np
 from pedalboard.io import AudioFile
 from scipy.signal import fftconvolve
 
-from rtverb.bench.report import stats
 from rtverb.offline.chain import parse_chain
 from rtverb.offline.render import OFFLINE_BLOCK_SIZE, render_array, render_file
 
@@ -91,28 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.pre or args.post:
         _bench_chains(audio, rate, args.pre, args.post)
     return 0
-
-
-def chain_block_cost(
-    chain_text: str, block: int, sample_rate_hz: float, channels: int, seconds: float = 5.0,
-    seed: int = 0,
-) -> dict[str, float]:  # fmt: skip
-    """Per-block cost of a CHAIN streamed as the live callback runs it (``reset=False``), µs:
-    mean, p50, p99, p99.9, max, and the mean as a fraction of the block's real-time budget."""
-    board = parse_chain(chain_text)
-    rng = np.random.default_rng(seed)
-    x = (0.25 * rng.standard_normal((channels, block * 64))).astype(np.float32)
-    blocks = [x[:, i * block : (i + 1) * block] for i in range(64)]
-    for i in range(100):  # warm-up
-        board.process(blocks[i % 64], sample_rate_hz, buffer_size=block, reset=False)
-    n = max(1000, round(seconds * sample_rate_hz / block))
-    us = np.empty(n)
-    for i in range(n):
-        t0 = time.perf_counter_ns()
-        board.process(blocks[i % 64], sample_rate_hz, buffer_size=block, reset=False)
-        us[i] = (time.perf_counter_ns() - t0) / 1e3
-    budget_us = block / sample_rate_hz * 1e6
-    return stats(us, budget_us) | {"load_mean": float(us.mean() / budget_us)}
 
 
 def _bench_chains(audio: np.ndarray, rate: int, pre: str | None, post: str | None) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 
 def report(config: dict[str, Any], results: list[dict[str, Any]]) -> str:
     """The human-readable report: setup, then one block size in full or a sweep table."""
@@ -142,15 +140,3 @@ def save_plot(plt: Any, results: list[dict[str, Any]], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def stats(us: np.ndarray, budget_us: float) -> dict[str, float]:
-    """Per-block cost figures (µs) of one engine, and how many blocks overran the budget."""
-    return {
-        "mean_us": float(us.mean()),
-        "p50_us": float(np.percentile(us, 50)),
-        "p99_us": float(np.percentile(us, 99)),
-        "p999_us": float(np.percentile(us, 99.9)),
-        "max_us": float(us.max()),
-        "over_budget_blocks": int(np.sum(us > budget_us)),
-    }

@@ -13,7 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("rtverb.cli.analyze", "Measure an impulse response: T30, EDT, C50, C80, D50, DRR."),
     "bench": (
-        "rtverb.bench.engine",
+        "rtverb.cli.bench",
         "Does rtverb keep up on this machine? Per-block cost vs pedalboard.",
     ),
     "capture": (
