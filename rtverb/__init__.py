@@ -13,6 +13,7 @@ __all__ = [
     "capture_chain",
     "capture_device",
     "capture_dry_wet",
+    "match",
     "synthesize",
     "to_pedalboard",
 ]
@@ -20,8 +21,8 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    """Lazy exports: ``rtverb.to_pedalboard`` and the captures import pedalboard (~0.2 s) on first
-    use only."""
+    """Lazy exports: ``to_pedalboard``, ``capture_*`` and ``match`` import pedalboard or scipy's
+    optimizers (~0.2 s) on first use only."""
     if name == "synthesize":
         from rtverb.synth import synthesize
 
@@ -30,6 +31,10 @@ def __getattr__(name: str) -> object:
         from rtverb import capture
 
         return getattr(capture, name)
+    if name == "match":
+        from rtverb.matching import match
+
+        return match
     if name == "to_pedalboard":
         from rtverb.offline.pedalboard_room import to_pedalboard
 

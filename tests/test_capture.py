@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
 import numpy as np
 import pedalboard
 import pytest
@@ -9,9 +15,11 @@ from pedalboard.io import AudioFile
 from scipy import signal as sps
 
 from rtverb import cli
+from rtverb.analysis.acoustics import measure
 from rtverb.capture import CaptureError, capture_chain, capture_device, capture_dry_wet
 from rtverb.capture.device import PRE_ROLL_S
 from rtverb.capture.sweep import Sweep, deconvolve, sweep_duration_s
+from rtverb.room.presets import load_preset
 
 SR = 48000
 #: A linear chain comes back exact up to float32 processing: error below this, re peak.
@@ -63,8 +71,9 @@ def test_sweep_is_slow_enough_to_keep_harmonics_out():
 
 
 def test_chain_delay_and_gain_exact():
-    capture = capture_chain("Delay(delay_seconds=0.01, feedback=0, mix=1) | Gain(gain_db=-6)",
-                            SR, max_ir_s=0.05)  # fmt: skip
+    capture = capture_chain(
+        "Delay(delay_seconds=0.01, feedback=0, mix=1) | Gain(gain_db=-6)", SR, max_ir_s=0.05
+    )
     ir = capture.first_channel()
     peak = int(np.argmax(np.abs(ir)))
     assert peak in (479, 480)  # 10 ms; pedalboard's delay line comes out one sample short
@@ -128,8 +137,9 @@ def test_device_finds_latency_and_averages_repeats():
     latency = 300
     results = {}
     for repeats in (1, 4):
-        capture = capture_device(("in", "out"), SR, max_ir_s=0.2, repeats=repeats,
-                                 recorder=fake_card(h, latency, 1e-3))  # fmt: skip
+        capture = capture_device(
+            ("in", "out"), SR, max_ir_s=0.2, repeats=repeats, recorder=fake_card(h, latency, 1e-3)
+        )
         results[repeats] = capture
         assert capture.latency_s * SR == pytest.approx(latency - 0.002 * SR, abs=1)
     # averaging 4 sweeps lowers the noise floor by ~6 dB
@@ -183,8 +193,21 @@ def test_dry_wet_refuses_bad_pairs():
 
 def test_cli_chain_writes_a_float_ir(tmp_path, capsys):
     out = tmp_path / "ir.wav"
-    assert cli.main(["capture", "--chain", "Reverb(room_size=0.3)", "--max-ir-s", "0.5",
-                     "-o", str(out), "--quiet"]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "capture",
+                "--chain",
+                "Reverb(room_size=0.3)",
+                "--max-ir-s",
+                "0.5",
+                "-o",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "T30 (s)" in text and "wrote" in text
     with AudioFile(str(out)) as f:
@@ -217,3 +240,99 @@ def test_cli_dry_wet_of_different_rates(tmp_path, capsys):
     argv = ["capture", "--dry", str(tmp_path / "dry.wav"), "--wet", str(tmp_path / "wet.wav")]
     assert cli.main([*argv, "-o", str(out)]) == 2
     assert "same rate" in capsys.readouterr().err and not out.exists()
+
+
+# ---- a real audio server: rtverb live on a JACK dummy server, captured through its ports --------
+
+#: T30 per band of `rtverb live` captured through JACK vs `rtverb rir` of the same room (the
+#: issue's figure): both are the same synthesized IR, so only the capture's error is left. An
+#: xrun during a sweep corrupts the band the sweep was in (25-35 % seen with a loaded machine);
+#: three takes let the capture leave such a take out.
+LIVE_T30_TOLERANCE = 0.05
+_CAPTURE_SCRIPT = """
+import sys
+import numpy as np
+from rtverb.capture import capture_device
+capture = capture_device(
+    ("system", "system"), 48000, max_ir_s=0.8, level_db=-20, repeats=3, pre_roll_s=8.0
+)
+np.save(sys.argv[1], capture.ir)
+"""
+
+
+def _jack_ports(env: dict) -> list[str]:
+    out = subprocess.run(["jack_lsp"], env=env, capture_output=True, text=True, timeout=10)
+    return out.stdout.split()
+
+
+def _wait_for_client(env: dict, exclude: set[str], timeout_s: float) -> str:
+    """The name of a JACK client with an ``in_0`` port, other than ``exclude``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for port in _jack_ports(env):
+            client, _, name = port.partition(":")
+            if name == "in_0" and client not in exclude:
+                return client
+        time.sleep(0.05)
+    pytest.fail(f"no new JACK client came up in {timeout_s} s")
+
+
+@pytest.mark.slow
+def test_capture_of_rtverb_live_through_jack_matches_rtverb_rir(jack_server, tmp_path):
+    room = replace(load_preset("studio_live_room"), dry_db=-70.0, wet_db=0.0)  # the IR alone
+    room_path, rir_path, ir_path = tmp_path / "room.toml", tmp_path / "rir.wav", tmp_path / "ir.npy"
+    room.to_toml(room_path)
+    assert cli.main(["rir", str(room_path), "-o", str(rir_path)]) == 0
+    live = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rtverb",
+            "live",
+            "--device",
+            "system",
+            "--preset",
+            str(room_path),
+            "--no-osc",
+            "--quiet",
+            "--seconds",
+            "120",
+        ],
+        env=jack_server,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    capture = None
+    try:
+        live_client = _wait_for_client(jack_server, {"system"}, 60)
+        time.sleep(3)  # the room's IR is synthesized and in place
+        capture = subprocess.Popen(
+            [sys.executable, "-c", _CAPTURE_SCRIPT, str(ir_path)],
+            env=jack_server,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        sweeper = _wait_for_client(jack_server, {"system", live_client}, 60)
+        for k in range(2):  # the sweeper's outputs into rtverb, rtverb's outputs back
+            for src, dst in (
+                (f"{sweeper}:out_{k}", f"{live_client}:in_{k}"),
+                (f"{live_client}:out_{k}", f"{sweeper}:in_{k}"),
+            ):
+                subprocess.run(["jack_connect", src, dst], env=jack_server, check=True)
+        output, _ = capture.communicate(timeout=120)
+        assert capture.returncode == 0, output.decode(errors="replace")
+    finally:
+        for proc in (capture, live):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    captured = np.load(ir_path).reshape(-1, np.load(ir_path).shape[-1])[0]
+    with AudioFile(str(rir_path)) as f:
+        reference = f.read(f.frames)[0]
+    got, want = measure(captured, SR), measure(reference, SR)
+    print(f"\ncaptured T30 {np.round(got.T30_s, 3)}\nrtverb rir T30 {np.round(want.T30_s, 3)}")
+    np.testing.assert_allclose(got.T30_s, want.T30_s, rtol=LIVE_T30_TOLERANCE)

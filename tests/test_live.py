@@ -4,8 +4,6 @@ against a real (JACK dummy) audio server with OSC room changes over UDP."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -313,38 +311,6 @@ def _synth_kind() -> str:
     except synth.ModelError as e:
         print(f"the model does not load ({e}); running with --synth analytic")
         return "analytic"
-
-
-@pytest.fixture
-def jack_server():
-    """A clocked JACK dummy server (48 kHz, 256 frames) of its own name; stopped by PID."""
-    if shutil.which("jackd") is None:
-        pytest.skip("jackd is not installed (Debian: apt-get install jackd2 libportaudio2)")
-    name = f"rtverb_test_{os.getpid()}"
-    proc = subprocess.Popen(
-        ["jackd", "-n", name, "-d", "dummy", "-r", str(SR), "-p", str(BLOCK)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
-    try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:  # ready when a client can connect
-            probe = subprocess.run(["jack_lsp"], env=env, capture_output=True, timeout=10)
-            if probe.returncode == 0 and b"system:playback_1" in probe.stdout:
-                break
-            assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
-            time.sleep(0.2)
-        else:
-            pytest.fail("the JACK dummy server did not come up in 15 s")
-        yield env
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _sender(port: int, stop: threading.Event, log: dict) -> None:

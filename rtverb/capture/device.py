@@ -1,8 +1,9 @@
 """Capture through a sound card: the sweep played and recorded with `sounddevice.playrec`.
 
 One stream plays ``repeats`` sweeps back to back after `PRE_ROLL_S` of silence, so every
-repetition has the same latency and the recordings average sample-exactly (noise falls 3 dB
-per doubling). The silence measures the noise floor: a recording that clips or whose sweep is
+repetition has the same latency and the takes' IRs average sample-exactly (noise falls 3 dB
+per doubling); from 3 takes on, a take far from the median one (a dropout, a door slam) is
+left out. The silence measures the noise floor: a recording that clips or whose sweep is
 too little above the noise is refused with what to change. The latency (interface plus any
 acoustic path) is the onset of the deconvolved response; the IR starts `PRE_ONSET_S` before it.
 """
@@ -35,6 +36,9 @@ PRE_ROLL_S = 1.0
 CLIP_LEVEL = 0.999
 #: Least sweep-to-noise ratio accepted (each recording, before averaging), dB.
 MIN_SNR_DB = 20.0
+#: With 3 or more repeats, a take whose IR differs from the median take by more than this many
+#: times the typical take's difference is left out of the average.
+OUTLIER_FACTOR = 10.0
 #: The response to a sweep is looked for within this long of the sweep's start, seconds.
 MAX_LATENCY_S = 0.5
 
@@ -121,6 +125,16 @@ def check_levels(recording: np.ndarray, pre_roll: int, sweep_frames: int, period
     return snr
 
 
+def _steady_takes(windows: np.ndarray) -> np.ndarray:
+    """Indices of the takes to average: all but those far from the median take (a dropout or
+    a door slam during one sweep), found when there are at least 3 takes."""
+    if len(windows) < 3:
+        return np.arange(len(windows))
+    median = np.median(windows, axis=0)
+    deviation = np.sum((windows - median) ** 2, axis=(1, 2))
+    return np.nonzero(deviation <= OUTLIER_FACTOR * np.median(deviation))[0]
+
+
 def capture_device(
     devices: tuple[int | str, int | str],
     sample_rate_hz: float = 48000.0,
@@ -130,10 +144,12 @@ def capture_device(
     repeats: int = 1,
     progress: Callable[[float], None] | None = None,
     recorder: Callable[..., np.ndarray] = record,
+    pre_roll_s: float = PRE_ROLL_S,
 ) -> Capture:
     """The impulse response from a sound card's outputs back to its inputs, (inputs, taps).
 
-    ``recorder`` plays and records (`record`; tests replace it).
+    ``recorder`` plays and records (`record`; tests replace it). ``pre_roll_s`` of silence
+    come first (the noise reference; time to route the stream's ports).
 
     Raises:
         CaptureError: bad arguments or devices, clipping, too little signal over the noise,
@@ -145,7 +161,7 @@ def capture_device(
     window_s = max_ir_s + MAX_LATENCY_S
     sweep = Sweep(sample_rate_hz, sweep_s or sweep_duration_s(window_s, sample_rate_hz))
     x = sweep.signal() * 10 ** (level_db / 20)
-    pre_roll = int(round(PRE_ROLL_S * sample_rate_hz))
+    pre_roll = int(round(pre_roll_s * sample_rate_hz))
     period = len(x) + int(round(window_s * sample_rate_hz))
     signal = np.zeros(pre_roll + repeats * period)
     for k in range(repeats):
@@ -153,8 +169,10 @@ def capture_device(
     recording = recorder(signal, sample_rate_hz, devices, progress)
     check_levels(recording, pre_roll, len(x), period)
     takes = recording[:, pre_roll:].reshape(recording.shape[0], repeats, period)
-    response = deconvolve(takes.mean(axis=1), x)
-    window = linear_part(response, sweep, window_s)
+    windows = np.stack(
+        [linear_part(deconvolve(takes[:, k], x), sweep, window_s) for k in range(repeats)]
+    )
+    window = windows[_steady_takes(windows)].mean(axis=0)
     onset = onset_index(window)
     if onset >= int(MAX_LATENCY_S * sample_rate_hz):
         raise CaptureError(
@@ -162,6 +180,7 @@ def capture_device(
             f"{MAX_LATENCY_S:g} s of latency): is the output really routed to the input?"
         )
     start = max(onset - int(round(PRE_ONSET_S * sample_rate_hz)), 0)
-    ir, pnr_db = trim_to_noise(window[:, : start + int(round(max_ir_s * sample_rate_hz))],
-                               sample_rate_hz, start)  # fmt: skip
+    ir, pnr_db = trim_to_noise(
+        window[:, : start + int(round(max_ir_s * sample_rate_hz))], sample_rate_hz, start
+    )
     return Capture(ir.astype(np.float32), float(sample_rate_hz), pnr_db, start / sample_rate_hz)

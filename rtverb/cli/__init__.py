@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "rtverb.cli.live",
         "Hear a microphone or a file through the room; OSC moves the room.",
     ),
+    "match": (
+        "rtverb.cli.match",
+        "Find an editable room that matches an IR or target T30/C50 numbers.",
+    ),
     "plot": ("rtverb.cli.plot", "Pictures: a room in 3D, an IR, two IRs' decay curves (PNG)."),
     "presets": (
         "rtverb.cli.presets",

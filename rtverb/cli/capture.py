@@ -38,15 +38,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wet", metavar="WET", type=Path, help="the processed recording")
     parser.add_argument("-o", "--out", required=True, type=Path, help="output IR (.wav)")
     parser.add_argument("--sample-rate", type=int, default=48000, help="Hz (default 48000)")
-    parser.add_argument("--max-ir-s", type=float, default=DEFAULT_MAX_IR_S,
-                        help=f"longest IR kept (default {DEFAULT_MAX_IR_S:g} s)")  # fmt: skip
-    parser.add_argument("--sweep-s", type=float,
-                        help="sweep length (default: long enough to keep harmonic distortion "
-                        "out of --max-ir-s)")  # fmt: skip
-    parser.add_argument("--level-db", type=float, default=DEFAULT_LEVEL_DB,
-                        help=f"sweep level, dBFS (default {DEFAULT_LEVEL_DB:g})")  # fmt: skip
-    parser.add_argument("--true-stereo", action="store_true",
-                        help="sweep each input of the chain alone: a 2x2 IR")  # fmt: skip
+    parser.add_argument(
+        "--max-ir-s",
+        type=float,
+        default=DEFAULT_MAX_IR_S,
+        help=f"longest IR kept (default {DEFAULT_MAX_IR_S:g} s)",
+    )
+    parser.add_argument(
+        "--sweep-s",
+        type=float,
+        help="sweep length (default: long enough to keep harmonic distortion out of --max-ir-s)",
+    )
+    parser.add_argument(
+        "--level-db",
+        type=float,
+        default=DEFAULT_LEVEL_DB,
+        help=f"sweep level, dBFS (default {DEFAULT_LEVEL_DB:g})",
+    )
+    parser.add_argument(
+        "--true-stereo", action="store_true", help="sweep each input of the chain alone: a 2x2 IR"
+    )
     parser.add_argument("--repeats", type=int, default=1, help="sweeps averaged (--device)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--plot", action="store_true", help="also write OUT.png (IR and EDCs)")
@@ -91,12 +102,22 @@ def _capture(args: argparse.Namespace) -> Capture:
     options = {"max_ir_s": args.max_ir_s, "sweep_s": args.sweep_s, "level_db": args.level_db}
     if args.chain is not None:
         with _progress(args.quiet, "sweeping the chain") as progress:
-            return capture_chain(args.chain, args.sample_rate, true_stereo=args.true_stereo,
-                                 progress=progress, **options)  # fmt: skip
+            return capture_chain(
+                args.chain,
+                args.sample_rate,
+                true_stereo=args.true_stereo,
+                progress=progress,
+                **options,
+            )
     if args.device is not None:
         with _progress(args.quiet, "playing and recording") as progress:
-            return capture_device(parse_devices(args.device), args.sample_rate,
-                                  repeats=args.repeats, progress=progress, **options)  # fmt: skip
+            return capture_device(
+                parse_devices(args.device),
+                args.sample_rate,
+                repeats=args.repeats,
+                progress=progress,
+                **options,
+            )
     dry, dry_fs = read_ir(args.dry)
     wet, wet_fs = read_ir(args.wet)
     if dry_fs != wet_fs:
@@ -123,8 +144,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"rtverb capture: error: {e}", file=sys.stderr)
         return 2
     shape = "x".join(str(n) for n in result.ir.shape[:-1])
-    pnr = "no noise floor" if math.isinf(result.peak_to_noise_db) else (
-        f"peak-to-noise {result.peak_to_noise_db:.1f} dB")  # fmt: skip
+    pnr = (
+        "no noise floor"
+        if math.isinf(result.peak_to_noise_db)
+        else (f"peak-to-noise {result.peak_to_noise_db:.1f} dB")
+    )
     latency = f", latency {1e3 * result.latency_s:.1f} ms removed" if result.latency_s else ""
     print(
         f"wrote {out}: {flat.shape[-1] / result.sample_rate_hz:.2f} s at "
