@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtverb.cli.analyze import AnalyzeError, read_ir
+from rtverb.analysis.ir_file import AnalyzeError, read_ir
 from rtverb.matching import Match, MatchError, Target, match, target_from_ir, target_from_text
 from rtverb.matching.fit import MAX_EVALUATIONS, SIZE_GRID, T30_CORRECTIONS
 from rtverb.matching.target import MATCH_BANDS_HZ
