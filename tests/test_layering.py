@@ -37,6 +37,7 @@ RANKS = {
     "offline": 3,
     "live": 4,
     "capture": 4,
+    "matching": 4,  # rooms fitted with synth and analysis; beside capture, never importing it
     "rtverb": 5,  # the package's own __init__: the public names
     "bench": 6,
     "cli": 7,
