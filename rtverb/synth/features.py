@@ -125,6 +125,66 @@ def model_input(physics: RoomPhysics) -> tuple[np.ndarray, np.ndarray]:
     return x, baseline
 
 
+#: What the room encoder sees (`physics_features`): version, size, and where the decay times
+#: and Barron's C50 the encoder's heads are relative to sit in it.
+PHYSICS_VERSION = 1
+EYRING_LOG_S = slice(0, N_BANDS)
+EYRING_NO_AIR_LOG_S = slice(N_BANDS, 2 * N_BANDS)
+BARRON_C50_DB = slice(2 * N_BANDS, 3 * N_BANDS)
+
+
+def physics_features(physics: RoomPhysics) -> np.ndarray:
+    """The room encoder's input (N_PHYSICS_FEATURES,) float32: what physics says per band.
+
+    Per model band: log Eyring times with and without air, Barron's C50 (dB) (the heads'
+    references, first), log Sabine, Fitzroy and Arau-Puchades times, log absorption area and
+    mean absorption, log mean absorption per axis with their max/min ratio, the spread of log
+    absorption over the surfaces (area-weighted), log distance over critical distance. Then log
+    volume, surface, mean free path, distance, source's and listener's distance to the nearest
+    surface, the two aspect ratios (sizes sorted), and scattering. Unscaled: the model
+    standardizes them with its training set's statistics.
+    """
+    room = physics.room
+    log_alpha = np.log(np.maximum(physics.absorption, 1e-6))
+    weights = physics.areas_m2[:, None] / physics.surface_m2
+    mean_log = (weights * log_alpha).sum(axis=0)
+    spread = np.sqrt((weights * (log_alpha - mean_log) ** 2).sum(axis=0))
+    log_axis = np.log(physics.axis_absorption)
+    size = np.array(room.size_m)
+    sides = np.sort(size)
+    gaps = [
+        min(min(pos), float((size - np.array(pos)).min()))
+        for pos in (room.source_position_m, room.listener_position_m)
+    ]
+    per_band = [
+        np.log(physics.eyring_s),
+        np.log(physics.eyring_no_air_s),
+        physics.barron_c50_db,
+        np.log(physics.sabine_s),
+        np.log(physics.fitzroy_s),
+        np.log(physics.arau_s),
+        np.log(physics.surface_m2 * physics.mean_absorption),
+        np.log(physics.mean_absorption),
+        *log_axis,
+        log_axis.max(axis=0) - log_axis.min(axis=0),
+        spread,
+        np.log(physics.distance_m / physics.critical_distance_m),
+    ]
+    scalars = [
+        np.log(physics.volume_m3),
+        np.log(physics.surface_m2),
+        np.log(physics.mean_free_path_m),
+        np.log(physics.distance_m),
+        *np.log(gaps),
+        np.log(sides[2] / sides[0]),
+        np.log(sides[1] / sides[0]),
+        room.scattering,
+    ]
+    return np.concatenate([*per_band, scalars]).astype(np.float32)
+
+
+N_PHYSICS_FEATURES = 14 * N_BANDS + 9
+
 #: The network's fields are in units of this many dB (keeps its activations near 1).
 OUTPUT_SCALE_DB = 10.0
 
