@@ -90,3 +90,21 @@ def test_physics_arrays_are_read_only() -> None:
     p = RoomPhysics.of(_cube(0.1))
     with pytest.raises(ValueError):
         p.absorption[0, 0] = 0.5
+
+
+def test_physics_features_do_not_change_when_x_and_y_swap() -> None:
+    room = Room(
+        size_m=(8.0, 5.0, 3.0),
+        surfaces=Surfaces(floor=0.3, ceiling=0.1, east=0.05, west=0.6, north=0.2, south=0.02),
+        source_position_m=(2.0, 1.5, 1.2),
+        listener_position_m=(6.0, 3.0, 1.7),
+    )
+    swapped = Room(
+        size_m=(5.0, 8.0, 3.0),
+        surfaces=Surfaces(floor=0.3, ceiling=0.1, east=0.2, west=0.02, north=0.05, south=0.6),
+        source_position_m=(1.5, 2.0, 1.2),
+        listener_position_m=(3.0, 6.0, 1.7),
+    )
+    a, b = (features.physics_features(RoomPhysics.of(r)) for r in (room, swapped))
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert not np.allclose(RoomPhysics.of(room).axis_absorption[0], 0.2)  # the case is non-trivial

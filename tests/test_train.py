@@ -9,13 +9,19 @@ import pytest
 pytest.importorskip("pyroomacoustics")
 torch = pytest.importorskip("torch")
 
-from rtverb.synth import Synthesizer  # noqa: E402
+from rtverb.synth import ModelError, Synthesizer, features  # noqa: E402
 from rtverb.synth.physics import RoomPhysics  # noqa: E402
 from train import datagen  # noqa: E402
 from train.dataset import load_shards  # noqa: E402
-from train.export import PARITY_RTOL, export  # noqa: E402
+from train.export import PARITY_RTOL, export, set_metadata  # noqa: E402
 from train.fit import FitConfig, fit  # noqa: E402
-from train.model import ModelConfig, build, load_widened_weights, weights  # noqa: E402
+from train.model import (  # noqa: E402
+    ModelConfig,
+    build,
+    load_onnx_fno,
+    load_widened_weights,
+    weights,
+)
 
 #: Few rays keep the tiny set fast; the code path is what is tested here, not label quality.
 TINY = ["--ray-factor", "0.1", "--workers", "1", "--shard-size", "2"]
@@ -157,8 +163,8 @@ def test_widening_keeps_the_function_and_opens_the_new_channels():
     load_widened_weights(wide, weights(narrow), "narrow.pt")
     x = torch.randn(2, wide.net.in_channels, 64)
     with torch.no_grad():
-        assert torch.allclose(wide(x), narrow(x), atol=WIDENING_ATOL)
-    wide(x).square().mean().backward()  # what a new channel sends the old ones must learn
+        assert torch.allclose(wide(x)[0], narrow(x)[0], atol=WIDENING_ATOL)
+    wide(x)[0].square().mean().backward()  # what a new channel sends the old ones must learn
     grad = wide.net.fno_blocks.fno_skips[0].conv.weight.grad
     assert grad[:8, 8:].abs().max() > 0
     with pytest.raises(SystemExit, match="can only be widened"):
@@ -166,3 +172,76 @@ def test_widening_keeps_the_function_and_opens_the_new_channels():
     gru = build(ModelConfig(kind="gru", gru_hidden=8))  # stacked gates: no channel layout
     with pytest.raises(SystemExit, match="only an FNO"):
         load_widened_weights(gru, weights(gru), "gru.pt")
+
+
+#: An encoded model started from an exported FNO equals it: float32 torch vs onnxruntime,
+#: sums in another order (~3e-5 dB seen on 50 dB corrections).
+WARM_START_ATOL_DB = 1e-3
+TINY_FNO = ModelConfig(width=8, modes=8, layers=2)
+TINY_ENCODED = ModelConfig(kind="encoded", width=8, modes=8, layers=2, encoder_hidden=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_fno_onnx(tiny_set, tmp_path_factory):
+    """A plain FNO trained one epoch on the tiny set and exported."""
+    out = tmp_path_factory.mktemp("fno")
+    cfg = FitConfig(out=str(out), epochs=1, batch_size=2, val_fraction=0.25, model=TINY_FNO)
+    fit(cfg, data=load_shards(tiny_set), log=lambda s: None)
+    export(out / "best.pt", out / "fno.onnx")
+    return out / "fno.onnx"
+
+
+def test_a_new_encoded_model_is_its_fno_with_eyrings_times(tiny_set, tiny_fno_onnx):
+    data = load_shards(tiny_set)
+    model = build(TINY_ENCODED)
+    load_onnx_fno(model, tiny_fno_onnx)
+    model.eval()
+    x, physics = torch.from_numpy(data.x), torch.from_numpy(data.physics)
+    with torch.no_grad():
+        correction, heads = model(x, physics)
+    plain = Synthesizer(tiny_fno_onnx)
+    for i in range(len(data)):
+        fields = plain._fields({"x": data.x[i : i + 1]})
+        want = features.correction_db(fields, data.x[i])
+        np.testing.assert_allclose(correction[i].numpy(), want, rtol=0, atol=WARM_START_ATOL_DB)
+    eyring = np.exp(data.physics[:, features.EYRING_LOG_S])
+    np.testing.assert_allclose(heads[:, 0].numpy(), eyring, rtol=1e-6)
+    np.testing.assert_allclose(heads[:, 1].numpy(), eyring, rtol=1e-6)
+    np.testing.assert_allclose(heads[:, 2].numpy(), data.physics[:, features.BARRON_C50_DB])
+
+
+def test_encoded_model_fits_exports_and_gives_heads(tiny_set, tiny_fno_onnx, tmp_path):
+    data = load_shards(tiny_set)
+    cfg = FitConfig(
+        out=str(tmp_path / "run"),
+        epochs=2,
+        batch_size=2,
+        val_fraction=0.25,
+        balance=True,
+        init_onnx=str(tiny_fno_onnx),
+        model=TINY_ENCODED,
+    )
+    messages: list[str] = []
+    state = fit(cfg, data=data, log=messages.append)
+    assert set(state["term_weights"]) == {
+        "envelope",
+        "edc",
+        "rates",
+        "buildup",
+        "T30",
+        "EDT",
+        "C50",
+    }
+    assert messages[0].startswith("started the FNO as") and "terms at the start" in messages[1]
+    path = tmp_path / "encoded.onnx"
+    assert export(tmp_path / "run" / "best.pt", path) <= PARITY_RTOL
+    synth = Synthesizer(path)
+    physics = RoomPhysics.of(data.rooms[0])
+    heads = synth.heads(physics)
+    assert synth.encoded and heads.shape == (3, features.N_BANDS) and np.all(heads[:2] > 0)
+    assert np.all(np.isfinite(synth.envelope_db(physics)))
+    with pytest.raises(ModelError, match="no room encoder"):
+        Synthesizer(tiny_fno_onnx).heads(physics)
+    set_metadata(path, {"rtverb.physics_version": "0"})
+    with pytest.raises(ModelError, match="physics_version"):
+        Synthesizer(path)

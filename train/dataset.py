@@ -16,10 +16,12 @@ from rtverb.synth.physics import RoomPhysics
 
 @dataclass
 class EnvelopeSet:
-    """Rooms as arrays: inputs (n, C, N_FRAMES); analytic envelopes, targets (n, 8, N_FRAMES) dB."""
+    """Rooms as arrays: inputs (n, C, N_FRAMES); analytic envelopes, targets (n, 8, N_FRAMES) dB;
+    physics features (n, N_PHYSICS_FEATURES)."""
 
     rooms: list[Room]
     x: np.ndarray
+    physics: np.ndarray
     baseline_db: np.ndarray
     target_db: np.ndarray
     metrics: dict[str, np.ndarray]  # measured on the simulated RIRs: key -> (n, runs, ...) arrays
@@ -39,6 +41,7 @@ class EnvelopeSet:
         return EnvelopeSet(
             rooms=[self.rooms[i] for i in idx],
             x=self.x[idx],
+            physics=self.physics[idx],
             baseline_db=self.baseline_db[idx],
             target_db=self.target_db[idx],
             metrics={k: v[idx] for k, v in self.metrics.items()},
@@ -94,7 +97,7 @@ def load_shards(
             f"{folder}: no shard_*.npz files; generate data with `python -m train.datagen`"
         )
     rooms: list[Room] = []
-    xs, bases, targets, rirs, early = [], [], [], [], []
+    xs, bases, targets, rirs, early, physics_rows = [], [], [], [], [], []
     metrics: dict[str, list[np.ndarray]] = {}
     for path in paths:
         with np.load(path) as shard:
@@ -104,6 +107,7 @@ def load_shards(
                 x, base = features.model_input(physics)
                 rooms.append(room)
                 xs.append(x)
+                physics_rows.append(features.physics_features(physics))
                 bases.append(base)
                 targets.append(features.hist_to_frames_db(shard["hist"][i]))
                 early.append(features.early_energy(physics).astype(np.float32))
@@ -130,6 +134,7 @@ def load_shards(
     return EnvelopeSet(
         rooms=rooms,
         x=np.stack(xs),
+        physics=np.stack(physics_rows),
         baseline_db=np.stack(bases).astype(np.float32),
         target_db=np.stack(targets),
         metrics={k: np.stack(v) for k, v in metrics.items()},

@@ -6,6 +6,9 @@ external data), and checked against the original torch model on ONNX Runtime. Th
 describes itself in its metadata: the values `rtverb.synth.model.expected_metadata` requires
 (schema and table hash, features, time grid, bands) and information (training data, commit,
 model configuration, evaluation figures once `train.evaluate --stamp` has run).
+
+A model with a room encoder (``--kind encoded``) exports encoder and FNO as one graph with
+two inputs (``x``, ``physics``) and two outputs (``fields``, ``heads``); parity covers both.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch
 
 from rtverb.room.room import Room
 from rtverb.synth import features
-from rtverb.synth.model import MODEL_PATH, expected_metadata
+from rtverb.synth.model import MODEL_PATH, expected_encoder_metadata, expected_metadata
 from rtverb.synth.physics import RoomPhysics
 from train.model import ModelConfig, build, exportable, load_weights
 
@@ -78,8 +81,15 @@ def _save_atomic(model, path: Path) -> None:
         raise
 
 
-def parity(reference: torch.nn.Module, onnx_path: Path, inputs: np.ndarray) -> float:
-    """Max |torch - onnxruntime| / max |torch| of the corrections over ``inputs`` (n, C, N).
+def _relative(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-12))
+
+
+def parity(
+    reference: torch.nn.Module, onnx_path: Path, inputs: np.ndarray, physics: np.ndarray
+) -> float:
+    """Max |torch - onnxruntime| / max |torch| of the corrections (and heads) over ``inputs``
+    (n, C, N) and their ``physics`` features (n, F).
 
     The reference is the trained model as trained (complex spectral convolutions, torch head);
     the ONNX side is the exported network with the runtime's numpy head.
@@ -87,13 +97,17 @@ def parity(reference: torch.nn.Module, onnx_path: Path, inputs: np.ndarray) -> f
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
+    encoded = [i.name for i in session.get_inputs()] == ["x", "physics"]
     worst = 0.0
     with torch.no_grad():
-        for x in inputs:
-            want = reference(torch.from_numpy(x[None])).numpy()
-            got = features.correction_db(session.run(None, {name: x[None]})[0], x[None])
-            worst = max(worst, float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-12)))
+        for x, f in zip(inputs, physics, strict=True):
+            want, want_heads = reference(torch.from_numpy(x[None]), torch.from_numpy(f[None]))
+            feeds = {"x": x[None], "physics": f[None]} if encoded else {"x": x[None]}
+            out = session.run(None, feeds)
+            got = features.correction_db(out[0], x[None])
+            worst = max(worst, _relative(got, want.numpy()))
+            if want_heads is not None:
+                worst = max(worst, _relative(out[1], want_heads.numpy()))
     return worst
 
 
@@ -103,26 +117,31 @@ def export(checkpoint: str | Path, out: str | Path = MODEL_PATH, info: dict | No
     out.parent.mkdir(parents=True, exist_ok=True)
     reference, ckpt = load_checkpoint(checkpoint)
     model, _ = load_checkpoint(checkpoint)
-    if ckpt["config"]["model"]["kind"] == "fno":
+    if ckpt["config"]["model"]["kind"] in ("fno", "encoded"):
         model = exportable(model)
     model.eval()
     rng = np.random.default_rng(0)
     from train.datagen import sample_room
 
-    inputs = np.stack([features.model_input(RoomPhysics.of(sample_room(rng)))[0] for _ in range(8)])
-    example = torch.from_numpy(features.model_input(RoomPhysics.of(Room()))[0][None])
+    rooms = [RoomPhysics.of(sample_room(rng)) for _ in range(8)]
+    inputs = np.stack([features.model_input(p)[0] for p in rooms])
+    physics = np.stack([features.physics_features(p) for p in rooms])
+    example = RoomPhysics.of(Room())
+    x = torch.from_numpy(features.model_input(example)[0][None])
+    encoded = ckpt["config"]["model"]["kind"] == "encoded"
+    args = (x, torch.from_numpy(features.physics_features(example)[None])) if encoded else (x,)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
         program = torch.onnx.export(
             model.net,
-            (example,),
+            args,
             dynamo=True,
             external_data=False,
-            input_names=["x"],
-            output_names=["fields"],
+            input_names=["x", "physics"][: len(args)],
+            output_names=["fields", "heads"][: len(args)],
         )
         program.save(str(raw))
-        error = parity(reference, raw, inputs)
+        error = parity(reference, raw, inputs, physics)
         if error > PARITY_RTOL:
             raise RuntimeError(f"ONNX export differs from torch by {error:.2e} (> {PARITY_RTOL})")
         import onnx
@@ -130,6 +149,8 @@ def export(checkpoint: str | Path, out: str | Path = MODEL_PATH, info: dict | No
         onnx_model = onnx.load(str(raw))
         _save_atomic(onnx_model, out)
     meta = expected_metadata()
+    if encoded:
+        meta.update(expected_encoder_metadata())
     meta.update(
         {
             "rtverb.model_kind": ckpt["config"]["model"]["kind"],

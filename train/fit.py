@@ -20,6 +20,12 @@ Per band:
   the target's total, from `BUILDUP_RANGE_DB`: the level and the early energy that C50 and DRR
   depend on. Frame-wise dB alone let the model sit 4-6 dB low: a few loud early frames carry
   most of the energy but little of a frame average.
+
+The encoded model (``--kind encoded``) adds its heads' terms: a Huber distance (nearly L1) of
+log T30 and log EDT to each simulation run's measured value, and of C50 in dB, per band
+125-8000 Hz. ``--balance`` weighs every term by the inverse of its size on the training rooms
+at the start (so that no term dominates); the weights are kept with the run.
+``--init-onnx FILE`` starts an encoded model's FNO as an exported FNO.
 """
 
 from __future__ import annotations
@@ -38,12 +44,25 @@ import torch
 
 from rtverb.synth import features
 from train.dataset import EnvelopeSet, load_shards, symmetric_variants
-from train.model import ModelConfig, build, load_weights, load_widened_weights, weights
+from train.model import (
+    HEADS,
+    ModelConfig,
+    build,
+    load_onnx_fno,
+    load_weights,
+    load_widened_weights,
+    weights,
+)
 
 DYNAMIC_RANGE_DB = 80.0
 EDC_RANGE_DB = 60.0
 BUILDUP_RANGE_DB = -30.0
 _MAX_DB = 20.0  # predictions are clamped here before exponentiation (energies are << 1)
+#: Huber transition of the heads' terms: below it squared, above it linear (L1). Log times
+#: (0.02: 2 %) and dB (0.2 dB), well under the labels' own scatter, so nearly L1 throughout.
+HUBER_LOG, HUBER_DB = 0.02, 0.2
+#: Rooms whose terms set `--balance`'s weights.
+BALANCE_ROOMS = 256
 
 
 @dataclass
@@ -63,6 +82,8 @@ class FitConfig:
     buildup_weight: float = 2.0
     rate_weight: float = 20.0  # x |log rate ratio|: a 10 % T30 error weighs 2
     threads: int = 1
+    balance: bool = False  # weigh each loss term by 1 / its size at the start
+    init_onnx: str | None = None  # start an encoded model's FNO as this exported FNO
     augment: bool = True  # each epoch, every room as one of its 16 mirror/swap variants
     limit: int | None = None  # use at most this many rooms (tests, quick runs)
     init: str | None = None  # start a new run from this (narrower) checkpoint's function
@@ -103,13 +124,10 @@ def _rate_error(edc_p: torch.Tensor, edc_t: torch.Tensor, top: float, bottom: fl
     return (err * valid).sum() / valid.sum().clamp(min=1)
 
 
-def envelope_loss(
-    pred_db: torch.Tensor,
-    target_db: torch.Tensor,
-    early: torch.Tensor,
-    cfg: FitConfig,
-) -> torch.Tensor:
-    """The training loss (see the module doc); dB-like units. ``early`` is linear energy."""
+def envelope_terms(
+    pred_db: torch.Tensor, target_db: torch.Tensor, early: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The envelope's loss terms (see the module doc); dB-like units. ``early`` is linear energy."""
     floor = target_db.amax(-1, keepdim=True) - DYNAMIC_RANGE_DB
     env = (torch.maximum(pred_db, floor) - torch.maximum(target_db, floor)).abs().mean()
     air = torch.from_numpy(features.air_db().astype(np.float32))
@@ -121,7 +139,61 @@ def envelope_loss(
     up_t, up_p = buildup_db(whole_t, whole_t), buildup_db(whole_p, whole_t)
     up_mask = (up_t > BUILDUP_RANGE_DB).float()
     buildup = ((up_p - up_t).abs() * up_mask).sum() / up_mask.sum().clamp(min=1)
-    return env + cfg.edc_weight * edc + cfg.rate_weight * rates + cfg.buildup_weight * buildup
+    return {"envelope": env, "edc": edc, "rates": rates, "buildup": buildup}
+
+
+def head_terms(heads: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The heads' loss terms: ``heads`` (b, 3, 8) against per-run ``labels`` (b, runs, 3, 7).
+
+    Huber in log time (T30, EDT) and in dB (C50); labels that could not be measured (NaN)
+    are left out.
+    """
+    n = labels.shape[-1]
+    pred = heads[:, None, :, :n].expand_as(labels)
+    out = {}
+    for k, name in enumerate(HEADS):
+        p, t = pred[:, :, k], labels[:, :, k]
+        valid = torch.isfinite(t)
+        if name.endswith("_s"):
+            valid &= t > 0
+            p, t = torch.log(p[valid]), torch.log(t[valid])
+            delta = HUBER_LOG
+        else:
+            p, t, delta = p[valid], t[valid], HUBER_DB
+        loss = torch.nn.functional.huber_loss(p, t, delta=delta) / delta  # L1-like scale
+        out[name.split("_")[0]] = loss if len(t) else heads.sum() * 0
+    return out
+
+
+def fixed_weights(cfg: FitConfig) -> dict[str, float]:
+    """The terms' weights without ``--balance``."""
+    return {
+        "envelope": 1.0,
+        "edc": cfg.edc_weight,
+        "rates": cfg.rate_weight,
+        "buildup": cfg.buildup_weight,
+        **dict.fromkeys(("T30", "EDT", "C50"), 1.0),
+    }
+
+
+def envelope_loss(
+    pred_db: torch.Tensor,
+    target_db: torch.Tensor,
+    early: torch.Tensor,
+    weights: dict[str, float],
+    heads: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The training loss: the weighted sum of `envelope_terms` (and `head_terms`)."""
+    terms = envelope_terms(pred_db, target_db, early)
+    if heads is not None and labels is not None:
+        terms.update(head_terms(heads, labels))
+    return sum((weights[k] * v for k, v in terms.items()), torch.zeros(()))
+
+
+def head_labels(data: EnvelopeSet) -> np.ndarray:
+    """Per-run T30, EDT and C50 of each room, (n, runs, 3, 7) float32."""
+    return np.stack([data.metrics[k] for k in HEADS], axis=2).astype(np.float32)
 
 
 def _tensors(data: EnvelopeSet) -> tuple[torch.Tensor, ...]:
@@ -130,12 +202,31 @@ def _tensors(data: EnvelopeSet) -> tuple[torch.Tensor, ...]:
         torch.from_numpy(data.baseline_db),
         torch.from_numpy(data.target_db),
         torch.from_numpy(data.early),
+        torch.from_numpy(data.physics),
+        torch.from_numpy(head_labels(data)),
     )
 
 
-def train_one_epoch(model, optimizer, scheduler, data, cfg: FitConfig, rng) -> float:
+@torch.no_grad()
+def term_means(model, data: EnvelopeSet) -> dict[str, float]:
+    """Each loss term's mean over ``data`` (batches of 64 rooms)."""
+    model.eval()
+    x, base, target, early, physics, labels = _tensors(data)
+    sums: dict[str, float] = {}
+    for start in range(0, len(data), 64):
+        sl = slice(start, start + 64)
+        correction, heads = model(x[sl], physics[sl])
+        terms = envelope_terms(base[sl] + correction, target[sl], early[sl])
+        if heads is not None:
+            terms.update(head_terms(heads, labels[sl]))
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v.item() * len(x[sl])
+    return {k: v / len(data) for k, v in sums.items()}
+
+
+def train_one_epoch(model, optimizer, scheduler, data, cfg: FitConfig, rng, term_weights) -> float:
     model.train()
-    x, base, target, early = _tensors(data)
+    x, base, target, early, physics, labels = _tensors(data)
     first = 2 + features.N_BANDS  # the room vector's channels
     variants = symmetric_variants(data.x[:, first:, 0]) if cfg.augment else None
     order = torch.from_numpy(rng.permutation(len(data)))
@@ -147,7 +238,10 @@ def train_one_epoch(model, optimizer, scheduler, data, cfg: FitConfig, rng) -> f
             pick = rng.integers(len(variants), size=len(idx))
             xb = xb.clone()
             xb[:, first:, :] = torch.from_numpy(variants[pick, idx.numpy()])[:, :, None]
-        loss = envelope_loss(base[idx] + model(xb), target[idx], early[idx], cfg)
+        correction, heads = model(xb, physics[idx])
+        loss = envelope_loss(
+            base[idx] + correction, target[idx], early[idx], term_weights, heads, labels[idx]
+        )
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
@@ -157,16 +251,9 @@ def train_one_epoch(model, optimizer, scheduler, data, cfg: FitConfig, rng) -> f
     return float(np.mean(losses))
 
 
-@torch.no_grad()
-def evaluate(model, data: EnvelopeSet, cfg: FitConfig) -> float:
-    model.eval()
-    x, base, target, early = _tensors(data)
-    total = 0.0
-    for start in range(0, len(data), 64):
-        sl = slice(start, start + 64)
-        loss = envelope_loss(base[sl] + model(x[sl]), target[sl], early[sl], cfg)
-        total += loss.item() * len(x[sl])
-    return total / len(data)
+def evaluate(model, data: EnvelopeSet, term_weights: dict[str, float]) -> float:
+    """The weighted loss over ``data``."""
+    return sum(term_weights[k] * v for k, v in term_means(model, data).items())
 
 
 def checkpoint(path: Path, model, optimizer, scheduler, state: dict, cfg: FitConfig) -> None:
@@ -246,9 +333,23 @@ def fit(cfg: FitConfig, data: EnvelopeSet | None = None, log=print) -> dict:
         "n_train": len(train_set),
         "n_val": len(val_set),
     }
-    if not state["epoch"] and cfg.init:
-        load_widened_weights(model, torch.load(cfg.init, weights_only=False)["model"], cfg.init)
-        log(f"started from the function of {cfg.init}")
+    if not state["epoch"]:
+        if cfg.init:
+            ckpt = torch.load(cfg.init, weights_only=False)
+            load_widened_weights(model, ckpt["model"], cfg.init)
+            log(f"started from the function of {cfg.init}")
+        if cfg.init_onnx:
+            load_onnx_fno(model, cfg.init_onnx)
+            log(f"started the FNO as {cfg.init_onnx}")
+        if model.encoded:
+            model.net.set_feature_statistics(torch.from_numpy(train_set.physics))
+        state["term_weights"] = fixed_weights(cfg)
+        if cfg.balance:
+            start = term_means(
+                model, train_set.subset(np.arange(min(len(train_set), BALANCE_ROOMS)))
+            )
+            state["term_weights"] = {k: 1.0 / max(v, 1e-6) for k, v in start.items()}
+            log("terms at the start: " + ", ".join(f"{k} {v:.3g}" for k, v in start.items()))
     if state["epoch"]:
         log(f"resumed from {out / 'last.pt'} at epoch {state['epoch']}")
         if (state["n_train"], state["n_val"]) != (len(train_set), len(val_set)):
@@ -260,8 +361,9 @@ def fit(cfg: FitConfig, data: EnvelopeSet | None = None, log=print) -> dict:
     rng = np.random.default_rng([cfg.seed, state["epoch"]])
     while state["epoch"] < cfg.epochs and state["epoch"] - state["best_epoch"] <= cfg.patience:
         t0 = time.perf_counter()
-        train_loss = train_one_epoch(model, optimizer, scheduler, train_set, cfg, rng)
-        val_loss = evaluate(model, val_set, cfg)
+        weights_now = state["term_weights"]
+        train_loss = train_one_epoch(model, optimizer, scheduler, train_set, cfg, rng, weights_now)
+        val_loss = evaluate(model, val_set, weights_now)
         state["history"]["train"].append(train_loss)
         state["history"]["val"].append(val_loss)
         state["epoch"] += 1
@@ -274,6 +376,8 @@ def fit(cfg: FitConfig, data: EnvelopeSet | None = None, log=print) -> dict:
             f"best {state['best_val']:7.3f}@{state['best_epoch']}  "
             f"{time.perf_counter() - t0:5.1f} s"
         )
+    state["val_terms"] = term_means(model, val_set)
+    log("validation terms: " + ", ".join(f"{k} {v:.3g}" for k, v in state["val_terms"].items()))
     plot_losses(state["history"], out / "loss.png")
     (out / "state.json").write_text(json.dumps({k: v for k, v in state.items()}, indent=1))
     return state

@@ -1,15 +1,23 @@
-"""The envelope models: a neuraloperator FNO along time (ours) and a GRU (the baseline).
+"""The envelope models: a neuraloperator FNO along time (ours), the same FNO conditioned on a
+room encoder (``encoded``), and a GRU (the baseline).
 
-Both map the input channels of `rtverb.synth.features.model_input` (C, N_FRAMES) to 16 fields
+All map the input channels of `rtverb.synth.features.model_input` (C, N_FRAMES) to 16 fields
 along time, which `rtverb.synth.features.correction_db` turns into a correction (8 bands, N_FRAMES)
 in dB added to the analytic envelope. The ONNX file holds the network (the fields); the
 runtime applies that two-line head in numpy. `exportable` turns a trained FNO into the same
 function in real arithmetic (ONNX has no complex tensors).
+
+The encoded model (`EncodedFNO`) also reads the room's physics features
+(`rtverb.synth.features.physics_features`): an MLP over them scales and shifts every FNO
+layer's channels (FiLM) and has heads for each band's T30, EDT and C50. The T30 head anchors
+the envelope: it sets each band's decay rescaling (the mean of the g fields), around which the
+FNO shapes onset, curvature and bends.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -19,26 +27,110 @@ from rtverb.synth import features
 
 @dataclass
 class ModelConfig:
-    kind: str = "fno"  # "fno" or "gru"
+    kind: str = "fno"  # "fno", "encoded" (FNO + room encoder) or "gru"
     width: int = 32
     modes: int = 32  # Fourier modes kept along time (FNO); neuralop keeps modes // 2 + 1
     layers: int = 4
     gru_hidden: int = 64
+    encoder_hidden: int = 128
+
+
+#: Order of the encoder's heads: (batch, HEADS, bands).
+HEADS = ("T30_s", "EDT_s", "C50_db")
+#: The C50 head's raw output is in units of this many dB.
+C50_SCALE_DB = 10.0
+#: The T30 head may shorten a band's analytic decay rate at most to this fraction of it.
+MIN_DECAY_SCALE = 0.1
 
 
 class EnvelopeModel(nn.Module):
-    """x (batch, C, N_FRAMES) -> correction (batch, 8, N_FRAMES) dB, as in the runtime."""
+    """x (batch, C, N_FRAMES) [and physics (batch, F)] -> correction (batch, 8, N_FRAMES) dB
+    as in the runtime, and the encoder's heads (batch, 3, 8) (None without an encoder)."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.net(x)
+    @property
+    def encoded(self) -> bool:
+        return isinstance(self.net, EncodedFNO)
+
+    def forward(
+        self, x: torch.Tensor, physics: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        heads = None
+        if isinstance(self.net, EncodedFNO):
+            if physics is None:
+                raise ValueError("the encoded model needs the physics features")
+            y, heads = self.net(x, physics)
+        else:
+            y = self.net(x)
         n = features.N_BANDS
         analytic_db = features.BASELINE_SCALE_DB * x[:, 2 : 2 + n]
         scale = y[:, n:].mean(dim=-1, keepdim=True)
-        return features.OUTPUT_SCALE_DB * y[:, :n] + scale * analytic_db
+        return features.OUTPUT_SCALE_DB * y[:, :n] + scale * analytic_db, heads
+
+
+class EncodedFNO(nn.Module):
+    """An FNO whose layers a room encoder conditions (FiLM), with heads for T30, EDT and C50.
+
+    ``forward(x, physics)`` -> (fields (batch, 16, N_FRAMES), heads (batch, 3, 8) in seconds,
+    seconds and dB). The encoder standardizes the features with fixed statistics
+    (`set_feature_statistics`, the training set's), then two GELU layers. Heads: T30 and EDT
+    as the Eyring time (with air) times exp(head), C50 as Barron's plus C50_SCALE_DB x head.
+    FiLM after FNO layer i: h * (1 + gamma_i) + beta_i per channel. The FiLM and head layers
+    start at zero, so a new model is exactly its FNO with Eyring's times as heads.
+
+    Anchoring: an envelope's decay rate with air is its rate without air plus the air's (the
+    renderer adds it), so the T30 head's rate without air, relative to the analytic envelope's,
+    is 1 + T_e (1 / T30 - 1 / T_e,air) with T_e Eyring's without air: that minus one is added
+    to the g fields (the decay rescaling of `correction_db`).
+    """
+
+    def __init__(self, fno: nn.Module, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.fno = fno
+        self.layers, self.width = cfg.layers, cfg.width
+        n_in, hidden, n = features.N_PHYSICS_FEATURES, cfg.encoder_hidden, features.N_BANDS
+        self.register_buffer("feature_mean", torch.zeros(n_in))
+        self.register_buffer("feature_std", torch.ones(n_in))
+        self.encoder = nn.Sequential(
+            nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU()
+        )
+        self.heads = nn.Linear(hidden, len(HEADS) * n)
+        self.film = nn.Linear(hidden, 2 * cfg.layers * cfg.width)
+        for layer in (self.heads, self.film):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def set_feature_statistics(self, physics: torch.Tensor) -> None:
+        """Standardize the features by these rooms' mean and standard deviation (n, F)."""
+        self.feature_mean.copy_(physics.mean(0))
+        self.feature_std.copy_(physics.std(0).clamp(min=1e-3))
+
+    def forward(self, x: torch.Tensor, physics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = features.N_BANDS
+        h = self.encoder((physics - self.feature_mean) / self.feature_std)
+        raw = self.heads(h).reshape(-1, len(HEADS), n)
+        eyring = torch.exp(physics[:, features.EYRING_LOG_S])
+        eyring_no_air = torch.exp(physics[:, features.EYRING_NO_AIR_LOG_S])
+        t30 = eyring * torch.exp(raw[:, 0])
+        heads = torch.stack(
+            [
+                t30,
+                eyring * torch.exp(raw[:, 1]),
+                physics[:, features.BARRON_C50_DB] + C50_SCALE_DB * raw[:, 2],
+            ],
+            dim=1,
+        )
+        film = self.film(h).reshape(-1, self.layers, 2, self.width, 1)
+        y = self.fno.lifting(x)
+        for i in range(self.layers):
+            y = self.fno.fno_blocks(y, i)
+            y = y * (1 + film[:, i, 0]) + film[:, i, 1]
+        fields = self.fno.projection(y)
+        anchor = torch.clamp(eyring_no_air * (1 / t30 - 1 / eyring), min=MIN_DECAY_SCALE - 1)
+        return torch.cat([fields[:, :n], fields[:, n:] + anchor[:, :, None]], dim=1), heads
 
 
 class GRUNet(nn.Module):
@@ -109,8 +201,8 @@ def build(cfg: ModelConfig) -> EnvelopeModel:
         return EnvelopeModel(
             GRUNet(features.N_INPUT_CHANNELS, cfg.gru_hidden, 2 * features.N_BANDS)
         )
-    if cfg.kind != "fno":
-        raise ValueError(f"unknown model kind {cfg.kind!r}; use 'fno' or 'gru'")
+    if cfg.kind not in ("fno", "encoded"):
+        raise ValueError(f"unknown model kind {cfg.kind!r}; use 'fno', 'encoded' or 'gru'")
     from neuralop.models import FNO
 
     net = FNO(
@@ -121,7 +213,45 @@ def build(cfg: ModelConfig) -> EnvelopeModel:
         n_layers=cfg.layers,
         positional_embedding=None,  # the inputs carry their own time coordinates
     )
-    return EnvelopeModel(net)
+    if cfg.kind == "fno":
+        return EnvelopeModel(net)
+    _real_spectral_convs(net)  # trained in the real form it is exported in
+    return EnvelopeModel(EncodedFNO(net, cfg))
+
+
+def load_onnx_fno(model: EnvelopeModel, path: str | Path) -> None:
+    """Start an encoded model's FNO as the FNO of an exported ``fno`` model (an ONNX file).
+
+    The exporter keeps the FNO's tensors under their names, except the spectral weights, which
+    it folds into constants permuted to (modes, in, out): real then imaginary part per layer,
+    in layer order.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    if not isinstance(model.net, EncodedFNO):
+        raise SystemExit("--init-onnx starts an encoded model (--kind encoded)")
+    fno = model.net.fno
+    own = fno.state_dict()
+    tensors = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    shape = (fno.fno_blocks.convs[0].w_re.shape[2], *fno.fno_blocks.convs[0].w_re.shape[:2])
+    spectral = sorted(
+        (k for k, v in tensors.items() if k.startswith("permute_") and v.shape == shape),
+        key=lambda k: int(k.split("_")[1]),
+    )
+    if len(spectral) != 2 * model.net.layers:
+        raise SystemExit(f"{path}: not an FNO of this --width, --modes and --layers")
+    state = {}
+    for key, value in own.items():
+        conv = key.split(".")
+        if key.endswith((".w_re", ".w_im")):
+            i = int(conv[2]) * 2 + (key.endswith(".w_im"))
+            state[key] = torch.from_numpy(tensors[spectral[i]].copy()).permute(1, 2, 0)
+        elif key in tensors:
+            state[key] = torch.from_numpy(tensors[key].copy()).reshape(value.shape)
+        elif not key.endswith("_metadata"):
+            raise SystemExit(f"{path}: has no tensor {key}; not an FNO of this configuration")
+    fno.load_state_dict({**own, **state})
 
 
 class RealSpectralConv1d(nn.Module):
@@ -167,9 +297,14 @@ class RealSpectralConv1d(nn.Module):
         return y if self.bias is None else y + self.bias
 
 
-def exportable(model: EnvelopeModel) -> EnvelopeModel:
-    """Replace the FNO's complex spectral convolutions by `RealSpectralConv1d` (in place)."""
-    convs = model.net.fno_blocks.convs
+def _real_spectral_convs(fno: nn.Module) -> None:
+    convs = fno.fno_blocks.convs
     for i in range(len(convs)):
         convs[i] = RealSpectralConv1d(convs[i], features.N_FRAMES)
+
+
+def exportable(model: EnvelopeModel) -> EnvelopeModel:
+    """Replace the FNO's complex spectral convolutions by `RealSpectralConv1d` (in place)."""
+    if not isinstance(model.net, EncodedFNO):  # the encoded FNO is trained in real form
+        _real_spectral_convs(model.net)
     return model

@@ -6,7 +6,8 @@ and the 12 regression rooms (``tests/data/regression_rooms.json``), and each sta
 order it runs:
 
 - ``physics``: `rtverb.synth.physics.RoomPhysics.of` (materials, areas, decay times: once per room);
-- ``model_input``: `rtverb.synth.features.model_input` (the room's features and analytic envelope);
+- ``model_input``: `Synthesizer.feeds` (`rtverb.synth.features.model_input`: the model input
+  and the analytic envelope; `physics_features` for a model with a room encoder);
 - ``onnx_run``: ONNX Runtime on the envelope model (one thread);
 - ``envelope``: the network's fields to the envelope (`Synthesizer.envelope_db`'s last step);
 - ``early_ir``: image sources, arrivals and the 10 Hz high-pass (`rtverb.synth.early.early_ir`);
@@ -37,7 +38,7 @@ from rtverb import synth
 from rtverb.room.presets import PRESETS_DIR
 from rtverb.room.room import Room
 from rtverb.synth import early as ism
-from rtverb.synth import features, late
+from rtverb.synth import late
 from rtverb.synth.physics import RoomPhysics
 
 TARGET_P50_MS = 5.0
@@ -75,8 +76,9 @@ class _Clock:
 def _room_change(clock: _Clock, s: synth.Synthesizer, room: Room, fs: float) -> None:
     """One room change, timed stage by stage as `rtverb.synth.synthesize` runs it."""
     physics = clock.run("physics", lambda: RoomPhysics.of(room))
-    x, baseline = clock.run("model_input", lambda: features.model_input(physics))
-    fields = clock.run("onnx_run", lambda: s._fields(x))
+    feeds, baseline = clock.run("model_input", lambda: s.feeds(physics))
+    fields = clock.run("onnx_run", lambda: s._fields(feeds))
+    x = feeds[s._input][0]
     env = clock.run("envelope", lambda: s._envelope_db(physics, x, baseline, fields))
     early = clock.run("early_ir", lambda: ism.early_ir(physics, fs))
     clock.run("late_mix", lambda: late.add_late(early, env, fs))

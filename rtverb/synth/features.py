@@ -138,18 +138,21 @@ def physics_features(physics: RoomPhysics) -> np.ndarray:
 
     Per model band: log Eyring times with and without air, Barron's C50 (dB) (the heads'
     references, first), log Sabine, Fitzroy and Arau-Puchades times, log absorption area and
-    mean absorption, log mean absorption per axis with their max/min ratio, the spread of log
-    absorption over the surfaces (area-weighted), log distance over critical distance. Then log
-    volume, surface, mean free path, distance, source's and listener's distance to the nearest
-    surface, the two aspect ratios (sizes sorted), and scattering. Unscaled: the model
-    standardizes them with its training set's statistics.
+    mean absorption, log mean absorption per axis (x and y as the lesser and greater, z) with
+    their max/min ratio, the spread of log absorption over the surfaces (area-weighted), log
+    distance over critical distance. Then log volume, surface, mean free path, distance,
+    source's and listener's distance to the nearest surface, the two aspect ratios (sizes
+    sorted), and scattering. Unscaled: the model standardizes them with its training set's
+    statistics. Mirroring the room or swapping x and y leaves them unchanged.
     """
     room = physics.room
     log_alpha = np.log(np.maximum(physics.absorption, 1e-6))
     weights = physics.areas_m2[:, None] / physics.surface_m2
     mean_log = (weights * log_alpha).sum(axis=0)
     spread = np.sqrt((weights * (log_alpha - mean_log) ** 2).sum(axis=0))
+    # x and y enter as the lesser and greater: the same room with x and y swapped is the same
     log_axis = np.log(physics.axis_absorption)
+    log_axis = np.stack([log_axis[:2].min(axis=0), log_axis[:2].max(axis=0), log_axis[2]])
     size = np.array(room.size_m)
     sides = np.sort(size)
     gaps = [

@@ -1,4 +1,10 @@
-"""The envelope model: an ONNX Runtime session on the shipped FNO, and its metadata."""
+"""The envelope model: an ONNX Runtime session on the shipped FNO, and its metadata.
+
+A model reads the model input ``x`` (`rtverb.synth.features.model_input`) and returns the
+envelope's ``fields``. A model with a room encoder also reads ``physics``
+(`rtverb.synth.features.physics_features`) and returns ``heads``: each band's T30 (s), EDT (s)
+and C50 (dB).
+"""
 
 from __future__ import annotations
 
@@ -34,6 +40,14 @@ def expected_metadata() -> dict[str, str]:
     }
 
 
+def expected_encoder_metadata() -> dict[str, str]:
+    """Metadata keys a model with a room encoder (a ``physics`` input) must also match."""
+    return {
+        "rtverb.physics_version": str(features.PHYSICS_VERSION),
+        "rtverb.n_physics_features": str(features.N_PHYSICS_FEATURES),
+    }
+
+
 class Synthesizer:
     """An ONNX Runtime session on the envelope model; load once, call from any one thread.
 
@@ -61,7 +75,12 @@ class Synthesizer:
         except Exception as e:  # onnxruntime raises several private exception types
             raise ModelError(f"{self.path}: not a readable ONNX model ({e})") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        for key, want in expected_metadata().items():
+        inputs = [i.name for i in self.session.get_inputs()]
+        self.encoded = "physics" in inputs
+        expected = expected_metadata()
+        if self.encoded:
+            expected.update(expected_encoder_metadata())
+        for key, want in expected.items():
             got = self.metadata.get(key)
             if got != want:
                 raise ModelError(
@@ -69,16 +88,35 @@ class Synthesizer:
                     f"expected {want!r}; export a model with this version "
                     "(`python -m train.export`)"
                 )
-        self._input = self.session.get_inputs()[0].name
+        self._input = inputs[0]
 
     def envelope_db(self, physics: RoomPhysics) -> np.ndarray:
         """Predicted late energy envelope, (8 bands, N_FRAMES) dB per 4 ms bin."""
-        x, baseline = features.model_input(physics)
-        return self._envelope_db(physics, x, baseline, self._fields(x))
+        feeds, baseline = self.feeds(physics)
+        return self._envelope_db(physics, feeds[self._input][0], baseline, self._fields(feeds))
 
-    def _fields(self, x: np.ndarray) -> np.ndarray:
-        """The network's output fields (16, N_FRAMES) for one model input (C, N_FRAMES)."""
-        fields: np.ndarray = self.session.run(None, {self._input: x[None]})[0][0]
+    def feeds(self, physics: RoomPhysics) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The model's inputs for one room (batch of one), and the analytic envelope (dB)."""
+        x, baseline = features.model_input(physics)
+        feeds = {self._input: x[None]}
+        if self.encoded:
+            feeds["physics"] = features.physics_features(physics)[None]
+        return feeds, baseline
+
+    def heads(self, physics: RoomPhysics) -> np.ndarray:
+        """The room encoder's T30 (s), EDT (s) and C50 (dB) per band, (3, 8).
+
+        Raises:
+            ModelError: the model has no room encoder.
+        """
+        if not self.encoded:
+            raise ModelError(f"{self.path}: the model has no room encoder (no heads)")
+        heads: np.ndarray = self.session.run(["heads"], self.feeds(physics)[0])[0][0]
+        return heads
+
+    def _fields(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The network's output fields (16, N_FRAMES) for `feeds`."""
+        fields: np.ndarray = self.session.run(["fields"], feeds)[0][0]
         return fields
 
     def _envelope_db(
