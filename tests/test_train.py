@@ -191,7 +191,7 @@ def tiny_fno_onnx(tiny_set, tmp_path_factory):
     return out / "fno.onnx"
 
 
-def test_a_new_encoded_model_is_its_fno_with_eyrings_times(tiny_set, tiny_fno_onnx):
+def test_a_new_encoded_model_is_its_fno_anchored_to_eyrings_times(tiny_set, tiny_fno_onnx):
     data = load_shards(tiny_set)
     model = build(TINY_ENCODED)
     load_onnx_fno(model, tiny_fno_onnx)
@@ -202,6 +202,7 @@ def test_a_new_encoded_model_is_its_fno_with_eyrings_times(tiny_set, tiny_fno_on
     plain = Synthesizer(tiny_fno_onnx)
     for i in range(len(data)):
         fields = plain._fields({"x": data.x[i : i + 1]})
+        fields[features.N_BANDS :] = 0.0  # Eyring's times as heads: no decay rescaling
         want = features.correction_db(fields, data.x[i])
         np.testing.assert_allclose(correction[i].numpy(), want, rtol=0, atol=WARM_START_ATOL_DB)
     eyring = np.exp(data.physics[:, features.EYRING_LOG_S])
@@ -245,3 +246,18 @@ def test_encoded_model_fits_exports_and_gives_heads(tiny_set, tiny_fno_onnx, tmp
     set_metadata(path, {"rtverb.physics_version": "0"})
     with pytest.raises(ModelError, match="physics_version"):
         Synthesizer(path)
+
+
+def test_noise_floor_compares_two_runs_of_the_same_rooms(tiny_set, tmp_path):
+    from train.noise_floor import noise_floor
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = ["--rooms", "2", "--seed", "3", *TINY]
+    assert datagen.main([*args, "--out", str(one)]) == 0
+    assert datagen.main([*args, "--out", str(two), "--runs", "2"]) == 0
+    terms = noise_floor(str(one), str(two))
+    assert set(terms) == {"envelope", "edc", "rates", "buildup", "T30", "EDT", "C50"}
+    assert all(np.isfinite(v) and v >= 0 for v in terms.values())
+    assert terms["envelope"] > 0  # two ray-tracing runs differ
+    with pytest.raises(SystemExit, match="simulated twice"):
+        noise_floor(str(one), str(one))

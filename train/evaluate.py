@@ -3,13 +3,17 @@
 The truth is a held-out set from `train.datagen --runs 4 --ray-factor 8 --keep-rir` (rooms
 never seen in training): metrics are averaged over the runs. Compared, on the same rooms:
 
-- ``fno``: rtverb's shipped model (the ONNX file, run as users run it);
+- ``model``: the model evaluated (by default the shipped ONNX file, run as users run it);
+- ``heads_single_slope`` (a model with a room encoder): its T30 heads alone, rendered as the
+  analytic envelope with each band's decay set to the head's T30 (a single slope);
+- ``fno_without_encoder`` (``--baseline-fno FILE``): an FNO without the room encoder;
 - ``sabine``: the Sabine/Eyring diffuse-field envelope with the same exact early part;
 - ``gru``: a recurrent network trained like the FNO (the original design's baseline);
 - ``oracle``: the simulator's own mean histogram through rtverb's renderer (the ceiling of
   the synthesis method: what a perfect envelope model would reach);
 - ``one_run``: a single simulation run (the simulator's own noise).
 
+Every figure comes with a 95 % bootstrap interval over rooms (`BOOTSTRAP_DRAWS` resamples).
 Writes ``docs/evaluation.md``, ``docs/evaluation.json`` and PNG figures; ``--stamp`` also
 writes the headline figures into the model file's metadata.
 """
@@ -28,7 +32,7 @@ import numpy as np
 from rtverb.analysis.acoustics import measure
 from rtverb.room.params import BANDS_HZ
 from rtverb.room.room import Room
-from rtverb.synth import MODEL_PATH, Synthesizer, render_ir, synthesize_analytic
+from rtverb.synth import MODEL_PATH, Synthesizer, features, render_ir, synthesize_analytic
 from rtverb.synth.early import DELAY_SAMPLES
 from rtverb.synth.physics import RoomPhysics
 from train.dataset import EnvelopeSet, load_shards
@@ -38,6 +42,8 @@ RATE_HZ = 48000
 TRUTH_RUNS, TRUTH_RAY_FACTOR, CONVERGED_ROOMS = 4, 8.0, 3
 #: Octave bands the targets are stated for (250-4000 Hz), as indices into BANDS_HZ.
 TARGET_BANDS = [i for i, b in enumerate(BANDS_HZ) if 250 <= b <= 4000]
+#: Bootstrap resamples of the rooms for the 95 % intervals.
+BOOTSTRAP_DRAWS = 1000
 
 
 def metrics_of(irs: list[np.ndarray], data: EnvelopeSet) -> dict[str, np.ndarray]:
@@ -61,6 +67,7 @@ def errors(pred: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict[st
 
 
 def summary(err: dict[str, np.ndarray]) -> dict[str, float]:
+    """Medians (and T30's p90) over rooms x target bands of `errors`."""
     return {
         "T30_median": float(np.nanmedian(err["T30"])),
         "T30_p90": float(np.nanpercentile(err["T30"], 90)),
@@ -69,6 +76,35 @@ def summary(err: dict[str, np.ndarray]) -> dict[str, float]:
         "C50_worst_band_median_db": float(np.nanmax(np.nanmedian(err["C50"], axis=0))),
         "DRR_median_db": float(np.nanmedian(err["DRR"])),
     }
+
+
+def bootstrap(err: dict[str, np.ndarray], seed: int = 0) -> dict[str, list[float]]:
+    """95 % intervals of each `summary` figure over ``BOOTSTRAP_DRAWS`` resamples of the rooms."""
+    rng = np.random.default_rng(seed)
+    n = len(err["DRR"])
+    draws = [
+        summary({k: v[idx] for k, v in err.items()})
+        for idx in (rng.integers(n, size=n) for _ in range(BOOTSTRAP_DRAWS))
+    ]
+    return {
+        key: [float(np.percentile([d[key] for d in draws], q)) for q in (2.5, 97.5)]
+        for key in draws[0]
+    }
+
+
+def single_slope_envelope_db(physics: RoomPhysics, t30_s: np.ndarray) -> np.ndarray:
+    """The analytic envelope with each band's decay set to ``t30_s`` (with air absorption).
+
+    The renderer adds air absorption, so the decay rate without it is 60 / T30 minus the air's
+    (60 / Eyring's time with air minus 60 / without), relative to the analytic envelope's.
+    """
+    analytic = features.analytic_envelope_db(physics)
+    rate = 1 / t30_s - 1 / physics.eyring_s + 1 / physics.eyring_no_air_s
+    scale = np.maximum(rate * physics.eyring_no_air_s, 0.1)[:, None]
+    on = analytic > features.FLOOR_DB
+    start = np.where(on, analytic, -np.inf).max(axis=1, keepdims=True)
+    shaped = start + scale * (analytic - start)
+    return np.where(on, np.maximum(shaped, features.FLOOR_DB), features.FLOOR_DB)
 
 
 def _render(synth: Synthesizer, room: Room) -> np.ndarray:
@@ -164,32 +200,36 @@ def _bar_chart(out: Path, per_band: dict[str, dict[str, list[float]]]) -> str:
     return "errors_per_band.png"
 
 
-def evaluate(truth_dir: str, out: Path, model: Path, gru: Path | None, n_ref: int) -> dict:
+def evaluate(
+    truth_dir: str, out: Path, model: Path, baseline_fno: Path | None, gru: Path | None, n_ref: int
+) -> dict:
     data = load_shards(truth_dir, with_rir=True)
     truth = {k: np.nanmean(data.metrics[k], axis=1) for k in ("T30_s", "EDT_s", "C50_db", "DRR_db")}
-    one_run = {k: data.metrics[k][:, 0] for k in truth}
+    physics = [RoomPhysics.of(r) for r in data.rooms]
     synth = Synthesizer(model)
-    irs_fno = [_render(synth, r) for r in data.rooms]
-    methods = {
-        "fno": metrics_of(irs_fno, data),
-        "sabine": metrics_of([synthesize_analytic(r, RATE_HZ) for r in data.rooms], data),
-        "oracle": metrics_of(
-            [
-                render_ir(RoomPhysics.of(r), t, RATE_HZ)
-                for r, t in zip(data.rooms, data.target_db, strict=True)
-            ],
-            data,
-        ),
-        "one_run": one_run,
-    }
-    if gru is not None and gru.exists():
-        g = Synthesizer(gru)
-        methods["gru"] = metrics_of([_render(g, r) for r in data.rooms], data)
+    irs_model = [_render(synth, r) for r in data.rooms]
+    methods = {"model": metrics_of(irs_model, data)}
+    if synth.encoded:
+        irs = [
+            render_ir(p, single_slope_envelope_db(p, synth.heads(p)[0]), RATE_HZ) for p in physics
+        ]
+        methods["heads_single_slope"] = metrics_of(irs, data)
+    for name, path in (("fno_without_encoder", baseline_fno), ("gru", gru)):
+        if path is not None and path.exists():
+            other = Synthesizer(path)
+            methods[name] = metrics_of([_render(other, r) for r in data.rooms], data)
+    methods["sabine"] = metrics_of([synthesize_analytic(r, RATE_HZ) for r in data.rooms], data)
+    methods["oracle"] = metrics_of(
+        [render_ir(p, t, RATE_HZ) for p, t in zip(physics, data.target_db, strict=True)], data
+    )
+    methods["one_run"] = {k: data.metrics[k][:, 0] for k in truth}
     errs = {name: errors(m, truth) for name, m in methods.items()}
     report = {
         "rooms": len(data),
         "runs_per_room": int(data.metrics["T30_s"].shape[1]),
+        "model_file": model.name,
         "summary": {name: summary(e) for name, e in errs.items()},
+        "interval_95": {name: bootstrap(e) for name, e in errs.items()},
         "per_band_median": {
             name: {k: np.nanmedian(e[k], axis=0).tolist() for k in ("T30", "EDT", "C50")}
             for name, e in errs.items()
@@ -197,13 +237,13 @@ def evaluate(truth_dir: str, out: Path, model: Path, gru: Path | None, n_ref: in
         "bands_hz": [BANDS_HZ[i] for i in TARGET_BANDS],
         "timing": timing(synth, data, n_ref),
     }
-    fno_t30, sab_t30 = (
-        report["summary"]["fno"]["T30_median"],
+    model_t30, sab_t30 = (
+        report["summary"]["model"]["T30_median"],
         report["summary"]["sabine"]["T30_median"],
     )
-    report["t30_improvement_over_sabine"] = sab_t30 / fno_t30
+    report["t30_improvement_over_sabine"] = sab_t30 / model_t30
     out.mkdir(parents=True, exist_ok=True)
-    report["figures"] = _plots(out, data, irs_fno, errs["fno"]) + [
+    report["figures"] = _plots(out, data, irs_model, errs["model"]) + [
         _bar_chart(out, report["per_band_median"])
     ]
     (out / "evaluation.json").write_text(json.dumps(report, indent=1))
@@ -217,22 +257,36 @@ def markdown(r: dict) -> str:
         "",
         f"{r['rooms']} held-out rooms from the model domain; truth = mean of {r['runs_per_room']} "
         "reference simulations with 8x the default rays, 48 kHz. Errors are medians over rooms "
-        "and the octave bands 250-4000 Hz (p90 = 90th percentile).",
+        "and the octave bands 250-4000 Hz (p90 = 90th percentile); in brackets the 95 % "
+        f"bootstrap interval over rooms ({BOOTSTRAP_DRAWS} resamples). `model` is "
+        f"`{r['model_file']}`.",
         "Reproduce: `python -m train.evaluate` (see README).",
         "",
         "| method | median abs dT30 | p90 abs dT30 | median abs dEDT | median abs dC50 "
         "| worst band median abs dC50 | median abs dDRR |",
         "|---|---|---|---|---|---|---|",
     ]
+    columns = (
+        ("T30_median", 100, "%"),
+        ("T30_p90", 100, "%"),
+        ("EDT_median", 100, "%"),
+        ("C50_median_db", 1, "dB"),
+        ("C50_worst_band_median_db", 1, "dB"),
+        ("DRR_median_db", 1, "dB"),
+    )
     for name, s in r["summary"].items():
-        lines.append(
-            f"| {name} | {100 * s['T30_median']:.1f} % | {100 * s['T30_p90']:.1f} % | "
-            f"{100 * s['EDT_median']:.1f} % | {s['C50_median_db']:.2f} dB | "
-            f"{s['C50_worst_band_median_db']:.2f} dB | {s['DRR_median_db']:.2f} dB |"
-        )
+        cells = []
+        for key, scale, unit in columns:
+            lo, hi = r["interval_95"][name][key]
+            digits = 1 if unit == "%" else 2
+            cells.append(
+                f"{scale * s[key]:.{digits}f} {unit} "
+                f"[{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"T30 error of the Sabine/Eyring baseline / FNO: {r['t30_improvement_over_sabine']:.1f}x",
+        f"T30 error of the Sabine/Eyring baseline / model: {r['t30_improvement_over_sabine']:.1f}x",
         "",
     ]
     lines += [
@@ -299,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--truth", default="data/truth")
     p.add_argument("--model", type=Path, default=MODEL_PATH)
     p.add_argument("--gru", type=Path, default=Path("runs/gru/gru.onnx"))
+    p.add_argument("--baseline-fno", type=Path, help="an FNO without the room encoder, for its row")
     p.add_argument("--out", type=Path, default=Path("docs"))
     p.add_argument("--reference-rooms", type=int, default=12, help="rooms timed on the simulator")
     p.add_argument("--stamp", action="store_true", help="write the figures into the model file")
@@ -307,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_regression:
         write_regression_set(args.truth, args.write_regression, 12)
         return 0
-    report = evaluate(args.truth, args.out, args.model, args.gru, args.reference_rooms)
+    report = evaluate(
+        args.truth, args.out, args.model, args.baseline_fno, args.gru, args.reference_rooms
+    )
     print((args.out / "evaluation.md").read_text())
     if args.stamp:
         from train.export import set_metadata
@@ -317,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "rtverb.evaluation": json.dumps(
                     {
-                        "summary": report["summary"]["fno"],
+                        "summary": report["summary"]["model"],
                         "timing": report["timing"],
                         "rooms": report["rooms"],
                     }

@@ -25,7 +25,9 @@ The encoded model (``--kind encoded``) adds its heads' terms: a Huber distance (
 log T30 and log EDT to each simulation run's measured value, and of C50 in dB, per band
 125-8000 Hz. ``--balance`` weighs every term by the inverse of its size on the training rooms
 at the start (so that no term dominates); the weights are kept with the run.
-``--init-onnx FILE`` starts an encoded model's FNO as an exported FNO.
+``--init-onnx FILE`` starts an encoded model's FNO as an exported FNO. ``--heads-epochs N``
+first trains the encoder and its heads alone (the FNO is not run: seconds per epoch), so the
+joint training starts from decays that physics features predict well.
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ class FitConfig:
     rate_weight: float = 20.0  # x |log rate ratio|: a 10 % T30 error weighs 2
     threads: int = 1
     balance: bool = False  # weigh each loss term by 1 / its size at the start
+    heads_epochs: int = 0  # first train the encoder and its heads alone (encoded model)
+    heads_lr: float = 2e-3
     init_onnx: str | None = None  # start an encoded model's FNO as this exported FNO
     augment: bool = True  # each epoch, every room as one of its 16 mirror/swap variants
     limit: int | None = None  # use at most this many rooms (tests, quick runs)
@@ -224,6 +228,53 @@ def term_means(model, data: EnvelopeSet) -> dict[str, float]:
     return {k: v / len(data) for k, v in sums.items()}
 
 
+def pretrain_heads(
+    model, train_set: EnvelopeSet, val_set: EnvelopeSet, cfg: FitConfig, log
+) -> None:
+    """Train the encoder and its heads alone on the heads' terms (each weighed by 1 / its
+    size at the start), keeping the epoch with the best validation loss."""
+    net = model.net
+
+    def heads_of(physics: torch.Tensor) -> torch.Tensor:
+        h = net.encoder((physics - net.feature_mean) / net.feature_std)
+        return net.head_values(net.heads(h), physics)
+
+    def terms(data: EnvelopeSet) -> dict[str, torch.Tensor]:
+        labels = torch.from_numpy(head_labels(data))
+        return head_terms(heads_of(torch.from_numpy(data.physics)), labels)
+
+    with torch.no_grad():
+        scale = {k: 1.0 / max(v.item(), 1e-6) for k, v in terms(train_set).items()}
+    params = [*net.encoder.parameters(), *net.heads.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=cfg.heads_lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.heads_epochs)
+    physics, labels = torch.from_numpy(train_set.physics), torch.from_numpy(head_labels(train_set))
+    rng = np.random.default_rng(cfg.seed)
+    best, best_state = float("inf"), None
+    for epoch in range(cfg.heads_epochs):
+        order = torch.from_numpy(rng.permutation(len(train_set)))
+        for start in range(0, len(order), 64):
+            idx = order[start : start + 64]
+            found = head_terms(heads_of(physics[idx]), labels[idx])
+            loss = sum((scale[k] * v for k, v in found.items()), torch.zeros(()))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            val = {k: v.item() for k, v in terms(val_set).items()}
+        total = sum(scale[k] * v for k, v in val.items())
+        if total < best:
+            best = total
+            best_state = [p.detach().clone() for p in params]
+        if (epoch + 1) % max(1, cfg.heads_epochs // 10) == 0:
+            log(f"heads epoch {epoch + 1}: " + ", ".join(f"{k} {v:.3g}" for k, v in val.items()))
+    if best_state is not None:
+        with torch.no_grad():
+            for p, v in zip(params, best_state, strict=True):
+                p.copy_(v)
+
+
 def train_one_epoch(model, optimizer, scheduler, data, cfg: FitConfig, rng, term_weights) -> float:
     model.train()
     x, base, target, early, physics, labels = _tensors(data)
@@ -343,6 +394,8 @@ def fit(cfg: FitConfig, data: EnvelopeSet | None = None, log=print) -> dict:
             log(f"started the FNO as {cfg.init_onnx}")
         if model.encoded:
             model.net.set_feature_statistics(torch.from_numpy(train_set.physics))
+            if cfg.heads_epochs:
+                pretrain_heads(model, train_set, val_set, cfg, log)
         state["term_weights"] = fixed_weights(cfg)
         if cfg.balance:
             start = term_means(

@@ -79,12 +79,13 @@ class EncodedFNO(nn.Module):
     (`set_feature_statistics`, the training set's), then two GELU layers. Heads: T30 and EDT
     as the Eyring time (with air) times exp(head), C50 as Barron's plus C50_SCALE_DB x head.
     FiLM after FNO layer i: h * (1 + gamma_i) + beta_i per channel. The FiLM and head layers
-    start at zero, so a new model is exactly its FNO with Eyring's times as heads.
+    start at zero: a new model is its FNO with Eyring's times as heads and no rescaling.
 
     Anchoring: an envelope's decay rate with air is its rate without air plus the air's (the
     renderer adds it), so the T30 head's rate without air, relative to the analytic envelope's,
-    is 1 + T_e (1 / T30 - 1 / T_e,air) with T_e Eyring's without air: that minus one is added
-    to the g fields (the decay rescaling of `correction_db`).
+    is 1 + T_e (1 / T30 - 1 / T_e,air) with T_e Eyring's without air: that minus one is the
+    time mean of the g fields (the decay rescaling of `correction_db`), whatever the FNO says;
+    the FNO's c fields shape the envelope around that decay.
     """
 
     def __init__(self, fno: nn.Module, cfg: ModelConfig) -> None:
@@ -108,21 +109,27 @@ class EncodedFNO(nn.Module):
         self.feature_mean.copy_(physics.mean(0))
         self.feature_std.copy_(physics.std(0).clamp(min=1e-3))
 
-    def forward(self, x: torch.Tensor, physics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n = features.N_BANDS
-        h = self.encoder((physics - self.feature_mean) / self.feature_std)
-        raw = self.heads(h).reshape(-1, len(HEADS), n)
+    def head_values(self, raw: torch.Tensor, physics: torch.Tensor) -> torch.Tensor:
+        """The heads (batch, 3, 8) in seconds, seconds and dB from the head layer's output."""
+        raw = raw.reshape(-1, len(HEADS), features.N_BANDS)
         eyring = torch.exp(physics[:, features.EYRING_LOG_S])
-        eyring_no_air = torch.exp(physics[:, features.EYRING_NO_AIR_LOG_S])
-        t30 = eyring * torch.exp(raw[:, 0])
-        heads = torch.stack(
+        return torch.stack(
             [
-                t30,
+                eyring * torch.exp(raw[:, 0]),
                 eyring * torch.exp(raw[:, 1]),
                 physics[:, features.BARRON_C50_DB] + C50_SCALE_DB * raw[:, 2],
             ],
             dim=1,
         )
+
+    def forward(self, x: torch.Tensor, physics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = features.N_BANDS
+        h = self.encoder((physics - self.feature_mean) / self.feature_std)
+        raw = self.heads(h)
+        heads = self.head_values(raw, physics)
+        t30 = heads[:, 0]
+        eyring = torch.exp(physics[:, features.EYRING_LOG_S])
+        eyring_no_air = torch.exp(physics[:, features.EYRING_NO_AIR_LOG_S])
         film = self.film(h).reshape(-1, self.layers, 2, self.width, 1)
         y = self.fno.lifting(x)
         for i in range(self.layers):
@@ -130,7 +137,9 @@ class EncodedFNO(nn.Module):
             y = y * (1 + film[:, i, 0]) + film[:, i, 1]
         fields = self.fno.projection(y)
         anchor = torch.clamp(eyring_no_air * (1 / t30 - 1 / eyring), min=MIN_DECAY_SCALE - 1)
-        return torch.cat([fields[:, :n], fields[:, n:] + anchor[:, :, None]], dim=1), heads
+        g = fields[:, n:]
+        g = g - g.mean(dim=-1, keepdim=True) + anchor[:, :, None]  # its mean is the anchor's
+        return torch.cat([fields[:, :n], g], dim=1), heads
 
 
 class GRUNet(nn.Module):
