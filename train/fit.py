@@ -394,15 +394,15 @@ def fit(cfg: FitConfig, data: EnvelopeSet | None = None, log=print) -> dict:
             log(f"started the FNO as {cfg.init_onnx}")
         if model.encoded:
             model.net.set_feature_statistics(torch.from_numpy(train_set.physics))
-            if cfg.heads_epochs:
-                pretrain_heads(model, train_set, val_set, cfg, log)
         state["term_weights"] = fixed_weights(cfg)
-        if cfg.balance:
+        if cfg.balance:  # the sizes of the model as started, before `pretrain_heads`
             start = term_means(
                 model, train_set.subset(np.arange(min(len(train_set), BALANCE_ROOMS)))
             )
             state["term_weights"] = {k: 1.0 / max(v, 1e-6) for k, v in start.items()}
             log("terms at the start: " + ", ".join(f"{k} {v:.3g}" for k, v in start.items()))
+        if model.encoded and cfg.heads_epochs:
+            pretrain_heads(model, train_set, val_set, cfg, log)
     if state["epoch"]:
         log(f"resumed from {out / 'last.pt'} at epoch {state['epoch']}")
         if (state["n_train"], state["n_val"]) != (len(train_set), len(val_set)):

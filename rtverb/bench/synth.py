@@ -28,6 +28,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -94,9 +95,11 @@ def _whole(clock: _Clock, s: synth.Synthesizer, room: Room, fs: float) -> None:
     clock.run(TOTAL, whole)
 
 
-def measure(rooms: list[Room], rate_hz: int, reps: int) -> dict[str, Any]:
+def measure(
+    rooms: list[Room], rate_hz: int, reps: int, model: Path = synth.MODEL_PATH
+) -> dict[str, Any]:
     """Per room: IR length (s) and (cpu, wall) ms of every stage and of the whole, per rep."""
-    s = synth.Synthesizer()
+    s = synth.Synthesizer(model)
     fs = float(rate_hz)
     out: dict[str, Any] = {"ir_s": [], "times": []}
     gc.collect()
@@ -179,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-hz", type=int, default=48000)
     parser.add_argument("--rooms", type=int, help="only the first N rooms")
     parser.add_argument("--json", action="store_true", help="print the figures as one object")
+    parser.add_argument("--model", type=Path, default=synth.MODEL_PATH, help="the ONNX model")
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error("--reps must be at least 1")
     rooms = bench_rooms()[: args.rooms]
-    data = measure(rooms, args.rate_hz, args.reps)
+    data = measure(rooms, args.rate_hz, args.reps, args.model)
     if args.json:
         figures = {  # no IR long enough: null, not NaN
             group: {k: {q: None if np.isnan(v) else v for q, v in f.items()} for k, f in g.items()}
