@@ -93,6 +93,72 @@ def test_golden_float_message_sets_size_and_echoes():
     assert norm.args[0] == pytest.approx((8.5 - spec.min) / (spec.max - spec.min))
 
 
+def test_golden_pair_name_sets_the_pair_and_echoes_its_spacing():
+    # "/rtverb/listener/pair" (21 bytes + 3 NUL), ",s", "ab" padded to 4 bytes
+    golden = b"/rtverb/listener/pair\x00\x00\x00" + b",s\x00\x00" + b"ab\x00\x00"
+    assert golden == msg("/rtverb/listener/pair", "ab")
+    rec = Recorder()
+    replies = rec.send(golden)
+    assert errors(replies) == [] and rec.c.room.pair == "ab"
+    assert len(rec.rooms) == 1 and rec.mixes == []  # a new pair is a new IR
+    assert by_address(replies, "/rtverb/listener/pair") == [
+        Reply(SENDER, "/rtverb/listener/pair", ("ab",))
+    ]
+    # the pair's own spacing changed with it (ORTF 0.17 m -> AB 0.4 m): echoed too
+    assert by_address(replies, "/rtverb/listener/spacing_m")[0].args == (0.4,)
+    (norm,) = by_address(replies, "/rtverb/norm/listener/pair")
+    assert norm.args == (1 / 4,)  # ab is the second of five names
+
+
+def test_golden_unknown_pair_is_refused_with_the_names_and_nothing_changes():
+    golden = b"/rtverb/listener/pair\x00\x00\x00" + b",s\x00\x00" + b"spaced\x00\x00"
+    rec = Recorder()
+    before = rec.c.room
+    (error,) = errors(rec.send(golden))
+    assert error == (
+        "/rtverb/listener/pair: unknown pair 'spaced'; send one of mono, ab, ortf, xy, "
+        "blumlein; state unchanged"
+    )
+    assert rec.c.room is before and rec.rooms == []
+    number = b"/rtverb/listener/pair\x00\x00\x00" + b",f\x00\x00" + struct.pack(">f", 2.0)
+    assert "expected one name (mono, ab, ortf, xy, blumlein)" in errors(rec.send(number))[0]
+
+
+@pytest.mark.parametrize(
+    ("golden", "field", "value"),
+    [
+        (b"/rtverb/norm/listener/pair\x00\x00" + b",f\x00\x00" + struct.pack(">f", 1.0),
+         "pair", "blumlein"),
+        (b"/rtverb/source/spread_m\x00" + b",f\x00\x00" + struct.pack(">f", 1.5),
+         "spread_m", 1.5),
+        (b"/rtverb/norm/mix/width\x00\x00" + b",f\x00\x00" + struct.pack(">f", 0.25),
+         "width", 0.25),
+        (b"/rtverb/listener/azimuth_deg\x00\x00\x00\x00" + b",f\x00\x00"
+         + struct.pack(">f", -90.0), "azimuth_deg", -90.0),
+    ],
+    ids=["norm pair", "spread", "norm width", "azimuth"],
+)  # fmt: skip
+def test_golden_stereo_addresses(golden, field, value):
+    rec = Recorder()
+    assert errors(rec.send(golden)) == []
+    assert getattr(rec.c.room, field) == value
+    assert len(rec.rooms) == 1 and rec.mixes == []  # each one changes the IR
+
+
+def test_golden_width_outside_0_1_is_refused():
+    golden = b"/rtverb/mix/width\x00\x00\x00" + b",f\x00\x00" + struct.pack(">f", 1.5)
+    rec = Recorder()
+    (error,) = errors(rec.send(golden))
+    assert "/rtverb/mix/width: 1.5 is outside 0..1" in error and rec.rooms == []
+
+
+def test_a_spacing_the_room_cannot_hold_is_refused():
+    rec = Recorder(load_preset("vocal_booth"))  # 2.2 x 2.0 m, an XY pair
+    (error,) = errors(rec.send(msg("/rtverb/listener/spacing_m", 3.0)))
+    assert "listener.spacing_m: the left capsule" in error and "reduce spacing_m" in error
+    assert rec.c.room.spacing_m is None and rec.rooms == []
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -180,7 +246,9 @@ def test_out_of_range_values_are_errors_and_change_nothing(data, fragment):
 
 
 def test_positions_stay_inside_and_follow_a_shrinking_room():
-    rec = Recorder()
+    # a mono listener: a pair's capsules could not sit 1 cm from the west wall
+    rec = Recorder(Room.from_dict({**load_preset("studio_live_room").to_dict(), "listener": {
+        "position_m": [5.0, 2.5, 1.2]}}))  # fmt: skip
     rec.send(msg("/rtverb/source/position/x", rec.c.room.size_m[0]))  # on the wall
     assert rec.c.room.source_position_m[0] == pytest.approx(
         rec.c.room.size_m[0] - POSITION_MARGIN_M
@@ -444,7 +512,14 @@ def test_fuzz_never_raises_and_never_changes_state_wrongly(packets):
             assert not errors(replies)
 
 
-_SCALARS = [p for p in PARAMS if p.size == 1 and not p.relative_to_size and not p.choices]
+# every in-range value lands, except where the room bounds it: positions, the pair's spacing
+# and the source's spread (a capsule or point source must stay inside the room)
+_ROOM_BOUND = ("listener/spacing_m", "source/spread_m")
+_SCALARS = [
+    p
+    for p in PARAMS
+    if p.size == 1 and not p.relative_to_size and not p.choices and p.name not in _ROOM_BOUND
+]
 
 
 @settings(max_examples=200, deadline=None)
@@ -458,12 +533,17 @@ def test_fuzz_in_range_values_land_exactly_and_touch_nothing_else(spec, unit):
     assert rec.c.room.get(spec.name) == pytest.approx(value, rel=FLOAT32_REL, abs=1e-6)
     for other in PARAMS:
         if other.relative_to_size and spec.name.startswith("room/size/"):
-            # a shrinking room carries the positions inside it, on that axis only
+            # a shrinking room carries the positions inside it, on that axis only, with the
+            # listener's capsules (the studio's ORTF pair) inside too
             axis = AXES.index(other.name[-1])
             moved = rec.c.room.get(other.name) != before.get(other.name)
+            centre = rec.c.room.listener_position_m[axis]
+            reach = max(abs(c.position_m[axis] - centre) for c in rec.c.room.capsules())
+            reach *= other.name.startswith("listener/")
             assert not moved or (
                 AXES.index(spec.name[-1]) == axis
-                and rec.c.room.get(other.name) == rec.c.room.size_m[axis] - POSITION_MARGIN_M
+                and rec.c.room.get(other.name)
+                == pytest.approx(rec.c.room.size_m[axis] - POSITION_MARGIN_M - reach, abs=2e-6)
             )
         elif other.name != spec.name:
             assert rec.c.room.get(other.name) == before.get(other.name)

@@ -6,6 +6,7 @@ The presets themselves (loading, saving, listing) are `rtverb.room.presets`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import warnings
@@ -22,7 +23,8 @@ MID_BANDS_HZ = (500.0, 1000.0)
 
 
 def measure_preset(room: Room, sample_rate_hz: int = 48000) -> dict[str, float]:
-    """T30 (mean of 500 Hz and 1 kHz, s) and broadband C50 (dB) of the synthesized IR.
+    """T30 (mean of 500 Hz and 1 kHz, s) and broadband C50 (dB) of the synthesized IR, heard
+    by an omni at the listener position (the room's own figures, whatever its pair).
 
     Raises:
         ImportError: the synthesizer (`rtverb.synth`) is not available.
@@ -31,7 +33,7 @@ def measure_preset(room: Room, sample_rate_hz: int = 48000) -> dict[str, float]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # presets are checked to be inside the domain
-        ir = synthesize(room, sample_rate_hz)
+        ir = synthesize(dataclasses.replace(room, pair="mono"), sample_rate_hz)
     metrics = measure(np.asarray(ir, dtype=np.float64), sample_rate_hz, distance_m=room.distance_m)
     mid = [t for b, t in zip(metrics.bands_hz, metrics.T30_s, strict=True) if b in MID_BANDS_HZ]
     return {
@@ -108,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(
         "T30: mean of the 500 Hz and 1 kHz octave bands; C50: broadband; both measured on the "
-        "synthesized IR (ISO 3382-1). Sabine RT60: mid-band estimate from the room file."
+        "synthesized IR by an omni at the listener (ISO 3382-1). Sabine RT60: mid-band "
+        "estimate from the room file."
     )
     if note:
         console.print(f"[yellow]{note}[/yellow]")

@@ -43,9 +43,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from pythonosc.osc_message_builder import build_msg
 
 from rtverb.osc.wire import MalformedPacket, parse_packet
+from rtverb.room import mics
 from rtverb.room.params import AXES, BANDS_HZ, PARAMS, PARAMS_BY_NAME, ParamSpec
 from rtverb.room.presets import load_named_preset, save_preset
 from rtverb.room.room import Room, RoomError, material_absorption
@@ -408,16 +410,20 @@ class OscController:
         return handler
 
     def _set(self, txn: _Txn, updates: dict[str, Any]) -> None:
-        """Apply updates to the working room; positions follow a room that shrinks."""
+        """Apply updates to the working room; positions follow a room that shrinks (a pair's
+        capsules and a spread source's points stay inside it too)."""
         room = txn.room
         size = list(room.size_m)
         for axis_i, axis in enumerate(AXES):
             size[axis_i] = updates.get(f"room/size/{axis}", size[axis_i])
+        reach = _reach_m(room, updates)
         for who in ("source", "listener"):
             for axis_i, axis in enumerate(AXES):
                 name = f"{who}/position/{axis}"
                 v = updates.get(name, room.get(name))
                 hi = size[axis_i] - POSITION_MARGIN_M
+                if f"room/size/{axis}" in updates and reach[who][axis_i] > 0:
+                    hi -= reach[who][axis_i] + 1e-6  # and a micron for rounding
                 if v > hi:
                     updates[name] = hi
         txn.room = room.with_values(updates)
@@ -544,6 +550,34 @@ class OscController:
 
 
 _PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in PARAMS)
+
+
+def _reach_m(room: Room, updates: dict[str, Any]) -> dict[str, tuple[float, ...]]:
+    """How far the capsules and the spread source's points reach from the listener and the
+    source position, per axis, for ``room`` with ``updates`` (names to values)."""
+
+    def value(name: str) -> Any:
+        return updates.get(name, room.get(name))
+
+    pair = value("listener/pair")
+    spacing = updates.get("listener/spacing_m", room.spacing_m)
+    angle = updates.get("listener/angle_deg", room.angle_deg)
+    origin = (0.0, 0.0, 0.0)
+    capsules = mics.capsules(
+        origin,
+        pair,
+        mics.PAIRS[pair].spacing_m if spacing is None else spacing,
+        value("listener/azimuth_deg"),
+        mics.PAIRS[pair].angle_deg if angle is None else angle,
+    )
+    source = tuple(value(f"source/position/{a}") for a in AXES)
+    listener = tuple(value(f"listener/position/{a}") for a in AXES)
+    spread = value("source/spread_m") if pair != "mono" else 0.0
+    points = [np.subtract(p, source) for p in mics.sources(source, listener, spread)]
+    return {
+        "listener": tuple(np.max(np.abs([c.position_m for c in capsules]), axis=0)),
+        "source": tuple(np.max(np.abs(points), axis=0)),
+    }
 
 
 def _host(address: Address) -> str:
