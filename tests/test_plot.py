@@ -58,7 +58,11 @@ def test_room_picture_shows_the_room_source_and_listener(tmp_path: Path, figures
     fig = figures[0]
     assert room.name in fig.get_suptitle() and "7.5 × 5.8 × 3.2 m" in fig.get_suptitle()
     ax = fig.axes[0]
-    points = {c.get_label(): np.array(c._offsets3d).ravel() for c in ax.collections[1:]}
+    points = {
+        c.get_label(): np.array(c._offsets3d).ravel()
+        for c in ax.collections[1:]
+        if hasattr(c, "_offsets3d")  # not the capsules' axes (arrows)
+    }
     np.testing.assert_allclose(points["source"], room.source_position_m)
     np.testing.assert_allclose(points["listener"], room.listener_position_m)
     np.testing.assert_allclose(
@@ -192,3 +196,17 @@ def test_plot_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         assert err.startswith("rtverb plot: error: ") and message in err, (message, err)
     assert existing.read_bytes() == b"keep me"
     assert not Path(out).exists()
+
+
+def test_room_picture_draws_the_pairs_capsules_and_axes(tmp_path: Path, figures: list) -> None:
+    room = load_preset("concert_hall")  # an ORTF pair and a spread source
+    assert_picture(plot.plot_room(room, tmp_path / "room.png"))
+    ax = figures[0].axes[0]
+    drawn = [np.array(c._offsets3d).T for c in ax.collections[1:] if hasattr(c, "_offsets3d")]
+    for capsule in room.capsules():
+        assert any(np.allclose(p, capsule.position_m) for points in drawn for p in points)
+    spread = [c for c in ax.collections if c.get_label() == "spread source"]
+    np.testing.assert_allclose(np.array(spread[0]._offsets3d).T, room.sources())
+    arrows = [c for c in ax.collections if type(c).__name__ == "Line3DCollection"]
+    assert len(arrows) == 2  # one axis per capsule
+    assert "ortf pair" in figures[0].axes[1].texts[0].get_text()

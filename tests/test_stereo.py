@@ -335,3 +335,19 @@ def test_rir_writes_one_channel_per_path(tmp_path, capsys):
     assert "4 channels (source to capsule: LL, LR, RL, RR" in capsys.readouterr().out
     written = _read(tmp_path / "ir.wav")
     np.testing.assert_array_equal(written, synthesize(Room.from_toml(room)).reshape(4, -1))
+
+
+def test_analyze_reports_the_pairs_coherence(tmp_path, capsys):
+    import json
+
+    from rtverb.cli import main
+
+    room = tmp_path / "xy.toml"
+    _pair("xy").to_toml(room)
+    assert main(["rir", str(room), "-o", str(tmp_path / "ir.wav")]) == 0
+    capsys.readouterr()
+    assert main(["analyze", str(tmp_path / "ir.wav"), "--json"]) == 0
+    left, right = json.loads(capsys.readouterr().out)
+    assert left["coherence"] == right["coherence"]
+    # coincident cardioids 90 deg apart: 0.75 in a diffuse field (1-4 kHz: the tail is long)
+    assert left["coherence"][3:6] == pytest.approx([0.75] * 3, abs=COHERENCE_ATOL)

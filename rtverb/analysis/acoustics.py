@@ -334,3 +334,38 @@ def measure(
         DRR_db=_ratio_db(broadband, onset + half + 1 - start),
         **per_band,
     )
+
+
+#: Inter-channel coherence is measured on the late part: from this long after the onset, s.
+COHERENCE_START_S = 0.08
+
+
+def interchannel_coherence(
+    left: np.ndarray,
+    right: np.ndarray,
+    sample_rate_hz: float,
+    bands_hz: tuple[float, ...] = BANDS_HZ,
+) -> list[float]:
+    """Coherence of two channels' late parts per octave band: their zero-lag normalized
+    correlation, from `COHERENCE_START_S` after the earlier onset (1: identical, 0:
+    uncorrelated, -1: opposite). NaN where a band reaches Nyquist or is silent.
+
+    Raises:
+        ValueError: either channel is not 1-D, empty, non-finite or silent, or their lengths
+            differ.
+    """
+    left, right = _check_ir(left), _check_ir(right)
+    if len(left) != len(right):
+        raise ValueError(f"the channels differ in length: {len(left)} and {len(right)} samples")
+    fs = float(sample_rate_hz)
+    start = min(onset_index(left, fs), onset_index(right, fs)) + round(COHERENCE_START_S * fs)
+    out = []
+    for band in bands_hz:
+        a, b = octave_band(left, fs, band), octave_band(right, fs, band)
+        if a is None or b is None:
+            out.append(float("nan"))
+            continue
+        a, b = a[start:], b[start:]
+        power = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
+        out.append(float(np.dot(a, b)) / power if power > 0 else float("nan"))
+    return out

@@ -78,7 +78,11 @@ def _band_label(band_hz: float) -> str:
 
 
 def plot_room(room: Room, path: str | os.PathLike[str]) -> Path:
-    """The shoebox in 3D with the source, the listener and the direct path; materials listed."""
+    """The shoebox in 3D with the source, the listener and the direct path; materials listed.
+
+    A microphone pair's capsules are drawn with their axes (arrows), a spread source's two
+    points beside the source.
+    """
     fig = _figure(11.0, 6.0)
     import mpl_toolkits.mplot3d  # noqa: F401  (registers the 3d projection)
 
@@ -98,6 +102,15 @@ def plot_room(room: Room, path: str | os.PathLike[str]) -> Path:
     for point, color in ((src, "tab:red"), (lst, "tab:blue")):
         ax.plot([point[0]] * 2, [point[1]] * 2, [0, point[2]], ":", color=color, lw=1.0)
     ax.text(*(src + lst) / 2, f" {room.distance_m:.2f} m", color="0.2", fontsize=9)
+    if room.pair != "mono":
+        arrow_m = 0.06 * max(x, y)
+        for capsule, color in zip(room.capsules(), ("tab:green", "tab:purple"), strict=True):
+            ax.scatter(*capsule.position_m, s=25, c=color, depthshade=False)
+            ax.quiver(*capsule.position_m, *(arrow_m * np.array(capsule.axis)), color=color)
+        if room.true_stereo:
+            points = np.array(room.sources())
+            ax.scatter(*points.T, s=40, c="tab:orange", marker="^", depthshade=False,
+                       label="spread source")  # fmt: skip
     for name, where in (
         ("west", (0, y / 2, 0)),
         ("east", (x, y / 2, 0)),
@@ -120,7 +133,18 @@ def plot_room(room: Room, path: str | os.PathLike[str]) -> Path:
         material = room.surfaces[surface]
         label = material if isinstance(material, str) else "coefficients"
         lines += [f"{surface}: {label}", f"  ({absorption[i, 2:4].mean():.2f})"]
-    lines += ["", f"scattering: {room.scattering:g}"]
+    lines += ["", f"scattering: {room.scattering:g}", ""]
+    if room.pair == "mono":
+        lines += ["listener: one omni"]
+    else:
+        lines += [
+            f"listener: {room.pair} pair",
+            f"  {room.pair_spacing_m():g} m, ±{room.pair_angle_deg():g}°,",
+            f"  facing {room.azimuth_deg:g}° (0 = east)",
+            "  (green: left, purple: right)",
+        ]
+        if room.true_stereo:
+            lines += [f"source: spread {room.spread_m:g} m"]
     side = fig.add_subplot(grid[1])
     side.axis("off")
     side.text(0, 0.5, "\n".join(lines), fontsize=8, family="monospace", va="center")

@@ -7,6 +7,11 @@ the geometric direct path when ``--distance-m`` is given, else detected.
 Multi-channel files: every channel is analyzed (one table per channel; with ``--json`` a list
 of objects, each with a ``channel`` number, 1 = first) unless ``--channel N`` picks one. One
 channel gives one JSON object with exactly the keys of `JSON_KEYS` (NaN becomes null).
+
+Stereo IRs (2 channels: a microphone pair; 4: true stereo, LL LR RL RR as `rtverb rir` writes
+them) also get the inter-channel coherence of each pair of capsules per octave band, on the
+late part (`rtverb.analysis.acoustics.interchannel_coherence`): a table row, and in JSON a
+``coherence`` list on each channel of the pair.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rtverb.analysis.acoustics import Metrics
+from rtverb.analysis.acoustics import Metrics, interchannel_coherence
 from rtverb.analysis.ir_file import AnalyzeError, analyze, onset_warning, read_ir
 
 #: The JSON object's keys, in order (the issue's format).
@@ -74,6 +79,26 @@ def print_table(metrics: Metrics, title: str) -> None:
         f"DRR {_cell(metrics.DRR_db, '{:.1f}')} dB   ('-': not measurable, e.g. T30 needs 35 dB "
         "of decay above the noise)"
     )
+
+
+def capsule_pairs(channels: int) -> list[tuple[int, int]]:
+    """The channel pairs (1 = first) that are a microphone pair's two capsules."""
+    return {2: [(1, 2)], 4: [(1, 2), (3, 4)]}.get(channels, [])
+
+
+def print_coherence(coherence: dict[int, list[float]], bands_hz: list[float]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="inter-channel coherence, late part (1: identical, 0: uncorrelated)")
+    table.add_column("")
+    for band in bands_hz:
+        table.add_column(
+            f"{band / 1000:g} kHz" if band >= 1000 else f"{band:g} Hz", justify="right"
+        )
+    for first, values in coherence.items():
+        table.add_row(f"channels {first}-{first + 1}", *(_cell(v, "{:.2f}") for v in values))
+    Console().print(table)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -138,6 +163,11 @@ def run(args: argparse.Namespace) -> int:
                 if warning:
                     print(f"rtverb analyze: warning: {name}: {warning}", file=sys.stderr)
             results.append((channel, name, metrics))
+        coherence = {}
+        if args.channel is None:
+            for first, second in capsule_pairs(ir.shape[0]):
+                left, right = ir[first - 1], ir[second - 1]
+                coherence[first] = interchannel_coherence(left, right, sample_rate_hz)
     except AnalyzeError as e:
         print(f"rtverb analyze: error: {e}", file=sys.stderr)
         return 2
@@ -146,10 +176,15 @@ def run(args: argparse.Namespace) -> int:
             output: Any = to_json(results[0][2])
         else:
             output = [{"channel": channel, **to_json(m)} for channel, _, m in results]
+            for first, values in coherence.items():
+                clean = [None if math.isnan(v) else v for v in values]
+                output[first - 1]["coherence"] = output[first]["coherence"] = clean
         print(json.dumps(output, indent=2, allow_nan=False))
         return 0
     duration_s = ir.shape[1] / sample_rate_hz
     onset = f"geometric, {args.distance_m:g} m" if args.distance_m is not None else "detected"
     for _, name, metrics in results:
         print_table(metrics, f"{name}: {duration_s:.2f} s at {sample_rate_hz:g} Hz, onset {onset}")
+    if coherence:
+        print_coherence(coherence, results[0][2].bands_hz)
     return 0
