@@ -99,7 +99,8 @@ def test_every_channel_is_analyzed_by_default(
     assert rc == 0
     data = json.loads(out)
     assert [d["channel"] for d in data] == [1, 2]
-    assert all(list(d)[1:] == list(JSON_KEYS) for d in data)
+    # a 2-channel file is a microphone pair: each channel also carries the pair's coherence
+    assert all(list(d)[1:] == [*JSON_KEYS, "coherence"] for d in data)
     assert np.median(data[0]["T30_s"]) == pytest.approx(0.4, rel=T30_TOLERANCE)
     assert np.median(data[1]["T30_s"]) == pytest.approx(1.2, rel=T30_TOLERANCE)
     rc, out, _ = analyze(capsys, str(path))
@@ -114,7 +115,9 @@ def test_channel_picks_one_and_gives_one_object(
     both = json.loads(out)
     rc, out, _ = analyze(capsys, str(path), "--json", "--channel", "2")
     assert rc == 0
-    assert json.loads(out) == {k: v for k, v in both[1].items() if k != "channel"}
+    assert json.loads(out) == {
+        k: v for k, v in both[1].items() if k not in ("channel", "coherence")
+    }
 
 
 # ---- the onset -----------------------------------------------------------------------------
