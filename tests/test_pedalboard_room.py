@@ -112,3 +112,20 @@ def test_exported_from_the_package() -> None:
     assert rtverb.to_pedalboard is to_pedalboard
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         rtverb.nope  # noqa: B018
+
+
+def test_a_rooms_pair_becomes_a_stereo_convolution_and_true_stereo_is_refused() -> None:
+    import dataclasses
+
+    from rtverb.synth import synthesize
+
+    room = dataclasses.replace(load_preset("concert_hall"), spread_m=0.0)  # an ORTF pair
+    board = to_pedalboard(room, RATE_HZ)
+    x = signal()
+    ours = render_array(x, RATE_HZ, synthesize(room, RATE_HZ), wet_db=room.wet_db,
+                        dry_db=room.dry_db, predelay_ms=room.predelay_ms, tail_s=0.0)  # fmt: skip
+    np.testing.assert_allclose(board(x, RATE_HZ), ours, atol=MATCH_TOLERANCE * np.abs(ours).max())
+    with pytest.raises(ValueError, match="true-stereo IR .* set source spread_m = 0"):
+        to_pedalboard(load_preset("concert_hall"), RATE_HZ)  # its stage is spread 6 m wide
+    with pytest.raises(ValueError, match="true-stereo IR"):
+        ir_to_pedalboard(np.ones((2, 2, 10), np.float32), RATE_HZ)

@@ -16,8 +16,11 @@ with ``m`` and ``g`` chosen so that the output equals rtverb's own render exactl
     g = dry + wet / c                     Gain after it (linear); g * (1 - m) = dry, g * m * c = wet
 
 The room's pre-delay is zeros prepended to the IR (pedalboard keeps leading silence). The
-result has no latency. Like any pedalboard plugin it returns as many frames as it is given:
-pad the input with the IR's length to keep the tail.
+result has no latency. A microphone pair gives a stereo IR (2, taps): one per channel, as
+pedalboard convolves it. A true-stereo room (a pair and a spread source) is refused: its 2 x 2
+matrix mixes the input channels, and pedalboard's plugins cannot route one channel into the
+other (there is no channel swap or matrix among them). Like any pedalboard plugin it returns
+as many frames as it is given: pad the input with the IR's length to keep the tail.
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ from rtverb.room.room import Room
 
 #: pedalboard.Convolution's output gain is this / ||ir||_2 (stereo: the larger channel's norm).
 PEDALBOARD_IR_NORM = 0.125
+
+
+#: Why a true-stereo room or IR has no pedalboard equivalent, and what to do instead.
+TRUE_STEREO_REFUSAL = (
+    "a true-stereo IR (2 sources x 2 capsules) mixes the input channels, which pedalboard's "
+    "plugins cannot route; set source spread_m = 0 for a stereo IR pedalboard can take, or "
+    "render the room with rtverb (rtverb render, rtverb.Engine)"
+)
 
 
 def _gain(db: float) -> float:
@@ -51,10 +62,12 @@ def ir_to_pedalboard(
     """``Pedalboard([Convolution, Gain])`` giving ``dry * x + wet * (x * ir)`` at unity IR gain.
 
     ``ir``: (taps,) or (2, taps) float32 at ``sample_rate_hz`` (pedalboard scales both channels
-    of a stereo IR by the larger channel norm; the compensation does too). See the module
-    docstring for the gains.
+    of a stereo IR by the larger channel norm; the compensation does too); a (2, 2, taps)
+    true-stereo IR raises ValueError (see the module docstring, also for the gains).
     """
     ir = np.asarray(ir, dtype=np.float32)
+    if ir.ndim == 3:
+        raise ValueError(TRUE_STEREO_REFUSAL)
     if ir.ndim not in (1, 2) or ir.shape[-1] == 0 or (ir.ndim == 2 and ir.shape[0] not in (1, 2)):
         raise ValueError(f"ir: expected (taps,) or (2, taps) float32, got shape {ir.shape}")
     if not np.all(np.isfinite(ir)):
@@ -92,6 +105,8 @@ def to_pedalboard(
     """
     from rtverb.synth import synthesize
 
+    if room.true_stereo:
+        raise ValueError(f"{room.name}: {TRUE_STEREO_REFUSAL}")
     ir = synthesize(room, sample_rate_hz=round(sample_rate_hz))
     return ir_to_pedalboard(
         ir,
