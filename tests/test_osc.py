@@ -786,3 +786,11 @@ def test_fuzz_mutated_valid_messages_apply_only_when_well_formed(data, kind, n, 
         assert told
     if kind in ("truncate", "pad"):
         assert rec.c.room is before and told
+
+
+def test_moving_the_listener_onto_the_source_is_refused():
+    rec = Recorder()
+    before = rec.c.room
+    replies = rec.send(msg("/rtverb/listener/position", *before.source_position_m))
+    assert "apart" in errors(replies)[0]
+    assert rec.c.room is before and rec.rooms == []

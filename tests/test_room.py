@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from rtverb.room.params import (
@@ -24,7 +24,14 @@ from rtverb.room.params import (
     SURFACES,
     table_hash,
 )
-from rtverb.room.room import Room, RoomError, Surfaces, material_absorption, materials_db
+from rtverb.room.room import (
+    MIN_SOURCE_DISTANCE_M,
+    Room,
+    RoomError,
+    Surfaces,
+    material_absorption,
+    materials_db,
+)
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -110,6 +117,7 @@ def rooms(draw: st.DrawFn) -> Room:
     size = tuple(draw(st.floats(1.0, 50.0)) for _ in AXES)
     fraction = st.floats(0.001, 0.999)
     source, listener = (tuple(draw(fraction) * s for s in size) for _ in range(2))
+    assume(math.dist(source, listener) >= MIN_SOURCE_DISTANCE_M)
     mix = {
         k: draw(st.floats(PARAMS_BY_NAME[f"mix/{k}"].min, PARAMS_BY_NAME[f"mix/{k}"].max))
         for k in ("wet_db", "dry_db", "predelay_ms")
@@ -420,3 +428,11 @@ def test_every_parameter_reads_and_writes_its_room_field() -> None:
         assert [changed.get(n) for n in others] == [room.get(n) for n in others], spec.name
     mix_table = {p.field for p in PARAMS if p.name.startswith("mix/")}
     assert {p.field for p in MIX_PARAMS} < mix_table == set(Room().to_dict()["mix"])
+
+
+@pytest.mark.parametrize("gap_m", [0.0, 0.05, MIN_SOURCE_DISTANCE_M * 0.99])
+def test_source_and_listener_too_close_are_refused(gap_m: float) -> None:
+    src = (2.0, 2.0, 1.5)
+    with pytest.raises(RoomError, match=f"at least {MIN_SOURCE_DISTANCE_M} m apart"):
+        Room(source_position_m=src, listener_position_m=(2.0 + gap_m, 2.0, 1.5))
+    Room(source_position_m=src, listener_position_m=(2.0 + MIN_SOURCE_DISTANCE_M, 2.0, 1.5))

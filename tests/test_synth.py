@@ -154,3 +154,17 @@ def test_shipped_model_describes_itself(tmp_path):
     ):
         assert meta.get(key), key
     assert MODEL_PATH.stat().st_size <= 20e6
+
+
+def test_a_non_finite_ir_is_never_returned(monkeypatch):
+    from rtverb.synth import ModelError
+    from rtverb.synth import ir as ir_module
+
+    def broken(physics, envelope_db, fs):
+        out = np.zeros(64, np.float32)
+        out[3] = np.nan
+        return out
+
+    monkeypatch.setattr(ir_module, "render_ir", broken)
+    with pytest.raises(ModelError, match="1 NaN or infinite samples"):
+        ir_module.synthesize_analytic(Room(), 48000)

@@ -69,6 +69,9 @@ Material = str | float | tuple[float, ...]
 
 #: Speed of sound used by the simulator (pyroomacoustics' default at 20 C), m/s.
 SPEED_OF_SOUND_M_S = 343.0
+#: Closest a listener (every capsule of one) may be to the source, m: at 0 the IR is NaN, and
+#: the direct sound's 1/distance gain is already +20 dB over 1 m at 0.1 m (inside a head).
+MIN_SOURCE_DISTANCE_M = 0.1
 #: Largest room file read, bytes (the presets are ~600 bytes).
 MAX_ROOM_FILE_BYTES = 64 * 1024
 
@@ -252,6 +255,11 @@ class Room:
                         "positions are metres from the west/south/floor corner"
                     )
             object.__setattr__(self, f"{who}_position_m", pos)
+        if self.distance_m < MIN_SOURCE_DISTANCE_M:
+            raise RoomError(
+                f"source and listener are {self.distance_m:.3g} m apart; keep them at least "
+                f"{MIN_SOURCE_DISTANCE_M} m apart (the direct sound grows as 1/distance)"
+            )
         for surface in SURFACES:
             material_absorption(self.surfaces[surface], f"room.surfaces.{surface}")
         for spec in PARAMS:

@@ -24,7 +24,7 @@ from rtverb.room.room import Room
 from rtverb.synth import features
 from rtverb.synth.early import early_ir
 from rtverb.synth.late import add_late
-from rtverb.synth.model import default_synthesizer
+from rtverb.synth.model import ModelError, default_synthesizer
 from rtverb.synth.physics import RoomPhysics
 from rtverb.synth.stereo import render_stereo_ir
 
@@ -37,6 +37,9 @@ def synthesize(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
     source (true stereo: inputs, outputs, taps). The model predicts one envelope per source
     position, heard at the pair's centre. Warns (`UserWarning`) with every model-domain bound
     the room exceeds; it still synthesizes.
+
+    Raises:
+        ModelError: the model cannot be loaded, or the IR is not finite (never returned).
     """
     _check_rate(sample_rate_hz)
     for message in room.domain_warnings():
@@ -44,9 +47,9 @@ def synthesize(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
     physics = RoomPhysics.of(room)  # resolved once, for the model and the early part
     synth = default_synthesizer()
     if room.pair == "mono":
-        return render_ir(physics, synth.envelope_db(physics), sample_rate_hz)
+        return _finite(render_ir(physics, synth.envelope_db(physics), sample_rate_hz), room)
     envelopes = [synth.envelope_db(p) for p in per_source(physics)]
-    return render_stereo_ir(physics, envelopes, sample_rate_hz)
+    return _finite(render_stereo_ir(physics, envelopes, sample_rate_hz), room)
 
 
 def synthesize_analytic(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
@@ -54,9 +57,10 @@ def synthesize_analytic(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
     _check_rate(sample_rate_hz)
     physics = RoomPhysics.of(room)
     if room.pair == "mono":
-        return render_ir(physics, features.analytic_envelope_db(physics), sample_rate_hz)
+        ir = render_ir(physics, features.analytic_envelope_db(physics), sample_rate_hz)
+        return _finite(ir, room)
     envelopes = [features.analytic_envelope_db(p) for p in per_source(physics)]
-    return render_stereo_ir(physics, envelopes, sample_rate_hz)
+    return _finite(render_stereo_ir(physics, envelopes, sample_rate_hz), room)
 
 
 def per_source(physics: RoomPhysics) -> list[RoomPhysics]:
@@ -69,6 +73,16 @@ def per_source(physics: RoomPhysics) -> list[RoomPhysics]:
         room = dataclasses.replace(physics.room, source_position_m=source, spread_m=0.0)
         out.append(dataclasses.replace(physics, room=room, distance_m=room.distance_m))
     return out
+
+
+def _finite(ir: np.ndarray, room: Room) -> np.ndarray:
+    bad = int(np.count_nonzero(~np.isfinite(ir)))
+    if bad:
+        raise ModelError(
+            f"{room.name}: the synthesized IR has {bad} NaN or infinite samples; nothing was "
+            "used or written (check the room, or the model file with --synth analytic)"
+        )
+    return ir
 
 
 def _check_rate(sample_rate_hz: float) -> None:
