@@ -187,3 +187,46 @@ def test_bench_reports_the_cost_of_pre_and_post_chains(capsys) -> None:
         assert cost["load_mean"] == pytest.approx(cost["mean_us"] / (512 / 48000 * 1e6))
     assert main([*argv, "--pre", "Compresor()"]) == 2
     assert "Did you mean Compressor" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("Gain(gain_db=" + "9" * 400 + ")", "too large for a number"),
+        ("Resample(target_sample_rate=1e12)", "outside 1000..384000 Hz"),
+        ("Resample(target_sample_rate=10)", "outside 1000..384000 Hz"),
+        ("Phaser(rate_hz=1e12)", "outside 0..100 Hz"),
+    ],
+)
+def test_values_that_overflow_or_leave_sane_ranges_are_refused_by_name(text, fragment) -> None:
+    name = text.split("(")[0]
+    with pytest.raises(ChainError, match=rf"^{name}\(\w+=\.\.\.\): .*{fragment}"):
+        parse_chain(text)
+
+
+#: Seconds of noise rendered through each plugin (enough for plugins that hold audio back).
+PLUGIN_TEST_S = 0.25
+
+
+@pytest.mark.parametrize("position", ["pre", "post"])
+@pytest.mark.parametrize("name", sorted(builtin_plugins()))
+def test_every_builtin_plugin_works_before_and_after_the_room(name, position, tmp_path) -> None:
+    from pedalboard.io import AudioFile
+
+    from rtverb.offline.render import render_array
+
+    rate = 48000
+    if name == "Convolution":
+        ir_path = tmp_path / "ir.wav"
+        with AudioFile(str(ir_path), "w", rate, 1) as f:
+            f.write(np.eye(1, 64, dtype=np.float32))
+        plugin_chain = parse_chain(f"Convolution(impulse_response_filename='{ir_path}')")
+    else:
+        plugin_chain = parse_chain(name)
+    frames = int(PLUGIN_TEST_S * rate)
+    x = np.random.default_rng(0).standard_normal((2, frames)).astype(np.float32) * 0.1
+    ir = np.zeros(256, np.float32)
+    ir[0] = 1.0
+    y = render_array(x, rate, ir, tail_s=0.05, **{position: plugin_chain})
+    assert y.shape == (2, frames + round(0.05 * rate))
+    assert np.isfinite(y).all() and np.abs(y).max() > 0

@@ -142,7 +142,7 @@ def test_a_failed_save_leaves_the_old_picture(
         plot.plot_ir(decay(0.3), FS, path)
     assert path.read_bytes() == b"old picture"
     assert [p.name for p in tmp_path.iterdir()] == ["ir.png"]
-    with pytest.raises(FileNotFoundError, match="does not exist; create it first"):
+    with pytest.raises(OSError, match="does not exist; create it first"):
         plot.plot_ir(decay(0.3), FS, tmp_path / "absent" / "ir.png")
 
 

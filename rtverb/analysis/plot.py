@@ -11,7 +11,6 @@ A PNG is written to a temporary file and renamed into place: complete or absent.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from rtverb.analysis.acoustics import (
     energy_decay_db,
     onset_index,
 )
+from rtverb.files import atomic_output
 from rtverb.room.room import Room
 
 #: Lowest level drawn in decay curves and spectrograms, dB.
@@ -43,19 +43,14 @@ def _figure(width_in: float, height_in: float) -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
-    """Write ``fig`` as PNG atomically (temporary file in the same folder, then renamed)."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    """Write ``fig`` as PNG atomically (temporary file in the same folder, then renamed).
+
+    Raises:
+        OutputError: missing or read-only folder, full disk (one line; no file left behind).
+    """
+    with atomic_output(path) as f:
+        fig.savefig(f, format="png", dpi=110)
+    return Path(path)
 
 
 def _check_ir(ir: np.ndarray, name: str = "ir") -> np.ndarray:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from rtverb.files import atomic_output
 
 
 def report(config: dict[str, Any], results: list[dict[str, Any]]) -> str:
@@ -138,5 +141,8 @@ def save_plot(plt: Any, results: list[dict[str, Any]], path: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        with atomic_output(path) as f:
+            fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=120)
+    finally:
+        plt.close(fig)

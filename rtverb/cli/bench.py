@@ -6,6 +6,7 @@ The arguments, the IR, the scheduling and the report; the measuring is `rtverb.b
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import os
@@ -19,6 +20,7 @@ import numpy as np
 from rtverb.bench.engine import measure
 from rtverb.bench.report import report, save_plot
 from rtverb.bench.timing import chain_block_cost, machine, versions
+from rtverb.files import OutputError, write_failure
 from rtverb.offline.chain import ChainError, parse_chain
 
 SWEEP_BLOCKS = (64, 128, 256, 512, 1024)
@@ -101,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"rtverb bench: {e}", file=sys.stderr)
         return 2
     plot_module: Any = None
+    if args.plot and not Path(args.plot).parent.is_dir():
+        missing = FileNotFoundError(errno.ENOENT, "no such folder")
+        print(f"rtverb bench: error: {write_failure(Path(args.plot), missing)}", file=sys.stderr)
+        return 2
     if args.plot:
         try:  # an optional extra: imported only when asked for
             import matplotlib
@@ -140,7 +146,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(report(config, results))
     if args.plot and plot_module is not None:
-        save_plot(plot_module, results, args.plot)
+        try:
+            save_plot(plot_module, results, args.plot)
+        except OutputError as e:
+            print(f"rtverb bench: error: {e}", file=sys.stderr)
+            return 2
         if not args.json:
             print(f"plot: {args.plot}")
     return 0

@@ -9,6 +9,7 @@ import time
 import warnings
 from pathlib import Path
 
+from rtverb.files import OutputError
 from rtverb.offline.audio_io import AudioFileError, SafeWriter, check_output
 from rtverb.room.presets import load_preset
 from rtverb.room.room import RoomError
@@ -62,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
 
         png = out.with_suffix(".png")
         title = f"{room.name}: the first channel of {len(paths)}" if len(paths) > 1 else ""
-        plot_ir(paths[0], args.sample_rate, png, title=title)
+        try:
+            plot_ir(paths[0], args.sample_rate, png, title=title)
+        except OutputError as e:
+            print(f"rtverb rir: error: {e}", file=sys.stderr)
+            return 2
         print(f"wrote {png}")
     return 0

@@ -9,15 +9,15 @@ Used by `rtverb.offline.render` and `rtverb.live.io`.
 
 from __future__ import annotations
 
-import errno
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pedalboard.io import AudioFile, get_supported_read_formats, get_supported_write_formats
+
+from rtverb.files import OutputError, commit, temporary_beside, write_failure
 
 #: Most channels accepted in a file.
 MAX_CHANNELS = 8
@@ -26,6 +26,10 @@ BIT_DEPTHS = (16, 24, 32)
 _FILE_DTYPE_BITS = {"int8": 16, "int16": 16, "int24": 24, "int32": 24, "float32": 32, "float64": 32}
 #: Formats whose writer takes a bit depth; mp3 and ogg take a quality instead.
 PCM_SUFFIXES = (".wav", ".aif", ".aiff", ".bwf", ".flac")
+#: Uncompressed formats: the frames a header declares must fit in the file's bytes.
+_UNCOMPRESSED_SUFFIXES = (".wav", ".aif", ".aiff", ".bwf")
+_SAMPLE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "int24": 3, "int32": 4, "float32": 4,
+                 "float64": 8}  # fmt: skip
 
 
 class AudioFileError(Exception):
@@ -72,9 +76,10 @@ def check_input(path: str | os.PathLike[str]) -> InputInfo:
         raise AudioFileError(f"{path}: the file is empty (0 bytes)")
     try:
         with AudioFile(str(path)) as f:
+            file_dtype = f.file_dtype
             info = InputInfo(
                 path, float(f.samplerate), int(f.num_channels), int(f.frames),
-                _FILE_DTYPE_BITS.get(str(f.file_dtype), 32),
+                _FILE_DTYPE_BITS.get(str(file_dtype), 32),
             )  # fmt: skip
     except (ValueError, RuntimeError, OSError) as e:
         raise AudioFileError(
@@ -82,6 +87,16 @@ def check_input(path: str | os.PathLike[str]) -> InputInfo:
         ) from None
     if info.frames == 0:
         raise AudioFileError(f"{path}: the file holds no audio frames")
+    sample_bytes = _SAMPLE_BYTES.get(str(file_dtype))
+    if path.suffix.lower() in _UNCOMPRESSED_SUFFIXES and sample_bytes:
+        held = path.stat().st_size // (sample_bytes * info.channels)
+        if info.frames > held:
+            raise AudioFileError(
+                f"{path}: its header declares {info.frames} frames "
+                f"({info.frames / info.sample_rate_hz:.1f} s) but the file holds at most {held}; "
+                "it is truncated or its header is wrong: export it again or repair it "
+                "(e.g. sox --ignore-length in.wav fixed.wav)"
+            )
     if not 1 <= info.channels <= MAX_CHANNELS:
         raise AudioFileError(
             f"{path}: {info.channels} channels; rtverb renders 1 to {MAX_CHANNELS} channels "
@@ -122,32 +137,34 @@ def _open_writer(path: str, sample_rate_hz: float, channels: int, bit_depth: int
     return AudioFile(path, "w", sample_rate_hz, channels, **kwargs)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 class SafeWriter:
-    """Write an audio file atomically: a temporary file in its folder, renamed on success."""
+    """Write an audio file atomically: a temporary file in its folder, renamed on success.
+
+    Every failure to write (read-only or missing folder, full disk) is a `AudioFileError` of one
+    line, and the temporary file is removed.
+    """
 
     def __init__(self, out: Path, sample_rate_hz: float, channels: int, bit_depth: int) -> None:
         self.out = out
-        fd, self.tmp = tempfile.mkstemp(
-            dir=out.parent, prefix=f".{out.stem}.", suffix=f".partial{out.suffix}"
-        )
-        os.close(fd)
-        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a new file's usual mode
+        try:
+            self.tmp = temporary_beside(out)
+        except OutputError as e:
+            raise AudioFileError(str(e)) from None
         try:
             self.file = _open_writer(self.tmp, sample_rate_hz, channels, bit_depth)
         except BaseException as e:
             os.unlink(self.tmp)
             if isinstance(e, ValueError):
                 raise AudioFileError(f"{out}: {e}") from None
+            if isinstance(e, OSError | RuntimeError):
+                raise io_error(out, e) from None
             raise
 
     def write(self, block: np.ndarray) -> None:
-        self.file.write(block)
+        try:
+            self.file.write(block)
+        except (OSError, RuntimeError) as e:  # pedalboard: "Unable to write data to audio file"
+            raise io_error(self.out, e) from None
 
     def __enter__(self) -> SafeWriter:
         return self
@@ -156,12 +173,9 @@ class SafeWriter:
         try:
             self.file.close()
             if kind is None:
-                fd = os.open(self.tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(self.tmp, self.out)
+                commit(self.tmp, self.out)
+        except (OSError, RuntimeError) as e:
+            raise io_error(self.out, e) from None
         finally:
             if os.path.exists(self.tmp):
                 os.unlink(self.tmp)
@@ -182,11 +196,6 @@ def match_channels(block: np.ndarray, channels: int) -> np.ndarray:
     )
 
 
-def io_error(out: Path, e: OSError) -> AudioFileError:
-    """The error to raise when writing ``out`` failed with ``e`` (a full disk named as such)."""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return AudioFileError(
-            f"{out}: the disk filled up while writing; nothing was written. Free some space or "
-            "write to another folder"
-        )
-    return AudioFileError(f"{out}: could not write ({e.strerror or e}); nothing was written")
+def io_error(out: Path, e: OSError | RuntimeError) -> AudioFileError:
+    """The one-line `AudioFileError` for a failed write (full disk, read-only folder …)."""
+    return AudioFileError(write_failure(out, e))

@@ -51,6 +51,14 @@ NOT_STREAMABLE = {
     "PitchShift": "PitchShift outputs silence when streamed block by block (pedalboard 0.9.26); "
     "pitch-shift the file first, e.g. with pedalboard in Python",
 }
+#: Ranges rtverb holds built-in parameters to, by name, where pedalboard checks none and an
+#: extreme value hurts (measured with pedalboard 0.9.26): Resample(target_sample_rate=1e12)
+#: runs out of memory (std::bad_alloc); Phaser(rate_hz=1e12) never returns. (low, high, unit)
+SANE_RANGES: dict[str, tuple[float, float, str]] = {
+    "target_sample_rate": (1000.0, 384000.0, "Hz"),
+    "sample_rate": (1000.0, 384000.0, "Hz"),
+    "rate_hz": (0.0, 100.0, "Hz"),
+}
 #: File extensions loaded with `pedalboard.load_plugin`.
 EXTERNAL_SUFFIXES = (".vst3", ".component")
 _EXTERNAL_RE = re.compile(
@@ -190,11 +198,22 @@ def _coerce(plugin: str, info: ParamInfo, value: Any) -> Any:
     if info.kind == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ChainError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ChainError(f"{where}: {str(value)[:12]}... is too large for a number") from None
+        if not math.isfinite(number):
             raise ChainError(f"{where}: expected a finite number, got {value!r}")
-        if info.name.endswith("_hz") and value <= 0:
+        if info.name.endswith("_hz") and number <= 0:
             raise ChainError(f"{where}: a frequency must be > 0 Hz, got {value!r}")
-        return float(value)
+        if info.name in SANE_RANGES:
+            low, high, unit = SANE_RANGES[info.name]
+            if not low <= number <= high:
+                raise ChainError(
+                    f"{where}: {number:g} {unit} is outside {low:g}..{high:g} {unit}; "
+                    "give a value in that range"
+                )
+        return number
     if info.kind == "bool":
         if not isinstance(value, bool):
             raise ChainError(f"{where}: expected True or False, got {value!r}")
@@ -307,7 +326,7 @@ def _external(path_text: str, rest: str) -> pedalboard.Plugin:
             )
         try:
             setattr(plugin, name, value)
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, OverflowError) as e:
             raise ChainError(f"{where}: {name}={value!r}: {e}") from None
     return plugin
 

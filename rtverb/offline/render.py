@@ -182,6 +182,7 @@ class _Path:
                 y, self.skip = y[:, drop:], self.skip - drop
             if y.shape[1]:
                 y = _run_chain(self.post, y.copy(), self.rate, "post")
+            if y.shape[1]:  # a post plugin with latency may hold a whole block back
                 self.peak = max(self.peak, float(np.max(np.abs(y))))
                 yield y
 
@@ -214,6 +215,13 @@ def stream(
     if not (isinstance(block_size, int) and block_size >= 1):
         raise RenderError(f"block_size: expected frames >= 1, got {block_size!r}")
     ir = np.ascontiguousarray(ir, dtype=np.float32)
+    if ir.ndim == 2 and ir.shape[0] not in (1, channels):
+        raise RenderError(
+            f"the IR has {ir.shape[0]} channels but the output has {channels}: give a mono IR "
+            f"or a {channels}-channel one, or set the output's channels with --channels"
+        )
+    if not np.isfinite(ir).all():
+        raise RenderError("the IR holds NaN or infinite samples; give a finite IR")
     mix = {"wet_db": wet_db, "dry_db": dry_db, "predelay_ms": predelay_ms}
     path = _Path(ir, sample_rate_hz, channels, block_size, pre, post, mix)
     n_in = produced = 0  # input frames read; output frames yielded
