@@ -5,6 +5,8 @@ stages below it; a stage never imports one above it, nor one beside it (same ran
 lowest first, and why each stage sits where it does:
 
 0. ``room``: the parameter table, `Room`, presets, microphone pairs. Needs nothing.
+   ``files``: output files written atomically, write failures told in one line (every stage
+   that writes: analysis' pictures, offline's audio files, bench's plots). Needs nothing.
 1. ``synth``: room -> impulse response (early part, envelope model, late part).
 2. ``dsp``: partitioned convolution and the engine; ``analysis``: measuring IRs (T30, C50 ...),
    reading IR files and plotting them. Both use rooms only; neither needs the other.
@@ -27,9 +29,11 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rtverb"
-#: Each stage's rank: an import must go to a lower rank, or stay inside its own stage.
+#: Each stage's rank (a folder, or one module such as ``files``): an import must go to a lower
+#: rank, or stay inside its own stage.
 RANKS = {
     "room": 0,
+    "files": 0,
     "synth": 1,
     "dsp": 2,
     "analysis": 2,
@@ -86,7 +90,10 @@ def _target_stage(module: str) -> str | None:
 
 def test_every_folder_is_a_ranked_stage() -> None:
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
-    assert folders == set(RANKS) - {"rtverb"}, "give a new stage its rank in RANKS (and why)"
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - ENTRY_POINTS  # a one-module stage
+    assert folders | modules == set(RANKS) - {"rtverb"}, (
+        "give a new stage its rank in RANKS (and why)"
+    )
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
