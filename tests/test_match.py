@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -22,8 +23,8 @@ EVALUATIONS = 30
 T30_TOLERANCE = 0.10
 
 
-def _target_ir() -> np.ndarray:
-    return synthesize(load_preset("studio_live_room"), SR)
+def _target_ir(pair: str = "mono") -> np.ndarray:
+    return synthesize(dataclasses.replace(load_preset("studio_live_room"), pair=pair), SR)
 
 
 def test_match_finds_the_t30_of_a_synthesized_room():
@@ -114,3 +115,11 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, argv, messa
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_pair_target_averages_its_channels():
+    ir = _target_ir(pair="ortf")
+    pair, left = target_from_ir(ir, SR), target_from_ir(ir[0], SR)
+    right = target_from_ir(ir[1], SR)
+    np.testing.assert_allclose(pair.T30_s, (np.array(left.T30_s) + right.T30_s) / 2)
+    assert pair.DRR_db == pytest.approx((left.DRR_db + right.DRR_db) / 2)

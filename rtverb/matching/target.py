@@ -55,13 +55,27 @@ def _check_onsets(ir: np.ndarray, sample_rate_hz: float) -> None:
         )
 
 
+_BAND_FIELDS = ("T30_s", "EDT_s", "C50_db")
+
+
 def target_from_ir(ir: np.ndarray, sample_rate_hz: float, source: str = "") -> Target:
-    """Measure a (taps,) impulse response as a target.
+    """Measure a (taps,) impulse response, or each channel of a (channels, taps) one, as a target.
+
+    A multichannel IR (a microphone pair) gives each metric averaged over its channels, as
+    ISO 3382-1 averages over receiver positions.
 
     Raises:
         MatchError: silent, no decay (all noise), several onsets, or no band's T30 measurable.
     """
     ir = np.asarray(ir, dtype=np.float64)
+    if ir.ndim == 2:
+        each = [target_from_ir(channel, sample_rate_hz, source) for channel in ir]
+        mean = [np.mean([getattr(t, f) for t in each], axis=0) for f in _BAND_FIELDS]
+        return Target(
+            *(tuple(map(float, m)) for m in mean),
+            float(np.mean([t.DRR_db for t in each])),
+            source,
+        )
     if not np.any(ir) or not np.all(np.isfinite(ir)):
         raise MatchError(f"{source or 'the target'} is silent or not finite; give a recorded IR")
     tenth = max(len(ir) // 10, 1)
