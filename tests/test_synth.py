@@ -168,3 +168,37 @@ def test_a_non_finite_ir_is_never_returned(monkeypatch):
     monkeypatch.setattr(ir_module, "render_ir", broken)
     with pytest.raises(ModelError, match="1 NaN or infinite samples"):
         ir_module.synthesize_analytic(Room(), 48000)
+
+
+@pytest.mark.parametrize("change", ["zeroed", "randomized", "no checksum"])
+def test_a_model_whose_weights_are_not_what_it_claims_is_refused(change, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    from rtverb.synth.model import CHECKSUM_KEY
+
+    model = onnx.load(str(MODEL_PATH))
+    if change == "no checksum":
+        kept = [p for p in model.metadata_props if p.key != CHECKSUM_KEY]
+        del model.metadata_props[:]
+        model.metadata_props.extend(kept)
+    else:
+        weights = max(model.graph.initializer, key=lambda t: numpy_helper.to_array(t).size)
+        array = numpy_helper.to_array(weights)
+        new = (
+            np.zeros_like(array)
+            if change == "zeroed"
+            else np.random.default_rng(0).standard_normal(array.shape).astype(array.dtype)
+        )
+        weights.CopyFrom(numpy_helper.from_array(new, weights.name))
+    path = tmp_path / "tampered.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelError, match=f"model does not match its checksum: {CHECKSUM_KEY}"):
+        Synthesizer(path)
+
+
+def test_the_shipped_model_matches_its_checksum():
+    from rtverb.synth.model import CHECKSUM_KEY, model_checksum
+
+    stored = Synthesizer(MODEL_PATH).metadata[CHECKSUM_KEY]
+    assert model_checksum(MODEL_PATH.read_bytes(), stored) == stored

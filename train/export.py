@@ -26,7 +26,14 @@ import torch
 
 from rtverb.room.room import Room
 from rtverb.synth import features
-from rtverb.synth.model import MODEL_PATH, expected_encoder_metadata, expected_metadata
+from rtverb.synth.model import (
+    CHECKSUM_KEY,
+    CHECKSUM_PLACEHOLDER,
+    MODEL_PATH,
+    expected_encoder_metadata,
+    expected_metadata,
+    model_checksum,
+)
 from rtverb.synth.physics import RoomPhysics
 from train.model import ModelConfig, build, exportable, load_weights
 
@@ -54,12 +61,14 @@ def _commit() -> str:
 
 
 def set_metadata(path: Path, extra: dict[str, str]) -> None:
-    """Add or replace metadata entries of an ONNX file, atomically."""
+    """Add or replace metadata entries of an ONNX file, atomically; stamp its checksum
+    (`rtverb.synth.model.CHECKSUM_KEY`) over the result. The weights are not touched."""
     import onnx
 
     model = onnx.load(str(path))
     props = {p.key: p.value for p in model.metadata_props}
     props.update(extra)
+    props[CHECKSUM_KEY] = CHECKSUM_PLACEHOLDER
     del model.metadata_props[:]
     for key, value in sorted(props.items()):
         entry = model.metadata_props.add()
@@ -67,13 +76,23 @@ def set_metadata(path: Path, extra: dict[str, str]) -> None:
     _save_atomic(model, path)
 
 
-def _save_atomic(model, path: Path) -> None:
-    import onnx
+def _stamped(data: bytes) -> bytes:
+    """Serialized model bytes with its checksum placeholder replaced by the checksum."""
+    digest = model_checksum(data, CHECKSUM_PLACEHOLDER)
+    if not digest:
+        raise RuntimeError(f"no {CHECKSUM_KEY} placeholder in the serialized model")
+    marker = CHECKSUM_KEY.encode() + b"\x12\x40"
+    return data.replace(marker + CHECKSUM_PLACEHOLDER.encode(), marker + digest.encode(), 1)
 
+
+def _save_atomic(model, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     os.close(fd)
     try:
-        onnx.save(model, tmp)
+        data = model.SerializeToString()
+        if any(p.key == CHECKSUM_KEY for p in model.metadata_props):
+            data = _stamped(data)
+        Path(tmp).write_bytes(data)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the model from other users
         os.replace(tmp, path)
     except BaseException:

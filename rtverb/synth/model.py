@@ -8,6 +8,7 @@ and C50 (dB).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -21,6 +22,10 @@ from rtverb.synth.physics import MODEL_BANDS_HZ, RoomPhysics
 MODEL_PATH = Path(__file__).parent / "models" / "rir_fno.onnx"
 #: ONNX metadata a model must carry, with the values this runtime expects.
 FEATURE_VERSION = 3
+#: Metadata key of the model's checksum: SHA-256 (hex) of the file's bytes with this value
+#: written as 64 zeros; it covers the weights, the graph and the other metadata.
+CHECKSUM_KEY = "rtverb.sha256"
+CHECKSUM_PLACEHOLDER = "0" * 64
 
 
 class ModelError(RuntimeError):
@@ -48,12 +53,29 @@ def expected_encoder_metadata() -> dict[str, str]:
     }
 
 
+def model_checksum(data: bytes, stored: str) -> str:
+    """SHA-256 (hex) of a model file's bytes with its stored checksum ``stored`` zeroed; "" if
+    the file does not hold ``stored`` as its `CHECKSUM_KEY` entry.
+
+    In the ONNX protobuf, a metadata entry is its key (field 1) then its value (field 2, tag
+    0x12, here 64 bytes long: 0x40), so the stored value follows ``key + b"\x12\x40"``.
+    """
+    marker = CHECKSUM_KEY.encode() + b"\x12\x40"
+    at = data.find(marker + stored.encode()) if len(stored) == 64 else -1
+    if at < 0:
+        return ""
+    start = at + len(marker)
+    zeroed = data[:start] + CHECKSUM_PLACEHOLDER.encode() + data[start + 64 :]
+    return hashlib.sha256(zeroed).hexdigest()
+
+
 class Synthesizer:
     """An ONNX Runtime session on the envelope model; load once, call from any one thread.
 
     Raises:
-        ModelError: the file is missing, corrupt, or was made for another parameter table,
-            feature set or time grid (the message names the file and the mismatch).
+        ModelError: the file is missing, corrupt, was made for another parameter table,
+            feature set or time grid, or its bytes do not match its checksum (weights changed;
+            the message names the file and the mismatch).
     """
 
     def __init__(self, model_path: str | Path = MODEL_PATH) -> None:
@@ -68,10 +90,9 @@ class Synthesizer:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # leave the other core to the audio thread
         options.inter_op_num_threads = 1
+        data = self.path.read_bytes()  # the bytes checked are the bytes loaded
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
-            )
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises several private exception types
             raise ModelError(f"{self.path}: not a readable ONNX model ({e})") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -88,6 +109,15 @@ class Synthesizer:
                     f"expected {want!r}; export a model with this version "
                     "(`python -m train.export`)"
                 )
+        stored = self.metadata.get(CHECKSUM_KEY, "")
+        got = model_checksum(data, stored)
+        if not stored or got != stored:
+            raise ModelError(
+                f"{self.path}: model does not match its checksum: {CHECKSUM_KEY} is {stored!r}, "
+                f"the file hashes to {got or 'nothing (no checksum entry)'!r}; its weights were "
+                "changed or it is damaged: reinstall rtverb or export a model "
+                "(`python -m train.export`)"
+            )
         self._input = inputs[0]
 
     def envelope_db(self, physics: RoomPhysics) -> np.ndarray:
