@@ -436,3 +436,17 @@ def test_source_and_listener_too_close_are_refused(gap_m: float) -> None:
     with pytest.raises(RoomError, match=f"at least {MIN_SOURCE_DISTANCE_M} m apart"):
         Room(source_position_m=src, listener_position_m=(2.0 + gap_m, 2.0, 1.5))
     Room(source_position_m=src, listener_position_m=(2.0 + MIN_SOURCE_DISTANCE_M, 2.0, 1.5))
+
+
+def test_every_capsule_keeps_the_minimum_distance_from_the_source() -> None:
+    listener = (5.0, 3.0, 1.2)
+    capsule = Room(listener_position_m=listener, pair="ab", spacing_m=0.5).capsules()[0]
+    with pytest.raises(RoomError, match="capsule is 0 m from a source"):
+        Room(
+            listener_position_m=listener,
+            source_position_m=capsule.position_m,
+            pair="ab",
+            spacing_m=0.5,
+        )
+    Room(listener_position_m=listener, source_position_m=(5.0, 3.4, 1.2), pair="ab",
+         spacing_m=0.5)  # fmt: skip

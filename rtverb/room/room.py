@@ -290,6 +290,15 @@ class Room:
             if self.true_stereo:
                 for side, source in zip(("left", "right"), self.sources(), strict=True):
                     self._check_inside(source, "source.spread_m", f"the {side} source")
+            for source in self.sources():
+                for side, capsule in zip(("left", "right"), self.capsules(), strict=True):
+                    gap = math.dist(source, capsule.position_m)
+                    if gap < MIN_SOURCE_DISTANCE_M:
+                        raise RoomError(
+                            f"the {side} capsule is {gap:.3g} m from a source; keep every capsule "
+                            f"at least {MIN_SOURCE_DISTANCE_M} m from the source (move them apart "
+                            "or narrow listener.spacing_m / source.spread_m)"
+                        )
 
     def _check_inside(self, point: tuple[float, float, float], where: str, what: str) -> None:
         """A capsule or spread source at least `MIC_CLEARANCE_M` inside every surface."""
