@@ -166,6 +166,10 @@ def test_callback_counts_xruns_underruns_and_survives_exceptions():
 #: smallest array this configuration works with, one (2, 256) float32 block, is 2 kB; the
 #: broadcast of a mono IR over two channels made 43 kB.
 PYTHON_OBJECTS_BYTES = 6 * 1024
+#: What 1,200 callbacks may keep in all: the counters and positions they store are new int and
+#: float objects (28-32 B) that replace the old ones, a few of a different size. One object
+#: kept per callback would be over 30 kB.
+KEPT_BYTES = 1024
 
 
 def test_callback_allocates_no_arrays_in_the_live_configuration():
@@ -205,7 +209,7 @@ def test_callback_allocates_no_arrays_in_the_live_configuration():
     print(f"bytes allocated at once (worst callback), kept: {figures}")
     assert session.stats.callback_exceptions == 0, session.stats.first_exception
     assert engine.nonfinite_blocks == 4 and reset_blocks > 0 and fading > 600
-    assert kept == 0, f"the callbacks kept {kept} bytes"
+    assert kept <= KEPT_BYTES, f"the callbacks kept {kept} bytes"
     assert worst <= PYTHON_OBJECTS_BYTES, f"a callback allocated {worst} bytes at once"
 
 

@@ -33,7 +33,7 @@ _REDUCE_BELOW = 2048
 RESET_BYTES_PER_BLOCK = 256 * 1024
 
 
-class _Kernel:
+class Kernel:
     """A prepared IR: partition spectra per stage and the schedule of their work.
 
     Each stage's spectra are (partitions, channels, bins) complex64: one IR for every channel
@@ -42,29 +42,118 @@ class _Kernel:
     (a float32 scale: numpy's default would cast through float64 buffers). A matrix IR
     (inputs, outputs, taps) holds (outputs, partitions, inputs, bins): each output sums its
     product with the inputs' delay line over partitions and inputs (``matrix``).
+
+    ``spectra`` may be views of longer buffers (e.g. shared memory sized for the longest IR):
+    the schedule only reads the ``used`` partitions of each stage. ``slot`` names such a buffer
+    (-1: none), for `Convolver.mark_in_use`.
     """
 
-    __slots__ = ("taps", "spectra", "used", "ifft_phase", "mac", "matrix")
+    __slots__ = ("taps", "spectra", "used", "ifft_phase", "mac", "matrix", "slot")
 
-    def __init__(self, ir: np.ndarray, stages: tuple[Stage, ...], channels: int) -> None:
-        self.matrix = ir.ndim == 3
+    def __init__(
+        self,
+        spectra: list[np.ndarray],
+        taps: int,
+        stages: tuple[Stage, ...],
+        channels: int,
+        *,
+        matrix: bool = False,
+        slot: int = -1,
+    ) -> None:
+        self.spectra, self.taps, self.matrix, self.slot = spectra, taps, matrix, slot
+        self.used = tuple(st.used_partitions(taps) for st in stages)
+        self.ifft_phase, self.mac = schedule(stages, self.used, channels)
+
+    @staticmethod
+    def shapes(
+        stages: tuple[Stage, ...], channels: int, taps: int, matrix: bool = False
+    ) -> list[tuple[int, ...]]:
+        """The spectra's shapes for an IR of ``taps`` taps."""
+        shapes: list[tuple[int, ...]] = []
+        for st in stages:
+            used, bins = st.used_partitions(taps), st.partition_frames + 1
+            shapes.append((channels, used, channels, bins) if matrix else (used, channels, bins))
+        return shapes
+
+    @classmethod
+    def prepare(
+        cls,
+        ir: np.ndarray,
+        stages: tuple[Stage, ...],
+        channels: int,
+        *,
+        into: list[np.ndarray] | None = None,
+        slot: int = -1,
+    ) -> Kernel:
+        """Partition and transform ``ir``: (1 or ``channels``, taps) or (inputs, outputs,
+        taps) float64, as `check_ir` returns it.
+
+        The spectra are written into ``into`` (one array per stage, of `shapes` for the longest
+        IR: the leading partitions are used) when given, else into new arrays.
+        """
+        matrix = ir.ndim == 3
         paths = ir.reshape(-1, ir.shape[-1])  # (channels, taps) or (inputs x outputs, taps)
-        self.taps = paths.shape[1]
-        self.spectra: list[np.ndarray] = []
-        self.used = [st.used_partitions(self.taps) for st in stages]
-        for st, used in zip(stages, self.used, strict=True):
-            size = st.partition_frames
+        taps = paths.shape[1]
+        spectra = []
+        for s, shape in enumerate(cls.shapes(stages, channels, taps, matrix)):
+            size = stages[s].partition_frames
+            used = shape[1] if matrix else shape[0]
+            start = stages[s].start_tap
             seg = np.zeros((paths.shape[0], used * size))
-            part = paths[:, st.start_tap : st.start_tap + used * size]
+            part = paths[:, start : start + used * size]
             seg[:, : part.shape[1]] = part
             parts = seg.reshape(paths.shape[0], used, size).transpose(1, 0, 2)
             spec = np.fft.rfft(parts, n=2 * size, axis=-1) * (2 * size)  # (parts, paths, bins)
-            if self.matrix:
+            if matrix:
                 full = spec.reshape(used, channels, channels, size + 1).transpose(2, 0, 1, 3)
             else:
-                full = np.broadcast_to(spec, (used, channels, size + 1))
-            self.spectra.append(np.ascontiguousarray(full, dtype=np.complex64))
-        self.ifft_phase, self.mac = schedule(stages, tuple(self.used), channels)
+                full = np.broadcast_to(spec, shape)
+            if into is None:
+                out = np.empty(shape, np.complex64)
+            else:
+                out = into[s][:, :used] if matrix else into[s][:used]
+            np.copyto(out, full, casting="same_kind")
+            spectra.append(out)
+        return cls(spectra, taps, stages, channels, matrix=matrix, slot=slot)
+
+
+def check_ir(
+    ir: np.ndarray, channels: int, max_taps: int, sample_rate_hz: float, max_ir_s: float
+) -> np.ndarray:
+    """The IR as (1 or ``channels``, taps) or (inputs, outputs, taps) float64, or a ValueError
+    naming what is wrong (``channels`` 0: any count)."""
+    if not isinstance(ir, np.ndarray):
+        raise ValueError(f"ir: expected a numpy array, got {type(ir).__name__}")
+    if ir.dtype not in (np.float32, np.float64):
+        raise ValueError(f"ir: expected float32 or float64 samples, got {ir.dtype}")
+    if ir.ndim not in (1, 2, 3):
+        raise ValueError(
+            "ir: expected shape (taps,), (channels, taps) or (inputs, outputs, taps), "
+            f"got {ir.shape}"
+        )
+    ir2 = ir.reshape(1, -1) if ir.ndim == 1 else ir
+    if ir2.size == 0:
+        raise ValueError(f"ir: empty (shape {ir.shape}); give at least one tap")
+    if ir.ndim == 3 and (ir.shape[0] != ir.shape[1] or (channels and ir.shape[0] != channels)):
+        want = channels or "channels"
+        raise ValueError(
+            f"ir: a matrix IR is (inputs, outputs, taps) with inputs = outputs = the "
+            f"convolver's channels; give ({want}, {want}, taps), got {ir.shape}"
+        )
+    if ir.ndim < 3 and channels and ir2.shape[0] not in (1, channels):
+        raise ValueError(
+            f"ir: {ir2.shape[0]} channels, but the convolver has {channels}; "
+            f"give (taps,), ({channels}, taps) or ({channels}, {channels}, taps)"
+        )
+    taps = ir2.shape[-1]
+    if taps > max_taps:
+        raise ValueError(
+            f"ir: {taps} taps ({taps / sample_rate_hz:.2f} s) is longer than "
+            f"max_ir_s = {max_ir_s:g} s ({max_taps} taps)"
+        )
+    if not np.isfinite(ir2).all():
+        raise ValueError("ir: contains NaN or Inf")
+    return ir2.astype(np.float64)
 
 
 def _sum_rows(rows: np.ndarray, out: np.ndarray) -> None:
@@ -127,7 +216,7 @@ class _StageState:
         np.fft.rfft(frames, axis=-1, norm="forward", out=spectrum)  # type: ignore[arg-type]
         self.fdl[self.pos + self.depth, rows] = spectrum
 
-    def compute(self, tick: int, phase: int, slot: int, kernel: _Kernel, s: int) -> None:
+    def compute(self, tick: int, phase: int, slot: int, kernel: Kernel, s: int) -> None:
         """This block's share of kernel's MAC and inverse FFT for stage ``s``."""
         chunk = kernel.mac[s][phase]
         if chunk is not None:
@@ -242,13 +331,13 @@ class Convolver:
         self._ramp[: self._fade_frames] = np.arange(1, self._fade_frames + 1) / max(
             1, self._fade_frames
         )
-        kernel = self._pending = _Kernel(ir64, self.stages, self.channels)
+        kernel = self._pending = Kernel.prepare(ir64, self.stages, self.channels)
         self._held = [kernel]  # every kernel the audio thread may still use (see `set_ir`)
         n = len(self.stages)
         # Per stage: the kernel it plays (in its result slot ``_slot[s]``), the one fading in
         # (or None) and the ticks at which that one starts computing, fading and is done.
-        self._cur: list[_Kernel] = [kernel] * n
-        self._nxt: list[_Kernel | None] = [None] * n
+        self._cur: list[Kernel] = [kernel] * n
+        self._nxt: list[Kernel | None] = [None] * n
         self._slot = [0] * n
         self._start, self._fade, self._done = [0] * n, [0] * n, [0] * n
         self._fade_ticks = -(-self._fade_frames // block)
@@ -268,43 +357,7 @@ class Convolver:
     # ---- control side (any thread) -----------------------------------------------------
 
     def _check_ir(self, ir: np.ndarray) -> np.ndarray:
-        """The IR as (channels, taps) or (inputs, outputs, taps) float64, or a ValueError
-        naming what is wrong."""
-        if not isinstance(ir, np.ndarray):
-            raise ValueError(f"ir: expected a numpy array, got {type(ir).__name__}")
-        if ir.dtype not in (np.float32, np.float64):
-            raise ValueError(f"ir: expected float32 or float64 samples, got {ir.dtype}")
-        if ir.ndim not in (1, 2, 3):
-            raise ValueError(
-                "ir: expected shape (taps,), (channels, taps) or (inputs, outputs, taps), "
-                f"got {ir.shape}"
-            )
-        ir2 = ir.reshape(1, -1) if ir.ndim == 1 else ir
-        if ir2.size == 0:
-            raise ValueError(f"ir: empty (shape {ir.shape}); give at least one tap")
-        if ir.ndim == 3 and (
-            ir.shape[0] != ir.shape[1] or (self.channels and ir.shape[0] != self.channels)
-        ):
-            want = self.channels or "channels"
-            raise ValueError(
-                f"ir: a matrix IR is (inputs, outputs, taps) with inputs = outputs = the "
-                f"convolver's channels; give ({want}, {want}, taps), got {ir.shape}"
-            )
-        if ir.ndim < 3 and self.channels and ir2.shape[0] not in (1, self.channels):
-            raise ValueError(
-                f"ir: {ir2.shape[0]} channels, but the convolver has {self.channels}; "
-                f"give (taps,), ({self.channels}, taps) or ({self.channels}, "
-                f"{self.channels}, taps)"
-            )
-        taps = ir2.shape[-1]
-        if taps > self.max_taps:
-            raise ValueError(
-                f"ir: {taps} taps ({taps / self.sample_rate_hz:.2f} s) is longer than "
-                f"max_ir_s = {self.max_ir_s:g} s ({self.max_taps} taps)"
-            )
-        if not np.isfinite(ir2).all():
-            raise ValueError("ir: contains NaN or Inf")
-        return ir2.astype(np.float64)
+        return check_ir(ir, self.channels, self.max_taps, self.sample_rate_hz, self.max_ir_s)
 
     def set_ir(self, ir: np.ndarray) -> None:
         """Prepare ``ir`` on this thread and publish it; the audio thread crossfades to it.
@@ -318,12 +371,29 @@ class Convolver:
         the output then is exactly the new IR's. Invalid IRs raise ValueError and leave the
         convolver on its current IR.
         """
-        kernel = _Kernel(self._check_ir(ir), self.stages, self.channels)
+        kernel = Kernel.prepare(self._check_ir(ir), self.stages, self.channels)
         # Kernels the audio thread let go of are freed here, not there (a free of megabytes
         # can cost a system call): it never drops the last reference to one.
         live = {id(k) for k in (*self._cur, *self._nxt, self._pending)}
         self._held = [k for k in self._held if id(k) in live] + [kernel]
         self._pending = kernel
+
+    def publish(self, kernel: Kernel) -> None:
+        """Crossfade to ``kernel``, prepared elsewhere (e.g. into shared memory, see
+        `rtverb.live.slots`); like `set_ir` otherwise. Its owner keeps it unchanged while
+        `mark_in_use` flags it. Any thread, the audio thread included (no allocation)."""
+        self._pending = kernel
+
+    def mark_in_use(self, flags: np.ndarray) -> None:
+        """Set ``flags[kernel.slot]`` to 1 for every slotted kernel the audio thread may read
+        (current, fading in, or waiting); ``flags`` is not cleared first."""
+        for cur, nxt in zip(self._cur, self._nxt, strict=True):
+            if cur.slot >= 0:
+                flags[cur.slot] = 1
+            if nxt is not None and nxt.slot >= 0:
+                flags[nxt.slot] = 1
+        if self._pending.slot >= 0:
+            flags[self._pending.slot] = 1
 
     def describe(self) -> str:
         """The partition scheme, e.g. ``8x256 | 6x1024 over 4 blocks | 34/139x4096 ...``."""
@@ -464,7 +534,7 @@ class Convolver:
         self._t = t + 1
 
     def _crossfade(
-        self, st: _StageState, s: int, t: int, phase: int, cur: _Kernel, nxt: _Kernel
+        self, st: _StageState, s: int, t: int, phase: int, cur: Kernel, nxt: Kernel
     ) -> np.ndarray:
         """Stage ``s``'s output while ``nxt`` takes over from ``cur``."""
         size, old_slot = self.block_size, self._slot[s]
@@ -482,7 +552,7 @@ class Convolver:
         np.multiply(mix, self._ramp[k : k + size], out=mix)
         return np.add(mix, old, out=mix)
 
-    def _attach(self, s: int, t: int, kernel: _Kernel) -> _Kernel:
+    def _attach(self, s: int, t: int, kernel: Kernel) -> Kernel:
         """Start stage ``s``'s crossfade to ``kernel`` once the stage has a whole result."""
         period, lag = self.stages[s].period_blocks, self._states[s].lag
         used = kernel.used[s]

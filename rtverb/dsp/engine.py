@@ -39,6 +39,15 @@ def _finite(x: np.ndarray, flags: np.ndarray) -> bool:
     return bool(_all(ok, axis=None))
 
 
+def with_predelay(ir: np.ndarray, predelay_ms: float, sample_rate_hz: float) -> np.ndarray:
+    """``ir`` delayed by ``predelay_ms`` (leading zeros on its last axis)."""
+    frames = round(predelay_ms * sample_rate_hz / 1000.0)
+    if frames == 0 or not isinstance(ir, np.ndarray) or ir.ndim not in (1, 2, 3):
+        return ir  # the convolver names whatever is wrong with ir
+    pad = [(0, 0)] * (ir.ndim - 1) + [(frames, 0)]
+    return np.pad(ir, pad)
+
+
 class _Ramp:
     """A gain that moves linearly to its target over a fixed number of frames."""
 
@@ -153,11 +162,7 @@ class Engine:
         return ir
 
     def _with_predelay(self, ir: np.ndarray, predelay_ms: float) -> np.ndarray:
-        frames = round(predelay_ms * self.sample_rate_hz / 1000.0)
-        if frames == 0 or not isinstance(ir, np.ndarray) or ir.ndim not in (1, 2, 3):
-            return ir  # the convolver names whatever is wrong with ir
-        pad = [(0, 0)] * (ir.ndim - 1) + [(frames, 0)]
-        return np.pad(ir, pad)
+        return with_predelay(ir, predelay_ms, self.sample_rate_hz)
 
     def set_ir(self, ir: np.ndarray, *, predelay_ms: float | None = None) -> None:
         """Crossfade to ``ir`` (prepared on this thread), with a new pre-delay if given: one

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,10 @@ class LiveSession:
         self.pre, self.post = pre, post
         self.source_finished = False  # set by the main thread once the file has ended
         self.stats = LiveStats()
+        #: Called at the start of every callback (timed with it) and at its end, after the
+        #: figures (the audio process takes new IRs and gains, and publishes its figures).
+        self.before: Callable[[], None] | None = None
+        self.after: Callable[[], None] | None = None
         self._x = np.zeros((channels, block_size), np.float32)
         self._y = np.zeros((channels, block_size), np.float32)
 
@@ -85,6 +90,8 @@ class LiveSession:
         indata = args[0] if len(args) == 5 else None
         outdata, frames, _, status = args[-4:]
         try:
+            if self.before is not None:
+                self.before()
             if status.output_underflow or status.input_overflow:
                 if s.xruns < XRUN_LOG:
                     s.xrun_at[s.xruns] = s.callbacks
@@ -107,6 +114,8 @@ class LiveSession:
         s.load += LOAD_SMOOTHING * (elapsed / budget - s.load)
         if elapsed > budget:
             s.late_callbacks += 1
+        if self.after is not None:
+            self.after()
 
     def _process(self, indata: Any, outdata: Any, i: int, m: int) -> None:
         x, y = self._x[:, :m], self._y[:, :m]

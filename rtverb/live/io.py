@@ -28,17 +28,33 @@ IO_PERIOD_S = 0.02
 class Ring:
     """A single-producer, single-consumer ring of (channels, frames) float32 audio.
 
-    One thread writes, one thread reads; neither ever waits. Positions are plain counters, each
-    written by one side only (atomic under the GIL), and the producer copies the audio before it
-    publishes the new write position. `write` and `read_into` allocate nothing beyond slice
-    views.
+    One side writes, the other reads; neither ever waits or locks. The two positions are int64
+    counters, each written by one side only, and the producer copies the audio before it
+    publishes the new write position (stores stay in order on x86-64 and under the GIL).
+    ``buffer`` (`nbytes` long, e.g. a `multiprocessing.shared_memory.SharedMemory`'s ``buf``)
+    holds positions and audio, so the two sides may be two processes. `write` and `read_into`
+    allocate no array.
     """
 
-    def __init__(self, channels: int, capacity_frames: int) -> None:
-        self.buffer = np.zeros((channels, capacity_frames), np.float32)
+    def __init__(self, channels: int, capacity_frames: int, buffer: Any = None) -> None:
+        if buffer is None:
+            buffer = bytearray(self.nbytes(channels, capacity_frames))
+        self._pos = np.ndarray((2,), np.int64, buffer)  # frames written, frames read (totals)
+        self.buffer = np.ndarray((channels, capacity_frames), np.float32, buffer, offset=16)
         self.capacity = capacity_frames
-        self._written = 0  # total frames written (producer only)
-        self._read = 0  # total frames read (consumer only)
+
+    @staticmethod
+    def nbytes(channels: int, capacity_frames: int) -> int:
+        """Bytes of the ``buffer`` a ring of this size needs."""
+        return 16 + 4 * channels * capacity_frames
+
+    @property
+    def _written(self) -> int:
+        return int(self._pos[0])
+
+    @property
+    def _read(self) -> int:
+        return int(self._pos[1])
 
     def available(self) -> int:
         """Frames ready to read."""
@@ -56,7 +72,7 @@ class Ring:
         self.buffer[:, start : start + first] = block[:, :first]
         if n > first:
             self.buffer[:, : n - first] = block[:, first:n]
-        self._written += n
+        self._pos[0] += n
         return n
 
     def read_into(self, out: np.ndarray) -> int:
@@ -67,7 +83,7 @@ class Ring:
         out[:, :first] = self.buffer[:, start : start + first]
         if n > first:
             out[:, first:n] = self.buffer[:, : n - first]
-        self._read += n
+        self._pos[1] += n
         return n
 
 
