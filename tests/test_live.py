@@ -317,8 +317,21 @@ def _synth_kind() -> str:
         return "analytic"
 
 
+#: Malformed datagrams sent with each room change: a burst like a misbehaving device on the
+#: network (10 per change at 60 changes per second: 600 per second).
+MALFORMED_PER_CHANGE = 10
+MALFORMED = [
+    b"/rtverb/room/size/x\x00,f\x00\x00",  # a float declared, none given
+    b"\xff" * 37,  # not OSC at all
+    b"#bundle\x00" + b"\x00" * 8 + b"\x00\x00\x40\x00",  # an element longer than the bundle
+    build_msg("/rtverb/nowhere", [1.0]).dgram,  # an unknown address
+    build_msg("/rtverb/room/size/x", ["seven"]).dgram,  # a string for a number
+]
+
+
 def _sender(port: int, stop: threading.Event, log: dict) -> None:
-    """Room changes at CHANGES_PER_S over UDP: sweeps of every kind of address, then FINAL."""
+    """Room changes at CHANGES_PER_S over UDP: sweeps of every kind of address, each with a
+    burst of malformed datagrams, then FINAL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.2)
@@ -352,6 +365,8 @@ def _sender(port: int, stop: threading.Event, log: dict) -> None:
         else:
             m = build_msg("/rtverb/listener/position/y", [2.5 + np.sin(phase)])
         sock.sendto(m.dgram, dest)
+        for k in range(MALFORMED_PER_CHANGE):
+            sock.sendto(MALFORMED[(i + k) % len(MALFORMED)], dest)
         i += 1
         time.sleep(max(0.0, t0 + i / CHANGES_PER_S - time.perf_counter()))
     log["rate_per_s"] = i / (time.perf_counter() - t0)
@@ -450,7 +465,7 @@ def test_live_with_room_changes_over_udp(jack_server, tmp_path):
     assert summary["callbacks"] >= (RUN_S - 1) * SR / BLOCK
     assert summary["input_underruns"] == 0 and summary["nonfinite_blocks"] == 0
     assert summary["osc"]["packets"] >= log["sent"]  # nothing dropped by the socket
-    assert summary["osc"]["errors"] == 0
+    assert 0 < summary["osc"]["errors"] <= (log["sent"] - 1) * MALFORMED_PER_CHANGE
     assert summary["room_changes"] >= 0.9 * log["sent"]
     assert summary["room"] == _expected_final_room(load_preset("studio_live_room"))
     assert summary["ir_matches_room"]

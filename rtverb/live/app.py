@@ -1,31 +1,31 @@
 """`Live`: hear a microphone or a file through the room while OSC moves it (`rtverb live`,
 whose arguments are `rtverb.cli.live`'s).
 
-Threads: the audio callback (`rtverb.live.callback.LiveSession`), the room worker
-(`rtverb.live.worker`: coalesce, synthesize, hand the IR to the engine), the OSC server
-(`rtverb.osc.server`), the file I/O pump (`rtverb.live.io`) and the main thread here: setup,
-status line, stop conditions, orderly shutdown and the summary.
+Processes: the audio process (`rtverb.live.audio`: the sounddevice callback and nothing else),
+the synthesis process (`rtverb.synth.process`) and this one, whose threads are the room worker
+(`rtverb.live.worker`: coalesce, synthesize, prepare and publish the IR to the audio process),
+the OSC server (`rtverb.osc.server`), the file I/O pump (`rtverb.live.io`: input file and
+recording, through shared-memory rings) and the main thread here: setup, status line, stop
+conditions (including a dead audio process, worker or synthesis process), orderly shutdown
+and the summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import logging
 import math
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rtverb.dsp.engine import Engine
-from rtverb.live.callback import LiveSession
-from rtverb.live.io import FileSource, IoPump, Recorder, Ring
+from rtverb.live.audio import AudioProcess
+from rtverb.live.io import FileSource, IoPump, Recorder
 from rtverb.live.report import (
     STATUS_HZ,
     LiveSummary,
@@ -48,9 +48,9 @@ log = logging.getLogger("rtverb.live.app")
 RING_S = 4.0
 #: How long the end of a run waits for the last room change to reach the audio, seconds.
 SETTLE_S = 3.0
-#: Python's GIL switch interval while live, seconds (default 5 ms, near a whole 256-frame
-#: block): the audio thread waits at most about this long for the GIL held by another thread.
-GIL_SWITCH_INTERVAL_S = 0.0005
+#: How long the tail stages may still be fading to the last IR once the head took it, seconds
+#: (two periods of the longest partition and a crossfade: 2 x 4096 frames at 48 kHz + 20 ms).
+TAIL_SETTLE_S = 0.2
 
 
 class Live:
@@ -79,17 +79,26 @@ class Live:
             self._chain(text, where) for text, where in ((args.pre, "pre"), (args.post, "post"))
         )
         synthesize, ir = self._start_synthesis(room, args.synth, stack)
-        self.engine = Engine(
+        self.synthesize = synthesize
+        device = int(args.device) if args.device and args.device.isdigit() else args.device
+        self.audio = AudioProcess(
             ir,
+            sample_rate_hz=self.sr,
+            block=self.block_size,
             channels=self.channels,
-            block_size=self.block_size,
-            sample_rate_hz=float(self.sr),
+            device=device,
+            file_input=self.source is not None,
             wet_db=room.wet_db,
             dry_db=room.dry_db,
             predelay_ms=room.predelay_ms,
-        )
+            pre=args.pre if pre is not None else None,
+            post=args.post if post is not None else None,
+            ring_frames=int(RING_S * self.sr),
+            record=self.recorder is not None,
+        )  # AudioProcessError (a RuntimeError) lists the devices
+        stack.callback(self.audio.close)
         self.worker = RoomWorker(
-            self.engine,
+            self.audio,
             sample_rate_hz=self.sr,
             block_s=self.block_size / self.sr,
             synthesize=synthesize,
@@ -101,9 +110,10 @@ class Live:
         self.controller = OscController(
             room, on_room=self.worker.submit, on_mix=self._on_mix, status=self.status
         )
-        self.pump, self.session = self._audio_path(pre, post, stack)
-        self.stream = self._open_stream(args)
-        stack.callback(self.stream.close)
+        self.pump = IoPump(
+            self.source, self.audio.source_ring, self.recorder, self.audio.record_ring
+        )
+        stack.callback(self.pump.stop)
         self.server = self._open_osc(args, stack)
 
     # ---- setup helpers -----------------------------------------------------------------
@@ -126,27 +136,6 @@ class Live:
             (time.perf_counter() - t0) * 1e3,
         )
         return synthesize, ir
-
-    def _audio_path(
-        self, pre: Any, post: Any, stack: contextlib.ExitStack
-    ) -> tuple[IoPump, LiveSession]:
-        """The file I/O pump and the audio callback's session, joined by rings."""
-        ring_frames = int(RING_S * self.sr)
-        src_ring = Ring(self.channels, ring_frames) if self.source is not None else None
-        rec_ring = Ring(self.channels, ring_frames) if self.recorder is not None else None
-        pump = IoPump(self.source, src_ring, self.recorder, rec_ring)
-        stack.callback(pump.stop)
-        session = LiveSession(
-            self.engine,
-            channels=self.channels,
-            block_size=self.block_size,
-            sample_rate_hz=self.sr,
-            source_ring=src_ring,
-            record_ring=rec_ring,
-            pre=pre,
-            post=post,
-        )
-        return pump, session
 
     def _open_osc(self, args: argparse.Namespace, stack: contextlib.ExitStack) -> Any:
         if args.no_osc:
@@ -192,43 +181,18 @@ class Live:
             )
         return chain
 
-    def _open_stream(self, args: argparse.Namespace) -> Any:
-        import sounddevice as sd
-
-        device = int(args.device) if args.device and args.device.isdigit() else args.device
-        kwargs = dict(
-            samplerate=self.sr,
-            blocksize=self.block_size,
-            dtype="float32",
-            latency="low",
-            device=device,
-            callback=self.session.callback,
-        )
-        try:
-            if self.source is not None:
-                return sd.OutputStream(channels=self.channels, **kwargs)
-            in_channels = min(self.channels, _max_input_channels(sd, device))
-            return sd.Stream(channels=(in_channels, self.channels), **kwargs)
-        except (sd.PortAudioError, ValueError) as e:
-            which = f"device {args.device!r}" if args.device else "the default audio device"
-            raise OSError(
-                f"cannot open {which} at {self.sr} Hz, block {self.block_size}, {self.channels} "
-                f"channel(s): {e}.\nPick one with --device NAME|ID (and --sample-rate):\n"
-                f"{sd.query_devices()}"
-            ) from None
-
     # ---- callbacks from other threads ------------------------------------------------------
 
     def _on_mix(self, room: Room) -> None:
-        """OSC thread: gains go straight to the engine; a pre-delay re-prepares the IR, so it
-        goes through the worker."""
-        self.engine.set_mix(wet_db=room.wet_db, dry_db=room.dry_db)
-        if room.predelay_ms != self.engine.predelay_ms:
+        """OSC thread: gains go straight to the audio process; a pre-delay re-prepares the IR,
+        so it goes through the worker."""
+        self.audio.set_mix(wet_db=room.wet_db, dry_db=room.dry_db)
+        if room.predelay_ms != self.audio.predelay_ms:
             self.worker.submit(room)
 
     def status(self) -> dict[str, Any]:
         """The figures of the status line and of ``/rtverb/status``."""
-        s = self.session.stats
+        s = self.audio.stats()
         latency = self.worker.latency_summary()
         return {
             "load": round(s.load, 4),
@@ -244,16 +208,14 @@ class Live:
 
     def latency_ms(self) -> float:
         """Input to output: the stream's latencies plus the engine's one block."""
-        latency = self.stream.latency  # (input, output) for a duplex stream
-        total = sum(latency) if isinstance(latency, tuple) else float(latency)
-        return (total + self.engine.latency_samples / self.sr) * 1e3
+        return (self.audio.stream_latency_s + self.audio.latency_samples / self.sr) * 1e3
 
     # ---- running -----------------------------------------------------------------------
 
     def run(self, console: Any) -> LiveSummary:
-        """Stream until --seconds, the end of a non-looping --input (plus the room's tail), or
-        Ctrl-C, with a status line on ``console``; then shut down in order and summarize."""
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        """Stream until --seconds, the end of a non-looping --input (plus the room's tail),
+        Ctrl-C or SIGTERM, or a dead audio process, worker or synthesis process, with a status
+        line on ``console``; then shut down in order and summarize."""
         # Ctrl-C, and a polite kill, stop cleanly (even when started in the background, where
         # the shell ignores SIGINT): the summary is written and the recording kept.
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -263,51 +225,58 @@ class Live:
         self.pump.start()
         if self.server is not None:
             self.server.start()
-        # Python's cyclic garbage collector can run in whichever thread allocates, the audio
-        # callback included (a 1.8 ms pass was measured there): move everything built so far
-        # out of its reach and keep it off while streaming (the worker frees IRs by refcount).
-        gc.collect()
-        gc.freeze()
-        gc.disable()
-        self.stream.start()
+        self.audio.start()
         t0 = time.perf_counter()
         stop_at = t0 + self.args.seconds if self.args.seconds else math.inf
-        interrupted = False
+        interrupted, reason, source_done = False, "", False
         display = StatusLine(console, enabled=not self.args.quiet and console.is_terminal)
         try:
             with display:
-                while time.perf_counter() < stop_at:
+                while time.perf_counter() < stop_at and not reason:
                     time.sleep(1 / STATUS_HZ)
                     if display.enabled:
                         display.update(self._status_text(time.perf_counter() - t0))
                     if self.source is not None and self.source.finished and not self.args.loop:
-                        if not self.session.source_finished:
-                            self.session.source_finished = True
+                        if not source_done:
+                            source_done = True
+                            self.audio.finish_source()
                             tail_s = self.worker.ir_taps / self.sr + RING_S
                             stop_at = min(stop_at, time.perf_counter() + tail_s)
-                    if self.stream.stopped or not self.stream.active:
-                        log.error("the audio stream stopped")
-                        break
+                    reason = self._failure()
         except KeyboardInterrupt:
             interrupted = True
-        return self._shutdown(time.perf_counter() - t0, interrupted)
+        if reason:
+            log.error("stopping: %s", reason)
+        return self._shutdown(time.perf_counter() - t0, interrupted, reason)
 
-    def _shutdown(self, seconds: float, interrupted: bool) -> LiveSummary:
+    def _failure(self) -> str:
+        """Why the run cannot go on (a dead process or thread), or ""."""
+        if not self.audio.alive():
+            return f"the audio process died (exit code {self.audio.exit_code})"
+        if not self.worker.alive():
+            return "the room worker thread died"
+        if not self.synthesize.alive():
+            return f"the synthesis process died (exit code {self.synthesize.exit_code})"
+        return ""
+
+    def _shutdown(self, seconds: float, interrupted: bool, reason: str) -> LiveSummary:
         if self.server is not None:
             self.server.stop()  # no more changes
-        settled = self.worker.wait_idle(SETTLE_S)
-        deadline = time.perf_counter() + SETTLE_S
-        while self.engine.convolver.swapping and time.perf_counter() < deadline:
-            time.sleep(0.01)  # let the audio thread finish fading in the last room
-        self.stream.stop()
-        gc.enable()
-        gc.unfreeze()
-        self.pump.stop()
+        settled = not reason and self.worker.wait_idle(SETTLE_S)
+        if settled:  # let the audio process start, and finish, fading in the last room
+            deadline = time.perf_counter() + SETTLE_S
+            while self.audio.waiting() and time.perf_counter() < deadline:
+                time.sleep(0.01)
+            time.sleep(TAIL_SETTLE_S)
+        self.audio.stop()  # the stream stops: nothing more goes into the recording ring
+        self.pump.stop()  # writes what the ring holds and closes the recording
         self.worker.stop()
-        return self.summary(seconds, interrupted, settled)
+        return self.summary(seconds, interrupted, settled, reason)
 
-    def summary(self, seconds: float, interrupted: bool, settled: bool) -> LiveSummary:
-        s = self.session.stats
+    def summary(
+        self, seconds: float, interrupted: bool, settled: bool, reason: str = ""
+    ) -> LiveSummary:
+        s = self.audio.stats()
         room = self.controller.room
         applied = self.worker.applied_room
         record = None
@@ -318,6 +287,7 @@ class Live:
         return LiveSummary(
             seconds=round(seconds, 3),
             interrupted=interrupted,
+            stop_reason=reason or None,
             sample_rate_hz=self.sr,
             block_size=self.block_size,
             channels=self.channels,
@@ -333,13 +303,13 @@ class Live:
             block_ms=round(self.block_size / self.sr * 1e3, 3),
             cpu_load=round(s.busy_s / max(s.frames / self.sr, 1e-9), 4),
             latency_ms=round(self.latency_ms(), 2),
-            nonfinite_blocks=self.engine.nonfinite_blocks,
+            nonfinite_blocks=self.audio.nonfinite_blocks,
             input_underruns=s.input_underruns,
             room_changes=self.controller.room_changes,
             syntheses=self.worker.syntheses,
             coalesced=self.worker.coalesced,
             synthesis_errors=self.worker.errors,
-            ir_swaps=self.engine.swaps_started,
+            ir_swaps=self.audio.swaps_started,
             knob_to_ear_ms=self.worker.latency_summary(),
             ir_matches_room=settled
             and applied is not None
@@ -378,11 +348,3 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--block {args.block}: use 16 to 8192 frames (256 is typical)")
     if args.seconds is not None and not args.seconds > 0:
         raise ValueError(f"--seconds {args.seconds}: give a positive duration")
-
-
-def _max_input_channels(sd: Any, device: Any) -> int:
-    info = sd.query_devices(device, "input")
-    channels = int(info["max_input_channels"])
-    if channels < 1:
-        raise ValueError(f"{info['name']!r} has no inputs; use --input FILE or another --device")
-    return channels

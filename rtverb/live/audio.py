@@ -170,7 +170,7 @@ class AudioProcess:
         os.close(from_child_w)
         self._send = Connection(to_child_w, readable=False)
         self._recv = Connection(from_child_r, writable=False)
-        self._closed = False
+        self._stopped = self._closed = False
         self._send.send_bytes(pickle.dumps(config))
         reply = self._reply(START_TIMEOUT_S)
         if reply[0] != "ready":
@@ -253,6 +253,12 @@ class AudioProcess:
     def nonfinite_blocks(self) -> int:
         return int(self.cells[_CELL["nonfinite_blocks"]])
 
+    def waiting(self) -> bool:
+        """Whether the callback has yet to take the last IR published, or to start fading it
+        in."""
+        taken = int(self.slots.control[1]) >= self._writer.generation
+        return not taken or self.head_free_in_s() > 0
+
     def finish_source(self) -> None:
         """Tell the callback that the input file has ended (silence is no underrun)."""
         self.cells[_CELL["source_finished"]] = 1
@@ -275,17 +281,20 @@ class AudioProcess:
     def exit_code(self) -> int | None:
         return self._proc.poll()
 
-    def close(self) -> None:
-        """Stop the stream and the process (killed if it does not exit); free the shared
-        memory. Safe to call twice."""
-        if self._closed:
+    def start(self) -> None:
+        """Start the stream (after the input ring is primed)."""
+        self._send.send("start")
+
+    def stop(self) -> None:
+        """Stop the stream and the process (killed if it does not exit). Safe to call twice;
+        the shared memory stays readable (the recording ring is drained after this)."""
+        if self._stopped:
             return
-        self._closed = True
+        self._stopped = True
         try:
             self._send.send(None)
             reply = self._reply(STOP_TIMEOUT_S)
-            if reply[0] in ("done", "died", "timeout"):
-                self.exit_message = str(reply[1] or "")
+            self.exit_message = str(reply[1] or "")
         except (OSError, ValueError):
             pass
         try:
@@ -295,8 +304,17 @@ class AudioProcess:
             self._proc.wait(STOP_TIMEOUT_S)
         self._send.close()
         self._recv.close()
+
+    def close(self) -> None:
+        """`stop`, then free the shared memory (nothing may use the rings or slots after
+        this). Safe to call twice."""
+        self.stop()
+        if self._closed:
+            return
+        self._closed = True
+        self.cells = self.cells.copy()  # a last stats() still works
         self.slots.close()
-        self.cells = np.zeros(len(CELLS) + XRUN_LOG)  # a last stats() after close still works
+        self.source_ring = self.record_ring = None
         for shm in self._shm:
             shm.close()
             shm.unlink()
@@ -429,6 +447,11 @@ def _serve(requests: Connection, replies: Connection) -> None:
         return
     latency = stream.latency
     replies.send(("ready", float(sum(latency) if isinstance(latency, tuple) else latency)))
+    try:
+        if requests.recv() != "start":
+            return
+    except (EOFError, OSError):
+        return
     # The cyclic garbage collector runs in whichever thread allocates, the callback included:
     # everything built so far is moved out of its reach and it stays off while streaming.
     gc.collect()

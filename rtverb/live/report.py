@@ -75,7 +75,8 @@ class LiveSummary:
     """What one `rtverb live` run did; `to_json` is ``--summary-json``'s content."""
 
     seconds: float
-    interrupted: bool
+    interrupted: bool  # Ctrl-C or SIGTERM
+    stop_reason: str | None  # why the run stopped early: a dead process or thread
     sample_rate_hz: int
     block_size: int
     channels: int
@@ -109,8 +110,8 @@ class LiveSummary:
 
     @property
     def failed(self) -> bool:
-        """The callback raised or file I/O failed."""
-        return bool(self.callback_exceptions or self.io_error)
+        """The callback raised, file I/O failed, or a process or thread died."""
+        return bool(self.callback_exceptions or self.io_error or self.stop_reason)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values (NaN and Inf become null)."""
@@ -147,6 +148,10 @@ def print_summary(console: Any, summary: LiveSummary) -> None:
         ("knob to ear", f"p50 {k.p50_ms} ms, p95 {k.p95_ms} ms over {k.count} changes"),
         ("latency", f"{s.latency_ms:.1f} ms in to out"),
     ]
+    if s.stop_reason:
+        rows.append(("stopped", s.stop_reason))
+    elif s.interrupted:
+        rows.append(("stopped", "Ctrl-C or SIGTERM"))
     if s.record:
         rows.append(("recorded", f"{s.record.path} ({s.record.frames} frames)"))
     if s.io_error:

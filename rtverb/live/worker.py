@@ -157,6 +157,10 @@ class RoomWorker:
             self._thread.start()
         return self
 
+    def alive(self) -> bool:
+        """Whether the worker thread runs (started and not stopped)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop after the synthesis in progress; pending changes are dropped."""
         with self._cond:

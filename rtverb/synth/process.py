@@ -104,6 +104,14 @@ class SynthProcess:
             ) from None
         return reply
 
+    def alive(self) -> bool:
+        """Whether the child process runs."""
+        return self._proc.poll() is None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._proc.poll()
+
     def close(self) -> None:
         """Stop the child (safe to call twice)."""
         if self._closed:
