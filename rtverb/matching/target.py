@@ -55,9 +55,6 @@ def _check_onsets(ir: np.ndarray, sample_rate_hz: float) -> None:
         )
 
 
-_BAND_FIELDS = ("T30_s", "EDT_s", "C50_db")
-
-
 def target_from_ir(ir: np.ndarray, sample_rate_hz: float, source: str = "") -> Target:
     """Measure a (taps,) impulse response, or each channel of a (channels, taps) one, as a target.
 
@@ -70,12 +67,12 @@ def target_from_ir(ir: np.ndarray, sample_rate_hz: float, source: str = "") -> T
     ir = np.asarray(ir, dtype=np.float64)
     if ir.ndim == 2:
         each = [target_from_ir(channel, sample_rate_hz, source) for channel in ir]
-        mean = [np.mean([getattr(t, f) for t in each], axis=0) for f in _BAND_FIELDS]
-        return Target(
-            *(tuple(map(float, m)) for m in mean),
-            float(np.mean([t.DRR_db for t in each])),
-            source,
-        )
+
+        def mean(field: str) -> tuple[float, ...]:
+            return tuple(map(float, np.mean([getattr(t, field) for t in each], axis=0)))
+
+        drr_db = float(np.mean([t.DRR_db for t in each]))
+        return Target(mean("T30_s"), mean("EDT_s"), mean("C50_db"), drr_db, source)
     if not np.any(ir) or not np.all(np.isfinite(ir)):
         raise MatchError(f"{source or 'the target'} is silent or not finite; give a recorded IR")
     tenth = max(len(ir) // 10, 1)
