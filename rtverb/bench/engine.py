@@ -40,12 +40,16 @@ def measure(
     seconds: float,
     rng: np.random.Generator,
     paced: bool = False,
+    channels: int | None = None,
 ) -> dict[str, Any]:
     """Time one block size: steady blocks against pedalboard, swap blocks, offline, accuracy.
 
-    ``paced``: one block per block period, as an audio device asks (else back to back).
+    ``ir``: (channels, taps), (1, taps) for one IR on every one of ``channels``, or a
+    true-stereo (2, 2, taps) matrix: pedalboard then does the four paths as it must build
+    them (`_PedalboardPaths`). ``paced``: one block per block period, as an audio device asks
+    (else back to back). ``channels`` defaults to the IR's.
     """
-    channels = ir.shape[0]
+    channels = channels or ir.shape[0]
     budget_us = block_size / sample_rate_hz * 1e6
     n = max(1000, round(seconds * sample_rate_hz / block_size))
     engine = Engine(
@@ -55,7 +59,7 @@ def measure(
         sample_rate_hz=sample_rate_hz,
         wet_db=0.0,
         dry_db=0.0,
-        max_ir_s=max(12.0, ir.shape[1] / sample_rate_hz),
+        max_ir_s=max(12.0, ir.shape[-1] / sample_rate_hz),
     )
     can_pb = channels <= 2  # pedalboard convolves mono or stereo only
     x = rng.standard_normal((channels, block_size * 64)).astype(np.float32)
@@ -81,7 +85,7 @@ def measure(
     rtverb_figures = (
         _rtverb_figures(engine, ours, swap_us, budget_us)
         | {"rtf": _offline_rtf(engine, x, sample_rate_hz, seconds)}
-        | _accuracy(ir, block_size, sample_rate_hz, rng, can_pb)
+        | _accuracy(ir, channels, block_size, sample_rate_hz, rng, can_pb)
     )
     return {
         "config": {
@@ -193,7 +197,28 @@ class _Interleaved:
 def _pedalboard(ir: np.ndarray, sample_rate_hz: float) -> Any:
     import pedalboard
 
+    if ir.ndim == 3:
+        return _PedalboardPaths(ir, sample_rate_hz)
     return pedalboard.Convolution(ir[0] if ir.shape[0] == 1 else ir, sample_rate=sample_rate_hz)
+
+
+class _PedalboardPaths:
+    """A true-stereo IR's four paths as pedalboard must build them: its plugins cannot route
+    one channel into the other, so two stereo Convolutions, ``[h_LL, h_RR]`` on the input and
+    ``[h_RL, h_LR]`` on the input with its channels swapped, summed (each one normalized by
+    pedalboard: for timing, not for accuracy)."""
+
+    def __init__(self, ir: np.ndarray, sample_rate_hz: float) -> None:
+        import pedalboard
+
+        direct, cross = np.stack([ir[0, 0], ir[1, 1]]), np.stack([ir[1, 0], ir[0, 1]])
+        self.direct = pedalboard.Convolution(direct, sample_rate=sample_rate_hz)
+        self.cross = pedalboard.Convolution(cross, sample_rate=sample_rate_hz)
+
+    def process(self, block: np.ndarray, sample_rate_hz: float, **kwargs: Any) -> np.ndarray:
+        a = self.direct.process(block, sample_rate_hz, **kwargs)
+        b = self.cross.process(block[::-1], sample_rate_hz, **kwargs)
+        return np.add(a, b, out=a)
 
 
 class _Pacer:
@@ -217,7 +242,7 @@ def _swap_blocks(
 ) -> np.ndarray:
     """Times of every block from `set_ir` until the crossfade ends, over `SWAPS` swaps."""
     times: list[float] = []
-    other = -ir[:, ::-1].copy()  # same length, a different room
+    other = -ir[..., ::-1].copy()  # same length, a different room
     for k in range(SWAPS):
         engine.set_ir(other if k % 2 == 0 else ir)  # prepared here, on the "control" thread
         i = 0
@@ -242,22 +267,35 @@ def _offline_rtf(engine: Engine, x: np.ndarray, sample_rate_hz: float, seconds: 
 
 
 def _accuracy(
-    ir: np.ndarray, block_size: int, sample_rate_hz: float, rng: np.random.Generator, with_pb: bool
+    ir: np.ndarray,
+    channels: int,
+    block_size: int,
+    sample_rate_hz: float,
+    rng: np.random.Generator,
+    with_pb: bool,
 ) -> dict[str, float]:
     """Max error x peak against scipy's fftconvolve and against pedalboard (gain undone)."""
     from scipy.signal import fftconvolve
 
-    channels, taps = ir.shape
+    taps = ir.shape[-1]
     x = np.zeros((channels, taps + block_size + 4800), np.float32)
     x[:, :4800] = rng.standard_normal((channels, 4800))
-    conv = Convolver(ir, block_size, sample_rate_hz, max_ir_s=max(12.0, taps / sample_rate_hz))
-    y = conv.process(x)[:, block_size:]  # drop the latency
-    ref = np.stack(
-        [fftconvolve(a.astype(np.float64), h)[: y.shape[1]] for a, h in zip(x, ir, strict=True)]
+    conv = Convolver(
+        ir, block_size, sample_rate_hz, channels=channels, max_ir_s=max(12.0, taps / sample_rate_hz)
     )
+    y = conv.process(x)[:, block_size:]  # drop the latency
+    # a matrix: output o sums input i through ir[i, o]; else channel c through ir[c]
+    paths = ir if ir.ndim == 3 else ir[:, None] * np.eye(channels, dtype=ir.dtype)[..., None]
+    ref = np.stack(
+        [
+            sum(fftconvolve(x[i].astype(np.float64), paths[i, o])[: y.shape[1]]
+                for i in range(channels))
+            for o in range(channels)
+        ]
+    )  # fmt: skip
     peak = np.max(np.abs(ref))
     out = {"max_error_vs_fftconvolve": float(np.max(np.abs(y - ref)) / peak)}
-    if with_pb:
+    if with_pb and ir.ndim == 2:
         z = _pedalboard(ir, sample_rate_hz).process(
             x, sample_rate_hz, buffer_size=block_size, reset=False
         )[:, : y.shape[1]]

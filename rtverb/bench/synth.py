@@ -13,9 +13,15 @@ order it runs:
 - ``early_ir``: image sources, arrivals and the 10 Hz high-pass (`rtverb.synth.early.early_ir`);
 - ``late_mix``: the late part from the envelope, added to the early part.
 
+Stereo rows time the same room heard by an ORTF pair facing the source (``pair``: two
+early parts, two late parts, one model run) and with the source spread (``true_stereo``: two
+model runs, four paths; 1 m wide, less where the room is too narrow), as `rtverb.synth.synthesize`
+makes them (`rtverb.synth.render_room`).
+
 Figures are p50/p90 over rooms x repetitions of thread CPU time (`time.thread_time`: what this
 thread used, which other processes on a shared machine disturb least) and of wall time, for
-all rooms and for IRs of 2.5 s or longer. Target (issue 4): total p50 <= 5 ms.
+all rooms and for IRs of 2.5 s or longer. Targets: total p50 <= 5 ms (issue 4); a pair
+<= 1.5x and true stereo <= 2.5x the mono total, both p50 <= 5 ms (issue 16).
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ import argparse
 import dataclasses
 import gc
 import json
+import math
 import os
 import platform
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,7 +45,7 @@ import scipy
 
 from rtverb import synth
 from rtverb.room.presets import PRESETS_DIR
-from rtverb.room.room import Room
+from rtverb.room.room import Room, RoomError
 from rtverb.synth import early as ism
 from rtverb.synth import late
 from rtverb.synth.physics import RoomPhysics
@@ -47,6 +55,10 @@ LONG_IR_S = 2.5
 REGRESSION_ROOMS = PRESETS_DIR.parent / "tests" / "data" / "regression_rooms.json"
 STAGES = ("physics", "model_input", "onnx_run", "envelope", "early_ir", "late_mix")
 TOTAL = "total"
+#: The stereo rows and their targets: at most this many times the mono total (p50).
+STEREO = {"pair": 1.5, "true_stereo": 2.5}
+#: The true-stereo rows' source spread, and narrower ones tried where it does not fit.
+SPREADS_M = (1.0, 0.5, 0.2)
 
 T = TypeVar("T")
 
@@ -85,6 +97,26 @@ def _room_change(clock: _Clock, s: synth.Synthesizer, room: Room, fs: float) -> 
     clock.run("late_mix", lambda: late.add_late(early, env, fs))
 
 
+def stereo_rooms(room: Room) -> dict[str, Room]:
+    """The room heard by an ORTF pair facing the source, and with its source spread."""
+    dx, dy = np.subtract(room.source_position_m, room.listener_position_m)[:2]
+    pair = dataclasses.replace(
+        room, pair="ortf", azimuth_deg=math.degrees(math.atan2(dy, dx)), spread_m=0.0
+    )
+    for spread in SPREADS_M:
+        try:
+            return {"pair": pair, "true_stereo": dataclasses.replace(pair, spread_m=spread)}
+        except RoomError:  # the spread's points would leave the room
+            continue
+    raise RoomError(f"{room.name}: no spread of {SPREADS_M} m fits")
+
+
+def _stereo(clock: _Clock, s: synth.Synthesizer, room: Room, fs: float) -> None:
+    """The pair and the true-stereo room changes, as `rtverb.synth.synthesize` makes them."""
+    for name, stereo in stereo_rooms(room).items():
+        clock.run(name, partial(synth.render_room, stereo, s, fs))
+
+
 def _whole(clock: _Clock, s: synth.Synthesizer, room: Room, fs: float) -> None:
     """One room change in one call, as `rtverb.synth.synthesize` makes it."""
 
@@ -109,9 +141,11 @@ def measure(
         for room in rooms:
             physics = RoomPhysics.of(room)
             ir = synth.render_ir(physics, s.envelope_db(physics), rate_hz)  # warms per-rate tables
+            _stereo(_Clock(), s, room, fs)  # and the stereo ones (four noise tables)
             clock = _Clock()
-            for rep in range(reps):  # alternate the order: neither always runs after the other
-                for f in (_whole, _room_change) if rep % 2 else (_room_change, _whole):
+            for rep in range(reps):  # rotate the order: none always runs after another
+                order = (_room_change, _whole, _stereo)
+                for f in order[rep % 3 :] + order[: rep % 3]:
                     # a room change brings a new Room object: nothing cached for it yet
                     f(clock, s, dataclasses.replace(room), fs)
             out["ir_s"].append(len(ir) / rate_hz)
@@ -128,7 +162,7 @@ def summary(data: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
     out: dict[str, dict[str, dict[str, float]]] = {}
     for group, keep in (("all", [True] * len(long)), ("long", long)):
         per_stage: dict[str, np.ndarray] = {}
-        for stage in (*STAGES, TOTAL):
+        for stage in (*STAGES, TOTAL, *STEREO):
             per_stage[stage] = np.concatenate(
                 [np.array(t[stage]) for t, k in zip(data["times"], keep, strict=True) if k]
                 or [np.full((1, 2), np.nan)]
@@ -163,7 +197,7 @@ def report(rooms: list[Room], data: dict[str, Any], rate_hz: int, reps: int) -> 
         "",
         f"{'stage':<12}{'all p50':>15}{'all p90':>15}{'long p50':>15}{'long p90':>15}",
     ]
-    for stage in (*STAGES, "sum", TOTAL):
+    for stage in (*STAGES, "sum", TOTAL, *STEREO):
         row = f"{stage:<12}"
         for group in ("all", "long"):
             f = figures[group][stage]
@@ -173,6 +207,13 @@ def report(rooms: list[Room], data: dict[str, Any], rate_hz: int, reps: int) -> 
     p50 = figures["all"][TOTAL]["cpu_p50_ms"]
     verdict = "met" if p50 <= TARGET_P50_MS else "NOT met"
     lines += ["", f"target: total p50 <= {TARGET_P50_MS:g} ms (thread CPU): {verdict}"]
+    for name, most in STEREO.items():
+        stereo_p50 = figures["all"][name]["cpu_p50_ms"]
+        ok = stereo_p50 <= most * p50 and stereo_p50 <= TARGET_P50_MS
+        lines.append(
+            f"target: {name} p50 <= {most:g}x mono and <= {TARGET_P50_MS:g} ms: "
+            f"{stereo_p50 / p50:.2f}x, {stereo_p50:.2f} ms: {'met' if ok else 'NOT met'}"
+        )
     return "\n".join(lines)
 
 

@@ -32,6 +32,7 @@ A room file is TOML::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
@@ -426,6 +427,21 @@ class Room:
         (a mono listener ignores the spread)."""
         spread = self.spread_m if self.pair != "mono" else 0.0
         return mics.sources(self.source_position_m, self.listener_position_m, spread)
+
+    def point_sources(self) -> list[Room]:
+        """The room once per point of its source (`sources`): each a copy with the source
+        there and no spread. The points were checked with this room: the copies skip
+        validation (it costs a room change ~0.4 ms each)."""
+        points = self.sources()
+        if len(points) == 1:
+            return [self]
+        out = []
+        for point in points:
+            room = copy.copy(self)
+            object.__setattr__(room, "source_position_m", point)
+            object.__setattr__(room, "spread_m", 0.0)
+            out.append(room)
+        return out
 
     # ---- flat parameter access (OSC) ---------------------------------------------------
 

@@ -2,7 +2,7 @@
 (`features`), the envelope model (`model`), the late part (`late`), the whole IR (`ir`), and a
 child process that runs it off the audio process (`process`)."""
 
-from rtverb.synth.ir import render_ir, synthesize, synthesize_analytic
+from rtverb.synth.ir import render_ir, render_room, synthesize, synthesize_analytic
 from rtverb.synth.model import MODEL_PATH, ModelError, Synthesizer, default_synthesizer
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "Synthesizer",
     "default_synthesizer",
     "render_ir",
+    "render_room",
     "synthesize",
     "synthesize_analytic",
 ]

@@ -24,7 +24,7 @@ from rtverb.room.room import Room
 from rtverb.synth import features
 from rtverb.synth.early import early_ir
 from rtverb.synth.late import add_late
-from rtverb.synth.model import ModelError, default_synthesizer
+from rtverb.synth.model import ModelError, Synthesizer, default_synthesizer
 from rtverb.synth.physics import RoomPhysics
 from rtverb.synth.stereo import render_stereo_ir
 
@@ -44,12 +44,16 @@ def synthesize(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
     _check_rate(sample_rate_hz)
     for message in room.domain_warnings():
         warnings.warn(f"{room.name}: {message}; the IR is extrapolated", stacklevel=2)
+    return _finite(render_room(room, default_synthesizer(), sample_rate_hz), room)
+
+
+def render_room(room: Room, synthesizer: Synthesizer, sample_rate_hz: float) -> np.ndarray:
+    """`synthesize` with ``synthesizer``'s envelopes, without its checks and warnings."""
     physics = RoomPhysics.of(room)  # resolved once, for the model and the early part
-    synth = default_synthesizer()
     if room.pair == "mono":
-        return _finite(render_ir(physics, synth.envelope_db(physics), sample_rate_hz), room)
-    envelopes = [synth.envelope_db(p) for p in per_source(physics)]
-    return _finite(render_stereo_ir(physics, envelopes, sample_rate_hz), room)
+        return render_ir(physics, synthesizer.envelope_db(physics), sample_rate_hz)
+    envelopes = [synthesizer.envelope_db(p) for p in per_source(physics)]
+    return render_stereo_ir(physics, envelopes, sample_rate_hz)
 
 
 def synthesize_analytic(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
@@ -65,14 +69,10 @@ def synthesize_analytic(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
 
 def per_source(physics: RoomPhysics) -> list[RoomPhysics]:
     """The room's physics once per point source of its (spread) source: what the model sees."""
-    sources = physics.room.sources()
-    if len(sources) == 1:
+    rooms = physics.room.point_sources()
+    if len(rooms) == 1:
         return [physics]
-    out = []
-    for source in sources:
-        room = dataclasses.replace(physics.room, source_position_m=source, spread_m=0.0)
-        out.append(dataclasses.replace(physics, room=room, distance_m=room.distance_m))
-    return out
+    return [dataclasses.replace(physics, room=r, distance_m=r.distance_m) for r in rooms]
 
 
 def _finite(ir: np.ndarray, room: Room) -> np.ndarray:
