@@ -351,3 +351,13 @@ def test_analyze_reports_the_pairs_coherence(tmp_path, capsys):
     assert left["coherence"] == right["coherence"]
     # coincident cardioids 90 deg apart: 0.75 in a diffuse field (1-4 kHz: the tail is long)
     assert left["coherence"][3:6] == pytest.approx([0.75] * 3, abs=COHERENCE_ATOL)
+
+
+def test_every_capsule_keeps_the_minimum_distance_from_every_source_point():
+    from rtverb.room.room import MIN_SOURCE_DISTANCE_M
+
+    # an AB pair facing north, its left capsule 5 cm from the source: the centre is 0.2 m away
+    near = dataclasses.replace(HALL, source_position_m=(8.85, 4.0, 1.5), azimuth_deg=90.0)
+    assert near.distance_m > MIN_SOURCE_DISTANCE_M
+    with pytest.raises(RoomError, match=r"the left capsule is 0\.05 m from a source; keep every"):
+        dataclasses.replace(near, pair="ab", spacing_m=0.4)
