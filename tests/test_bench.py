@@ -100,6 +100,9 @@ def test_ir_from_files(tmp_path, capsys) -> None:
         (["--block", "0"], "positive"),
         (["--ir", "/nonexistent/ir.wav"], "ir.wav"),
         (["--sample-rate", "44100", "--ir", "IR.wav"], "44100"),
+        (["--ir-channels", "3"], "--ir-channels 3: give 1 or --channels (2)"),
+        (["--true-stereo", "--channels", "1"], "--true-stereo needs --channels 2"),
+        (["--true-stereo", "--ir", "IR.wav"], "--true-stereo takes 4 (LL LR RL RR)"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(argv, match, capsys, tmp_path, monkeypatch) -> None:
@@ -128,3 +131,38 @@ def test_realtime_mode_is_undone_and_paced() -> None:
     for _ in range(5):
         pacer.wait()
     assert time.perf_counter() - t0 >= 0.009  # an audio clock: one block per period
+
+
+@pytest.mark.parametrize(
+    ("argv", "shape", "kind"),
+    [
+        (["--ir-channels", "1"], [1, 9600], "one IR on every channel"),
+        (["--ir-channels", "2"], [2, 9600], "2-channel IR"),
+        (["--true-stereo"], [2, 2, 9600], "true stereo: 2 inputs x 2 outputs"),
+    ],
+)
+def test_ir_shapes_are_timed_against_pedalboard_doing_the_same(argv, shape, kind, capsys) -> None:
+    assert run_bench([*FAST, *argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["config"]["ir_shape"] == shape
+    assert data["rtverb"]["max_error_vs_fftconvolve"] <= 1e-5  # the matrix's paths summed too
+    assert PEDALBOARD_KEYS <= set(data["pedalboard"])  # pedalboard timed on the same IR
+    assert run_bench([*FAST, *argv]) == 0
+    assert kind in capsys.readouterr().out
+
+
+def test_pedalboard_builds_true_stereo_from_two_stereo_convolutions() -> None:
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng(5)
+    ir = rng.standard_normal((2, 2, 300)).astype(np.float32)
+    x = rng.standard_normal((2, 4000)).astype(np.float32)
+    paths = engine._PedalboardPaths(ir, 48000.0)
+    # each Convolution normalizes its own IR: undo it to check the routing
+    direct = np.linalg.norm(np.stack([ir[0, 0], ir[1, 1]]), axis=1).max()
+    cross = np.linalg.norm(np.stack([ir[1, 0], ir[0, 1]]), axis=1).max()
+    a = paths.direct.process(x, 48000.0) * direct / 0.125
+    b = paths.cross.process(x[::-1].copy(), 48000.0) * cross / 0.125
+    for out in range(2):
+        ref = sum(fftconvolve(x[i], ir[i, out])[:4000] for i in range(2))
+        np.testing.assert_allclose((a + b)[out], ref, atol=1e-3 * np.abs(ref).max())

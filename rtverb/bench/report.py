@@ -13,7 +13,8 @@ def report(config: dict[str, Any], results: list[dict[str, Any]]) -> str:
     m, v = config["machine"], config["versions"]
     lines = [
         f"rtverb bench: {config['sample_rate_hz']:g} Hz, {config['channels']} ch, IR "
-        f"{config['ir_s']:.2f} s ({config['ir_taps']} taps, {config['ir']})",
+        f"{config['ir_s']:.2f} s ({config['ir_taps']} taps, {_ir_kind(config['ir_shape'])}; "
+        f"{config['ir']})",
         f"machine: {m['cpu']}, {m['cores']} cores, {m['system']}, load average "
         + " ".join(f"{x:g}" for x in m["load_avg"])
         + (" (other work was running: figures are pessimistic)" if m["load_avg"][0] > 0.5 else ""),
@@ -26,6 +27,13 @@ def report(config: dict[str, Any], results: list[dict[str, Any]]) -> str:
     else:
         lines += _table(results)
     return "\n".join(lines + _chain_lines(results))
+
+
+def _ir_kind(shape: list[int]) -> str:
+    """How the IR meets the channels: one for all, one per channel, or a 2 x 2 matrix."""
+    if len(shape) == 3:
+        return "true stereo: 2 inputs x 2 outputs"
+    return "one IR on every channel" if shape[0] == 1 else f"{shape[0]}-channel IR"
 
 
 def _chain_lines(results: list[dict[str, Any]]) -> list[str]:

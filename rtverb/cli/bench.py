@@ -43,6 +43,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an IR file instead (wav/flac/aiff/mp3/ogg, or .npy)",
     )
     parser.add_argument("--channels", type=int, default=2, help="channels (default 2)")
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--ir-channels",
+        type=int,
+        metavar="N",
+        help="IR channels: 1 (one IR on every channel) or --channels (one per channel; default)",
+    )
+    shape.add_argument(
+        "--true-stereo",
+        action="store_true",
+        help="a true-stereo (2 inputs, 2 outputs, taps) IR; pedalboard does its four paths as "
+        "it must build them (two stereo Convolutions, one on the swapped input)",
+    )
     parser.add_argument(
         "--sample-rate",
         type=float,
@@ -121,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
     config = {
         "sample_rate_hz": args.sample_rate,
         "channels": args.channels,
-        "ir_taps": ir.shape[1],
-        "ir_s": ir.shape[1] / args.sample_rate,
+        "ir_shape": list(ir.shape),
+        "ir_taps": ir.shape[-1],
+        "ir_s": ir.shape[-1] / args.sample_rate,
         "ir": source,
         "seconds": args.seconds,
         "machine": machine(),
@@ -163,7 +177,9 @@ def _measure_all(
     for block in SWEEP_BLOCKS if args.sweep else (args.block,):
         if not args.json:
             print(f"measuring block {block} ...", file=sys.stderr, flush=True)
-        results.append(measure(ir, block, args.sample_rate, args.seconds, rng, args.realtime))
+        results.append(
+            measure(ir, block, args.sample_rate, args.seconds, rng, args.realtime, args.channels)
+        )
         if chains:  # the plugins around the reverb, streamed as the live callback runs them
             results[-1]["chains"] = {
                 k: chain_block_cost(v, block, args.sample_rate, args.channels, args.seconds)
@@ -186,15 +202,22 @@ def _enter_realtime() -> tuple[str, Callable[[], None] | None]:
 
 
 def load_ir(args: argparse.Namespace, rng: np.random.Generator) -> tuple[np.ndarray, str]:
-    """The IR as (channels, taps) float32, and where it came from."""
+    """The IR as (IR channels, taps) or (2, 2, taps) float32, and where it came from."""
+    ir_channels = args.channels if args.ir_channels is None else args.ir_channels
+    if ir_channels not in (1, args.channels):
+        raise ValueError(f"--ir-channels {ir_channels}: give 1 or --channels ({args.channels})")
+    if args.true_stereo and args.channels != 2:
+        raise ValueError(f"--true-stereo needs --channels 2, got {args.channels}")
     if args.ir is None:
         if not 0 < args.ir_seconds <= 60:
             raise ValueError(f"--ir-seconds: expected 0..60 s, got {args.ir_seconds}")
         taps = round(args.ir_seconds * args.sample_rate)
         t = np.arange(taps) / args.sample_rate
         decay = 10 ** (-3 * t / max(0.2, 0.5 * args.ir_seconds))  # -60 dB at half the length
-        ir = rng.standard_normal((args.channels, taps)) * decay
-        return ir.astype(np.float32), f"synthetic decaying noise, {args.ir_seconds:g} s"
+        shape = (2, 2) if args.true_stereo else (ir_channels,)
+        ir = rng.standard_normal((*shape, taps)) * decay
+        kind = "true stereo " if args.true_stereo else ""
+        return ir.astype(np.float32), f"synthetic {kind}decaying noise, {args.ir_seconds:g} s"
     path: Path = args.ir
     if path.suffix == ".npy":
         ir = np.load(path)
@@ -208,6 +231,10 @@ def load_ir(args: argparse.Namespace, rng: np.random.Generator) -> tuple[np.ndar
                     f"{path}: {f.samplerate:g} Hz, but --sample-rate is {args.sample_rate:g}"
                 )
     ir = np.atleast_2d(np.asarray(ir, np.float32))
+    if args.true_stereo:  # LL, LR, RL, RR as `rtverb rir` writes them
+        if ir.shape[0] != 4:
+            raise ValueError(f"{path}: {ir.shape[0]} channels; --true-stereo takes 4 (LL LR RL RR)")
+        return np.ascontiguousarray(ir.reshape(2, 2, -1)), str(path)
     if ir.shape[0] not in (1, args.channels):
         raise ValueError(f"{path}: {ir.shape[0]} channels; --channels is {args.channels}")
-    return np.ascontiguousarray(np.broadcast_to(ir, (args.channels, ir.shape[1]))), str(path)
+    return np.ascontiguousarray(np.broadcast_to(ir, (ir_channels, ir.shape[1]))), str(path)
