@@ -152,7 +152,9 @@ def print_summary(console: Any, summary: LiveSummary) -> None:
         rows.append(("stopped", s.stop_reason))
     elif s.interrupted:
         rows.append(("stopped", "Ctrl-C or SIGTERM"))
-    if s.record:
+    if s.record and s.io_error:  # the I/O thread stopped and dropped the recording
+        rows.append(("recorded", f"nothing: {s.record.path} was not written"))
+    elif s.record:
         rows.append(("recorded", f"{s.record.path} ({s.record.frames} frames)"))
     if s.io_error:
         rows.append(("file I/O error", s.io_error))
