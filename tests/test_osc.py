@@ -794,3 +794,12 @@ def test_moving_the_listener_onto_the_source_is_refused():
     replies = rec.send(msg("/rtverb/listener/position", *before.source_position_m))
     assert "apart" in errors(replies)[0]
     assert rec.c.room is before and rec.rooms == []
+
+
+def test_a_shrinking_room_keeps_a_spread_sources_points_inside():
+    rec = Recorder(load_preset("concert_hall"))  # a 20 m hall, its source spread 6 m wide
+    for x in (4.7, 4.1, 7.0):  # the knob benchmark's sweep: the listener moves, the line turns
+        assert errors(rec.send(msg("/rtverb/room/size/x", x))) == []
+        room = rec.c.room
+        assert room.size_m[0] == x and room.true_stereo
+        assert all(0.01 <= p[0] <= x - 0.01 for p in room.sources())

@@ -9,6 +9,9 @@ to the first output block with the new room fading in (target: p50 <= 30 ms at 2
 
 - isolated: one knob move every 300 ms (the engine is idle when each arrives);
 - sweep: a fader moving continuously, 60 changes per second.
+
+The default room (``studio_live_room``) has an ORTF pair: its IR is stereo (2, taps);
+``--preset concert_hall`` adds a spread source: true stereo (2, 2, taps).
 """
 
 from __future__ import annotations
@@ -100,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         session = LiveSession(engine, channels=2, block_size=block, sample_rate_hz=sr)
         print(f"rtverb knob-to-ear benchmark: {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-        print(f"block {block} at {sr} Hz ({block / sr * 1e3:.2f} ms), preset {args.preset}, "
-              f"synth {args.synth}, IR {len(ir) / sr:.2f} s")  # fmt: skip
+        listener = f"{room.pair} pair" + (", true stereo" if room.true_stereo else "")
+        print(f"block {block} at {sr} Hz ({block / sr * 1e3:.2f} ms), preset {args.preset} "
+              f"({listener}, IR shape {ir.shape}), synth {args.synth}, IR "
+              f"{ir.shape[-1] / sr:.2f} s")  # fmt: skip
         results = {}
         with ClockedAudio(session) as audio:
             time.sleep(0.5)

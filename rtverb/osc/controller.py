@@ -570,13 +570,11 @@ def _reach_m(room: Room, updates: dict[str, Any]) -> dict[str, tuple[float, ...]
         value("listener/azimuth_deg"),
         mics.PAIRS[pair].angle_deg if angle is None else angle,
     )
-    source = tuple(value(f"source/position/{a}") for a in AXES)
-    listener = tuple(value(f"listener/position/{a}") for a in AXES)
-    spread = value("source/spread_m") if pair != "mono" else 0.0
-    points = [np.subtract(p, source) for p in mics.sources(source, listener, spread)]
+    # the spread's line turns as the listener moves: half the spread on either horizontal axis
+    half = 0.5 * value("source/spread_m") if pair != "mono" else 0.0
     return {
         "listener": tuple(np.max(np.abs([c.position_m for c in capsules]), axis=0)),
-        "source": tuple(np.max(np.abs(points), axis=0)),
+        "source": (half, half, 0.0),
     }
 
 
