@@ -1,4 +1,8 @@
-"""Fixtures shared by test modules: a clocked JACK dummy audio server."""
+"""Shared by the test modules: a clocked JACK dummy audio server (a fixture), and the signals
+and oracles tests import (``from conftest import decaying_noise``): `decaying_noise`, the
+stand-in room IR of the convolver, engine, render, live and capture tests, and
+`convolve_reference`, their float64 `scipy.signal.fftconvolve` oracle.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pytest
+from scipy.signal import fftconvolve
 
 #: The JACK dummy server's rate and period, frames.
 JACK_SR = 48000
@@ -47,3 +53,58 @@ def jack_server():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+#: The rate the shared signals assume unless told otherwise, Hz.
+SAMPLE_RATE_HZ = 48000
+
+
+def decaying_noise(
+    taps: int,
+    *,
+    channels: int | None = None,
+    rt60_s: float = 1.0,
+    sample_rate_hz: float = SAMPLE_RATE_HZ,
+    seed: int | np.random.Generator = 0,
+    gain: float = 1.0,
+    direct: bool = False,
+) -> np.ndarray:
+    """Gaussian noise decaying 60 dB in ``rt60_s``, float32: (taps,), or (channels, taps).
+
+    ``seed``: a seed or a generator to draw from; ``direct``: the first tap is 1 (a unit direct
+    sound before the tail).
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    shape = (taps,) if channels is None else (channels, taps)
+    t = np.arange(taps) / sample_rate_hz
+    ir = gain * rng.standard_normal(shape) * 10.0 ** (-3.0 * t / rt60_s)
+    if direct:
+        ir[..., 0] = 1.0
+    return ir.astype(np.float32)
+
+
+def convolve_reference(
+    x: np.ndarray,
+    ir: np.ndarray,
+    *,
+    wet_gain: float = 1.0,
+    dry_gain: float = 0.0,
+    latency: int = 0,
+    full: bool = False,
+) -> np.ndarray:
+    """The float64 oracle: ``wet_gain * (x * ir) + dry_gain * x``, delayed by ``latency``.
+
+    ``x``: (channels, frames); ``ir``: (taps,) for every channel or (channels, taps). The result
+    is as long as ``x``, or with ``full`` as long as the whole convolution (plus ``latency``).
+    """
+    x = np.atleast_2d(x)
+    irs = np.broadcast_to(np.atleast_2d(ir), (x.shape[0], ir.shape[-1]))
+    y = wet_gain * np.stack(
+        [
+            fftconvolve(c.astype(np.float64), h.astype(np.float64))
+            for c, h in zip(x, irs, strict=True)
+        ]
+    )
+    y[:, : x.shape[1]] += dry_gain * x
+    y = np.concatenate([np.zeros((x.shape[0], latency)), y], axis=1)
+    return y if full else y[:, : x.shape[1]]

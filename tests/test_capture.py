@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pedalboard
 import pytest
+from conftest import decaying_noise
 from pedalboard.io import AudioFile
 from scipy import signal as sps
 
@@ -28,11 +29,8 @@ EXACT_TOLERANCE = 1e-6
 CONVOLUTION_TOLERANCE_DB = -60.0
 
 
-def decaying_noise(seconds: float, t60_s: float, seed: int = 0) -> np.ndarray:
-    taps = int(seconds * SR)
-    rng = np.random.default_rng(seed)
-    decay = 10 ** (-3 * np.arange(taps) / (t60_s * SR))
-    return (rng.standard_normal(taps) * decay).astype(np.float32)
+def noise_ir(seconds: float, t60_s: float, seed: int = 0) -> np.ndarray:
+    return decaying_noise(int(seconds * SR), rt60_s=t60_s, sample_rate_hz=SR, seed=seed)
 
 
 def error_db(got: np.ndarray, want: np.ndarray) -> float:
@@ -84,7 +82,7 @@ def test_chain_delay_and_gain_exact():
 
 
 def test_chain_convolution_recovers_the_known_ir():
-    h = decaying_noise(0.2, 0.1)
+    h = noise_ir(0.2, 0.1)
     board = pedalboard.Pedalboard([pedalboard.Convolution(h, sample_rate=SR)])
     capture = capture_chain(board, SR, max_ir_s=0.25)
     want = h * 0.125 / np.linalg.norm(h)  # pedalboard normalizes every IR to this gain
@@ -131,7 +129,7 @@ def fake_card(h: np.ndarray, latency: int, noise: float, gain: float = 1.0, seed
 
 
 def test_device_finds_latency_and_averages_repeats():
-    h = decaying_noise(0.15, 0.08)
+    h = noise_ir(0.15, 0.08)
     h[0] = 8.0  # the direct sound: the onset
     h *= 0.5 / np.linalg.norm(h)
     latency = 300
@@ -164,7 +162,7 @@ def test_device_refuses_clipping_and_noise():
 def _pair(delay: int = 0, noise_db: float = -60.0):
     rng = np.random.default_rng(1)
     dry = np.concatenate([rng.standard_normal(3 * SR) * 0.1, np.zeros(SR)])
-    h = decaying_noise(0.5, 0.3, seed=2)
+    h = noise_ir(0.5, 0.3, seed=2)
     h[0] = 4.0
     wet = sps.fftconvolve(dry, h)[: len(dry)]
     wet = np.roll(wet, delay)

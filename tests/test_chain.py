@@ -59,7 +59,7 @@ def test_every_listed_builtin_builds_with_its_defaults() -> None:
         ("", "empty chain"),
         ("   ", "empty chain"),
         ("Gain(gain_db=1) |", "empty plugin"),
-        ("Compresor(ratio=2)", "Did you mean Compressor"),
+        ("Compresor(ratio=2)", "Did you mean 'Compressor'"),
         ("Foo()", "Built-in plugins:\n  Bitcrush"),
         ("Compressor(rato=2)", "Valid parameters (with defaults): threshold_db=0, ratio=1"),
         ("Compressor(2)", "by name"),
@@ -186,7 +186,7 @@ def test_bench_reports_the_cost_of_pre_and_post_chains(capsys) -> None:
         assert 0 < cost["p50_us"] <= cost["p999_us"] <= cost["max_us"]
         assert cost["load_mean"] == pytest.approx(cost["mean_us"] / (512 / 48000 * 1e6))
     assert main([*argv, "--pre", "Compresor()"]) == 2
-    assert "Did you mean Compressor" in capsys.readouterr().err
+    assert "Did you mean 'Compressor'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import convolve_reference, decaying_noise
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.signal import fftconvolve
 
 from rtverb.dsp.convolver import CROSSFADE_MS, RESET_BYTES_PER_BLOCK, Convolver
 from rtverb.dsp.partition import plan_stages
@@ -23,21 +23,13 @@ LONG_IR_BLOCKS = (64, 65, 128, 8192, 8193)
 BLOCK_SIZES = (1, 64, 65, 128, 8192, 8193)
 
 
-def decaying_noise(rng: np.random.Generator, channels: int, taps: int, rt60_s: float = 1.0):
-    t = np.arange(taps) / SR
-    return (rng.standard_normal((channels, taps)) * 10 ** (-3 * t / rt60_s)).astype(np.float32)
+def noise_ir(rng: np.random.Generator, channels: int, taps: int, rt60_s: float = 1.0):
+    return decaying_noise(taps, channels=channels, rt60_s=rt60_s, sample_rate_hz=SR, seed=rng)
 
 
 def reference(x: np.ndarray, ir: np.ndarray, latency: int) -> np.ndarray:
     """float64 convolution of each channel, delayed by ``latency``, as long as ``x``."""
-    ir2 = np.broadcast_to(ir if ir.ndim == 2 else ir[None], (x.shape[0], ir.shape[-1]))
-    y = np.stack(
-        [
-            fftconvolve(c.astype(np.float64), h.astype(np.float64))
-            for c, h in zip(x, ir2, strict=True)
-        ]
-    )
-    return np.concatenate([np.zeros((x.shape[0], latency)), y], axis=1)[:, : x.shape[1]]
+    return convolve_reference(x, ir, latency=latency)
 
 
 def reference_matrix(x: np.ndarray, ir: np.ndarray, latency: int) -> np.ndarray:
@@ -68,7 +60,7 @@ def assert_matches(y: np.ndarray, ref: np.ndarray) -> None:
 @pytest.mark.parametrize("block", BLOCK_SIZES)
 def test_short_ir_every_block_size(block: int, channels: int) -> None:
     rng = np.random.default_rng(block * 10 + channels)
-    ir = decaying_noise(rng, channels, 5)
+    ir = noise_ir(rng, channels, 5)
     x = rng.standard_normal((channels, 3 * block + 700)).astype(np.float32)
     cv = Convolver(ir, block, SR, max_ir_s=0.05)
     assert_matches(run(cv, x, [block]), reference(x, ir, block))
@@ -78,7 +70,7 @@ def test_short_ir_every_block_size(block: int, channels: int) -> None:
 @pytest.mark.parametrize("block", LONG_IR_BLOCKS)
 def test_3s_ir_random_call_sizes(block: int, channels: int) -> None:
     rng = np.random.default_rng(block + channels)
-    ir = decaying_noise(rng, channels, 3 * SR, rt60_s=1.5)
+    ir = noise_ir(rng, channels, 3 * SR, rt60_s=1.5)
     x = rng.standard_normal((channels, 3 * SR + 2 * block + 999)).astype(np.float32)
     calls = [int(n) for n in rng.integers(1, 3 * block, 50)]
     cv = Convolver(ir, block, SR, max_ir_s=3.0)
@@ -89,7 +81,7 @@ def test_3s_ir_random_call_sizes(block: int, channels: int) -> None:
 @pytest.mark.parametrize("calls", [[1], [64], [65], [128], [8192], [8193], [0, 7, 0, 300]])
 def test_call_sizes_give_one_long_calls_output(calls: list[int]) -> None:
     rng = np.random.default_rng(len(calls))
-    ir = decaying_noise(rng, 2, 3000)
+    ir = noise_ir(rng, 2, 3000)
     x = rng.standard_normal((2, 20000)).astype(np.float32)
     whole = Convolver(ir, 128, SR, max_ir_s=0.1).process(x)
     np.testing.assert_array_equal(run(Convolver(ir, 128, SR, max_ir_s=0.1), x, calls), whole)
@@ -98,7 +90,7 @@ def test_call_sizes_give_one_long_calls_output(calls: list[int]) -> None:
 @pytest.mark.parametrize("channels", [1, 4])
 def test_long_stages_fft_one_channel_per_block(channels: int) -> None:
     rng = np.random.default_rng(channels)
-    ir = decaying_noise(rng, channels, SR // 2, rt60_s=0.4)
+    ir = noise_ir(rng, channels, SR // 2, rt60_s=0.4)
     x = rng.standard_normal((channels, SR // 2 + 5000)).astype(np.float32)
     cv = Convolver(ir, 64, SR, max_ir_s=0.5)
     assert cv.stages[-1].fft_pieces == channels
@@ -108,7 +100,7 @@ def test_long_stages_fft_one_channel_per_block(channels: int) -> None:
 @pytest.mark.parametrize("block", BLOCK_SIZES)
 def test_matrix_ir_every_block_size(block: int) -> None:
     rng = np.random.default_rng(block + 7)
-    ir = decaying_noise(rng, 4, 300).reshape(2, 2, 300)
+    ir = noise_ir(rng, 4, 300).reshape(2, 2, 300)
     x = rng.standard_normal((2, 3 * block + 900)).astype(np.float32)
     cv = Convolver(ir, block, SR, max_ir_s=0.05)
     assert_matches(run(cv, x, [block, 3 * block + 1]), reference_matrix(x, ir, block))
@@ -117,7 +109,7 @@ def test_matrix_ir_every_block_size(block: int) -> None:
 @pytest.mark.parametrize("block", LONG_IR_BLOCKS)
 def test_3s_matrix_ir_random_call_sizes(block: int) -> None:
     rng = np.random.default_rng(block + 70)
-    ir = decaying_noise(rng, 4, 3 * SR, rt60_s=1.5).reshape(2, 2, -1)
+    ir = noise_ir(rng, 4, 3 * SR, rt60_s=1.5).reshape(2, 2, -1)
     x = rng.standard_normal((2, 3 * SR + 2 * block + 999)).astype(np.float32)
     calls = [int(n) for n in rng.integers(1, 3 * block, 50)]
     cv = Convolver(ir, block, SR, max_ir_s=3.0)
@@ -127,7 +119,7 @@ def test_3s_matrix_ir_random_call_sizes(block: int) -> None:
 @pytest.mark.parametrize("side", [0, 1])
 def test_one_input_of_a_matrix_gives_its_two_paths(side: int) -> None:
     rng = np.random.default_rng(side)
-    ir = decaying_noise(rng, 4, 5000).reshape(2, 2, -1)
+    ir = noise_ir(rng, 4, 5000).reshape(2, 2, -1)
     x = np.zeros((2, 5000 + 128), np.float32)
     x[side, 0] = 1.0  # an impulse on one input only: the output is that input's row of paths
     y = Convolver(ir, 128, SR, max_ir_s=0.2).process(x)[:, 128:]
@@ -138,7 +130,7 @@ def test_one_input_of_a_matrix_gives_its_two_paths(side: int) -> None:
 
 def test_swaps_between_per_channel_and_matrix_irs() -> None:
     rng = np.random.default_rng(12)
-    stereo, matrix = decaying_noise(rng, 2, 3000), decaying_noise(rng, 4, 3000).reshape(2, 2, -1)
+    stereo, matrix = noise_ir(rng, 2, 3000), noise_ir(rng, 4, 3000).reshape(2, 2, -1)
     x = rng.standard_normal((2, 40000)).astype(np.float32)
     cv = Convolver(stereo, 64, SR, max_ir_s=0.1)
     cv.process(x[:, :10000])
@@ -151,7 +143,7 @@ def test_swaps_between_per_channel_and_matrix_irs() -> None:
 
 def test_one_ir_for_every_channel() -> None:
     rng = np.random.default_rng(3)
-    ir = decaying_noise(rng, 1, 4000)[0]
+    ir = noise_ir(rng, 1, 4000)[0]
     x = rng.standard_normal((2, 9000)).astype(np.float32)
     cv = Convolver(ir, 64, SR, channels=2, max_ir_s=0.1)
     assert_matches(run(cv, x, [100]), reference(x, ir, 64))
@@ -169,7 +161,7 @@ def test_random_blocks_and_calls(block, taps, channels, calls, seed) -> None:
     if not any(calls):
         calls = [*calls, 1]
     rng = np.random.default_rng(seed)
-    ir = decaying_noise(rng, channels, taps)
+    ir = noise_ir(rng, channels, taps)
     x = rng.standard_normal((channels, taps + 2 * block + 200)).astype(np.float32)
     cv = Convolver(ir, block, SR, max_ir_s=0.07)
     assert_matches(run(cv, x, calls), reference(x, ir, block))
@@ -177,7 +169,7 @@ def test_random_blocks_and_calls(block, taps, channels, calls, seed) -> None:
 
 def test_zero_frames_change_nothing() -> None:
     rng = np.random.default_rng(4)
-    ir = decaying_noise(rng, 2, 500)
+    ir = noise_ir(rng, 2, 500)
     x = rng.standard_normal((2, 1000)).astype(np.float32)
     cv, plain = Convolver(ir, 64, SR, max_ir_s=0.1), Convolver(ir, 64, SR, max_ir_s=0.1)
     empty = cv.process(np.zeros((2, 0), np.float32))
@@ -242,7 +234,7 @@ def swap_run(ir_a, ir_b, x, at: int, block: int = 128, **kw):
 
 def test_swap_is_continuous_and_ends_on_the_new_ir() -> None:
     rng = np.random.default_rng(5)
-    h = decaying_noise(rng, 2, SR // 2, rt60_s=0.5)  # spans three stages at block 128
+    h = noise_ir(rng, 2, SR // 2, rt60_s=0.5)  # spans three stages at block 128
     t = np.arange(2 * SR) / SR
     x = np.stack([np.sin(2 * np.pi * 50 * t), np.cos(2 * np.pi * 70 * t)]).astype(np.float32)
     at = SR - 333
@@ -265,7 +257,7 @@ def test_swap_is_continuous_and_ends_on_the_new_ir() -> None:
 
 def test_old_tail_rings_through_the_swap() -> None:
     rng = np.random.default_rng(6)
-    h = decaying_noise(rng, 1, SR // 2, rt60_s=2.0)
+    h = noise_ir(rng, 1, SR // 2, rt60_s=2.0)
     x = np.zeros((1, SR), np.float32)
     x[0, :2000] = rng.standard_normal(2000)
     at = 4000
@@ -279,7 +271,7 @@ def test_old_tail_rings_through_the_swap() -> None:
 
 def test_latest_ir_wins() -> None:
     rng = np.random.default_rng(7)
-    irs = [decaying_noise(rng, 2, 3000) for _ in range(3)]
+    irs = [noise_ir(rng, 2, 3000) for _ in range(3)]
     x = rng.standard_normal((2, 40000)).astype(np.float32)
     cv = Convolver(irs[0], 64, SR, max_ir_s=0.1)
     y = np.empty_like(x)
@@ -296,7 +288,7 @@ def test_latest_ir_wins() -> None:
 def test_head_follows_a_moving_knob_while_the_tail_catches_up() -> None:
     """A newer IR reaches the head stage when its crossfade ends, not when the tail's does."""
     rng = np.random.default_rng(12)
-    irs = [decaying_noise(rng, 2, SR // 2) for _ in range(3)]
+    irs = [noise_ir(rng, 2, SR // 2) for _ in range(3)]
     x = rng.standard_normal((2, 3 * SR)).astype(np.float32)
     block = 128
     cv = Convolver(irs[0], block, SR, max_ir_s=1.0)
@@ -320,7 +312,7 @@ def test_head_follows_a_moving_knob_while_the_tail_catches_up() -> None:
 
 def test_swap_from_another_thread() -> None:
     rng = np.random.default_rng(8)
-    irs = [decaying_noise(rng, 1, 2000 + 100 * i) for i in range(20)]
+    irs = [noise_ir(rng, 1, 2000 + 100 * i) for i in range(20)]
     x = rng.standard_normal((1, 48000)).astype(np.float32)
     cv = Convolver(irs[0], 64, SR, max_ir_s=0.1)
     y = np.empty_like(x)
@@ -336,7 +328,7 @@ def test_swap_from_another_thread() -> None:
 @pytest.mark.parametrize("max_ir_s", [0.2, 3.0])
 def test_reset_is_bounded_then_a_fresh_start(max_ir_s: float) -> None:
     rng = np.random.default_rng(9)
-    ir = decaying_noise(rng, 2, 5000)
+    ir = noise_ir(rng, 2, 5000)
     x = rng.standard_normal((2, 12000)).astype(np.float32)
     cv = Convolver(ir, 64, SR, max_ir_s=max_ir_s)
     cv.process(x[:, :7777])
@@ -362,7 +354,7 @@ PYTHON_OBJECTS_BYTES = 5 * 1024
 @pytest.mark.parametrize("matrix", [False, True], ids=["mono IR", "matrix IR"])
 def test_process_allocates_no_arrays_every_stage_crossfading_and_resetting(matrix) -> None:
     rng = np.random.default_rng(10)
-    irs = [decaying_noise(rng, 4 if matrix else 1, 3 * SR) for _ in range(2)]
+    irs = [noise_ir(rng, 4 if matrix else 1, 3 * SR) for _ in range(2)]
     # (2, 2, taps): true stereo; (taps,): one IR on 2 channels
     irs = [ir.reshape(2, 2, -1) if matrix else ir[0] for ir in irs]
     cv = Convolver(irs[0], 256, SR, channels=2)
@@ -408,7 +400,7 @@ def test_process_allocates_no_arrays_every_stage_crossfading_and_resetting(matri
 )
 def test_bad_ir_is_refused_and_the_old_one_kept(ir, match: str) -> None:
     rng = np.random.default_rng(11)
-    good = decaying_noise(rng, 2, 1000)
+    good = noise_ir(rng, 2, 1000)
     x = rng.standard_normal((2, 6000)).astype(np.float32)
     cv = Convolver(good, 64, SR, max_ir_s=0.1)
     y = np.empty_like(x)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.signal import fftconvolve
+from conftest import convolve_reference
 
 from rtverb.dsp.engine import GAIN_RAMP_MS, Engine, db_to_gain
 
@@ -22,10 +22,8 @@ def noise(seed: int, shape: tuple[int, ...], decay_taps: float | None = None) ->
 
 
 def expected(x: np.ndarray, ir: np.ndarray, wet_db: float, dry_db: float, latency: int):
-    ir2 = np.broadcast_to(np.atleast_2d(ir), (x.shape[0], ir.shape[-1]))
-    wet = np.stack([fftconvolve(a, h)[: x.shape[1]] for a, h in zip(x, ir2, strict=True)])
-    y = db_to_gain(wet_db) * wet + db_to_gain(dry_db) * x
-    return np.concatenate([np.zeros((x.shape[0], latency)), y], axis=1)[:, : x.shape[1]]
+    wet, dry = db_to_gain(wet_db), db_to_gain(dry_db)
+    return convolve_reference(x, ir, wet_gain=wet, dry_gain=dry, latency=latency)
 
 
 def feed(engine: Engine, x: np.ndarray, calls: list[int]) -> np.ndarray:

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import decaying_noise
 from pedalboard.io import AudioFile
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
@@ -54,12 +55,10 @@ def jump_ratio(y: np.ndarray) -> float:
     return float(np.max(np.abs(np.diff(y, axis=-1)))) / (peak * 2 * np.pi * TONE_HZ / SR)
 
 
-def decaying_noise(seconds: float, seed: int = 0) -> np.ndarray:
-    taps = int(seconds * SR)
-    rng = np.random.default_rng(seed)
-    return (0.3 * rng.standard_normal(taps) * np.exp(-np.arange(taps) / (0.1 * taps))).astype(
-        np.float32
-    )
+def noise_ir(seconds: float, seed: int = 0) -> np.ndarray:
+    """Decaying 60 dB over 69 % of its length."""
+    rt60_s = 0.3 * np.log(10) * seconds
+    return decaying_noise(int(seconds * SR), rt60_s=rt60_s, seed=seed, gain=0.3)
 
 
 # ---- ring buffer -----------------------------------------------------------------------------
@@ -139,7 +138,7 @@ def test_callback_output_is_the_engine_output_for_device_and_file_input():
 
 
 def test_callback_counts_xruns_underruns_and_survives_exceptions():
-    session = make_session(decaying_noise(0.1), source_ring=Ring(2, SR))
+    session = make_session(noise_ir(0.1), source_ring=Ring(2, SR))
     out = np.ones((BLOCK, 2), np.float32)
     session.callback(out, BLOCK, None, status(output_underflow=True))
     assert session.stats.xruns == 1
@@ -178,7 +177,7 @@ def test_callback_allocates_no_arrays_in_the_live_configuration():
     overflowing block (which starts a reset) in the middle. The run is played twice: the first
     warms numpy's and Python's caches on every path, the second's 1,200 callbacks are measured."""
     rng = np.random.default_rng(0)
-    irs = [decaying_noise(3.0, seed) for seed in range(3)]
+    irs = [noise_ir(3.0, seed) for seed in range(3)]
     engine = Engine(irs[0], channels=2, block_size=BLOCK, sample_rate_hz=SR)
     assert engine.convolver.describe().count("|") == 2  # three stages, all used by the IR
     src = Ring(2, SR)
@@ -216,8 +215,8 @@ def test_callback_allocates_no_arrays_in_the_live_configuration():
 def test_jump_metric_catches_a_hard_ir_switch():
     """The click bound of the integration test can fail: switching IRs without a crossfade."""
     x = tone(SR)[0]
-    y1 = np.convolve(x, decaying_noise(0.2, seed=1))[: len(x)]
-    y2 = np.convolve(x, decaying_noise(0.2, seed=2))[: len(x)]
+    y1 = np.convolve(x, noise_ir(0.2, seed=1))[: len(x)]
+    y2 = np.convolve(x, noise_ir(0.2, seed=2))[: len(x)]
     switched = np.concatenate([y1[: SR // 2], y2[SR // 2 :]])
     assert jump_ratio(y1[SR // 4 :]) < MAX_JUMP_RATIO
     assert jump_ratio(switched[SR // 4 :]) > MAX_JUMP_RATIO

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pedalboard
 import pytest
+from conftest import convolve_reference, decaying_noise
 from pedalboard.io import AudioFile
-from scipy.signal import fftconvolve
 
 from rtverb.offline import audio_io, render
 from rtverb.offline.audio_io import AudioFileError, check_input
@@ -32,12 +32,10 @@ def _db(x: float) -> float:
 
 def decaying_noise_ir(seconds: float, rt60_s: float = 0.6, seed: int = SEED) -> np.ndarray:
     """A stand-in room IR: a unit direct sound and an exponentially decaying noise tail."""
-    rng = np.random.default_rng(seed)
-    n = round(seconds * RATE_HZ)
-    t = np.arange(n) / RATE_HZ
-    ir = 0.3 * rng.standard_normal(n) * 10.0 ** (-3.0 * t / rt60_s)
-    ir[0] = 1.0
-    return ir.astype(np.float32)
+    taps = round(seconds * RATE_HZ)
+    return decaying_noise(
+        taps, rt60_s=rt60_s, sample_rate_hz=RATE_HZ, seed=seed, gain=0.3, direct=True
+    )
 
 
 def noise(channels: int, seconds: float, seed: int = SEED) -> np.ndarray:
@@ -46,10 +44,7 @@ def noise(channels: int, seconds: float, seed: int = SEED) -> np.ndarray:
 
 
 def reference(audio: np.ndarray, ir: np.ndarray, wet_db: float, dry_db: float) -> np.ndarray:
-    wet = np.stack([fftconvolve(ch.astype(np.float64), ir.astype(np.float64)) for ch in audio])
-    wet *= _db(wet_db)
-    wet[:, : audio.shape[1]] += _db(dry_db) * audio
-    return wet
+    return convolve_reference(audio, ir, wet_gain=_db(wet_db), dry_gain=_db(dry_db), full=True)
 
 
 def test_matches_fftconvolve_within_1e5_of_peak() -> None:
@@ -347,7 +342,7 @@ def test_cli_mono_to_stereo_and_bit_depth(tmp_path: Path, ir_wav: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--pre", "Compresor(ratio=2)"], "Did you mean Compressor"),
+        (["--pre", "Compresor(ratio=2)"], "Did you mean 'Compressor'"),
         (["--post", "Gain(gian_db=2)"], "unknown parameter 'gian_db'"),
         (["--channels", "9"], "give 1 to 8"),
         (["--room", "/no/such/room.toml"], "no such room file"),

@@ -164,7 +164,7 @@ BAD_LINES = [
     (LINE["size_m"], "size_m = [7.5, 5.8, -3.2]", "room.size_m", "positive"),
     (LINE["size_m"], "size_m = [7.5, 5.8, nan]", "room.size_m", "finite"),
     (LINE["size_m"], f"size_m = [1{'0' * 400}, 5.8, 3.2]", "room.size_m", "finite"),
-    (LINE["size_m"], "sise_m = [7.5, 5.8, 3.2]", "room.sise_m", "did you mean 'size_m'"),
+    (LINE["size_m"], "sise_m = [7.5, 5.8, 3.2]", "room.sise_m", "Did you mean 'size_m'"),
     (LINE["scattering"], "scattering = 1.5", "room.scattering", "0.0..1.0"),
     (LINE["scattering"], 'scattering = "high"', "room.scattering", "expected a number"),
     (LINE["scattering"], "scattering = true", "room.scattering", "expected a number"),
@@ -175,7 +175,7 @@ BAD_LINES = [
     (LINE["floor"], "floor = [0.1, 0.2, 0.3]", "room.surfaces.floor", "give 1, 6 or 7"),
     (LINE["floor"], 'floor = [0.1, "a", 0.3]', "room.surfaces.floor", "must be numbers"),
     (LINE["floor"], "floor = false", "room.surfaces.floor", "material name or absorption"),
-    (LINE["floor"], "flor = 0.3", "room.surfaces.flor", "did you mean 'floor'"),
+    (LINE["floor"], "flor = 0.3", "room.surfaces.flor", "Did you mean 'floor'"),
     (LINE["floor"], "", "room.surfaces", "give all six surfaces"),
     (LINE["position_m"], "position_m = [9.0, 3.0, 1.5]", "source.position_m", "outside the room"),
     (LINE["position_m"], "position_m = [0.0, 3.0, 1.5]", "source.position_m", "0-7.5 m"),
@@ -183,10 +183,10 @@ BAD_LINES = [
     (LISTENER_LINE, "position_m = [5.0, 2.5, 9.9]", "listener.position_m", "(0-3.2 m)"),
     (LINE["wet_db"], "wet_db = 20.0", "mix.wet_db", "-70.0..12.0 dB"),
     (LINE["wet_db"], 'wet_db = "loud"', "mix.wet_db", "expected a number"),
-    (LINE["wet_db"], "wet = -6.0", "mix.wet", "did you mean 'wet_db'"),
+    (LINE["wet_db"], "wet = -6.0", "mix.wet", "Did you mean 'wet_db'"),
     (LINE["name"], "name = 5", "name", "expected a string"),
-    (LINE["name"], 'nmae = "x"', "nmae", "did you mean 'name'"),
-    (LINE["[room]"], "[rooom]", "rooom", "did you mean 'room'"),
+    (LINE["name"], 'nmae = "x"', "nmae", "Did you mean 'name'"),
+    (LINE["[room]"], "[rooom]", "rooom", "Did you mean 'room'"),
 ]
 
 

@@ -21,7 +21,6 @@ and for enum parameters the member name (``mode=HPF12``).
 from __future__ import annotations
 
 import ast
-import difflib
 import math
 import re
 import shlex
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import pedalboard
+
+from rtverb.room.hints import did_you_mean
 
 #: Built-ins left out of chains: containers, abstract bases and plugins with no parameters to
 #: set from text (IIRFilter is an abstract base; Convolution is `rtverb.to_pedalboard`'s job
@@ -154,11 +155,6 @@ def describe_plugins() -> str:
     )
 
 
-def _close(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.5)
-    return f" Did you mean {', '.join(close)}?" if close else ""
-
-
 def _split_chain(text: str) -> list[str]:
     """Split on ``|`` outside quotes and brackets."""
     parts, depth, quote, start = [], 0, "", 0
@@ -222,7 +218,7 @@ def _coerce(plugin: str, info: ParamInfo, value: Any) -> Any:
         if not isinstance(value, str) or value not in info.enum:
             raise ChainError(
                 f"{where}: expected one of {', '.join(info.enum)}, got {value!r}."
-                f"{_close(str(value), info.enum)}"
+                f"{did_you_mean(str(value), info.enum)}"
             )
         return _resolve_enum(info.enum_path).__members__[value]
     if not isinstance(value, str):
@@ -252,7 +248,7 @@ def _builtin(segment: str) -> pedalboard.Plugin:
         raise ChainError(f"{name} cannot be used in a chain: {NOT_STREAMABLE[name]}")
     if name not in plugins:
         raise ChainError(
-            f"unknown plugin {name!r}.{_close(name, plugins)} Built-in plugins:\n"
+            f"unknown plugin {name!r}.{did_you_mean(name, plugins)} Built-in plugins:\n"
             f"{describe_plugins()}\nor give a .vst3/.component path"
         )
     if tree.args:
@@ -269,7 +265,7 @@ def _builtin(segment: str) -> pedalboard.Plugin:
         if kw.arg not in by_name:
             valid = ", ".join(p.describe() for p in plugins[name]) or "none"
             raise ChainError(
-                f"{name}: unknown parameter {kw.arg!r}.{_close(kw.arg, by_name)} "
+                f"{name}: unknown parameter {kw.arg!r}.{did_you_mean(kw.arg, by_name)} "
                 f"Valid parameters (with defaults): {valid}"
             )
         kwargs[kw.arg] = _coerce(name, by_name[kw.arg], _literal(kw.value, f"{name}.{kw.arg}"))
@@ -321,8 +317,8 @@ def _external(path_text: str, rest: str) -> pedalboard.Plugin:
     for name, value in params.items():
         if name not in valid:
             raise ChainError(
-                f"{where}: unknown parameter {name!r}.{_close(name, valid)} Valid parameters: "
-                f"{', '.join(sorted(valid)) or 'none'}"
+                f"{where}: unknown parameter {name!r}.{did_you_mean(name, valid)} Valid "
+                f"parameters: {', '.join(sorted(valid)) or 'none'}"
             )
         try:
             setattr(plugin, name, value)

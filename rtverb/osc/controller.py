@@ -35,7 +35,6 @@ address cannot turn rtverb into an amplifier; long answers are paged (``/rtverb/
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 import time
@@ -48,6 +47,7 @@ from pythonosc.osc_message_builder import build_msg
 
 from rtverb.osc.wire import MalformedPacket, parse_packet
 from rtverb.room import mics
+from rtverb.room.hints import did_you_mean
 from rtverb.room.params import AXES, BANDS_HZ, PARAMS, PARAMS_BY_NAME, ParamSpec
 from rtverb.room.presets import load_named_preset, save_preset
 from rtverb.room.room import Room, RoomError, material_absorption
@@ -258,8 +258,7 @@ class OscController:
         handler = self._handlers.get(key) if key is not None else None
         if handler is None:
             known = [PREFIX + k for k in self._handlers]
-            close = difflib.get_close_matches(str(address), known, n=2, cutoff=0.6)
-            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            hint = did_you_mean(str(address), known, most=2)
             raise BadInput(f"unknown address {address!r}.{hint} Send /rtverb/describe for the list")
         return handler
 
@@ -472,8 +471,7 @@ class OscController:
         elif base in PARAMS_BY_NAME:
             names = (base,)
         else:
-            close = difflib.get_close_matches(base, [*PARAMS_BY_NAME, *GROUPS], n=2)
-            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            hint = did_you_mean(base, [*PARAMS_BY_NAME, *GROUPS], most=2)
             raise BadInput(f"/rtverb/get: unknown parameter {name!r}.{hint}")
 
         def reply() -> list[Reply]:

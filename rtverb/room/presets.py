@@ -10,11 +10,11 @@ command line's ``--preset`` also takes a room file path (`load_preset`).
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from pathlib import Path
 
+from rtverb.room.hints import did_you_mean
 from rtverb.room.room import Room, RoomError
 
 #: The built-in presets (the repository's top-level ``presets/`` folder; rtverb is installed
@@ -74,8 +74,7 @@ def load_named_preset(name: str) -> Room:
     """
     files = _preset_files()
     if _check_name(name) not in files:
-        close = difflib.get_close_matches(name, files, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        hint = did_you_mean(name, files)
         raise RoomError(f"unknown preset {name!r}.{hint} Presets: {', '.join(sorted(files))}")
     return Room.from_toml(files[name])
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import json
 import math
 import os
@@ -51,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from rtverb.room import mics
+from rtverb.room.hints import did_you_mean
 from rtverb.room.mics import PAIRS, Capsule
 from rtverb.room.params import (
     AXES,
@@ -142,8 +142,7 @@ def material_absorption(material: Material, where: str = "material") -> np.ndarr
     if isinstance(material, str):
         db = materials_db()
         if material not in db:
-            close = difflib.get_close_matches(material, db, n=4, cutoff=0.5)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            hint = did_you_mean(material, db, most=4)
             raise RoomError(
                 f"{where}: unknown material {material!r}.{hint} Use a name from "
                 "`rtverb.room.room.materials_db()`, one absorption coefficient, or 6-7 band "
@@ -639,10 +638,9 @@ def _check_keys(table: dict[str, Any], where: str, allowed: set[str]) -> None:
     """Refuse keys not in ``allowed``; ``where`` is the table's path ("" at the top level)."""
     for key in table:
         if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             what = f"{where}.{key}: unknown key" if where else f"{key}: unknown top-level key"
-            raise RoomError(f"{what}{hint}; allowed: {', '.join(sorted(allowed))}")
+            hint = did_you_mean(key, sorted(allowed))
+            raise RoomError(f"{what}.{hint} Allowed: {', '.join(sorted(allowed))}")
 
 
 def _find_line(text: str, field_path: str) -> int | None:
