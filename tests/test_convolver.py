@@ -202,7 +202,10 @@ def test_plan_covers_max_ir_contiguously() -> None:
 def test_schedule_does_each_partition_once_in_order(taps: int) -> None:
     cv = Convolver(np.ones(taps, np.float32), 64, SR, max_ir_s=3.0)
     kernel = cv._cur[0]
-    assert kernel is not None
+    # the used partitions hold the whole IR and no partition more
+    used = [(stage, n) for stage, n in zip(cv.stages, kernel.used, strict=True) if n]
+    last, n = used[-1]  # stages fill in order: the IR ends in the last one used
+    assert 0 <= last.start_tap + n * last.partition_frames - taps < last.partition_frames
     for s, stage in enumerate(cv.stages):
         chunks = [(p, c) for p, c in enumerate(kernel.mac[s]) if c is not None]
         done = sorted(i for _, (p0, p1, _) in chunks for i in range(p0, p1))

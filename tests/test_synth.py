@@ -1,6 +1,8 @@
 """rtverb.synthesize: scale, determinism, sample rates, domain warnings, model-file checks."""
 
 import dataclasses
+import json
+import re
 import shutil
 import warnings
 
@@ -144,15 +146,20 @@ def test_mismatched_model_is_refused(tmp_path):
         Synthesizer(path)
 
 
+#: The export's torch-vs-ONNX Runtime parity bound (`train.export.PARITY_RTOL`).
+EXPORT_PARITY_RTOL = 1e-4
+
+
 def test_shipped_model_describes_itself(tmp_path):
     meta = Synthesizer(shutil.copy(MODEL_PATH, tmp_path / "m.onnx")).metadata
-    for key in (
-        "rtverb.training",
-        "rtverb.commit",
-        "rtverb.model_config",
-        "rtverb.parity_rel_error",
-    ):
-        assert meta.get(key), key
+    training = json.loads(meta["rtverb.training"])
+    assert training["rooms_train"] > 0 and training["rooms_val"] > 0
+    assert 1 <= training["best_epoch"] and np.isfinite(training["best_val_loss_db"])
+    assert re.fullmatch(r"[0-9a-f]{7,40}", meta["rtverb.commit"])  # the commit it came from
+    config = json.loads(meta["rtverb.model_config"])
+    assert config["kind"] == meta["rtverb.model_kind"]
+    assert all(config[k] >= 1 for k in ("width", "modes", "layers"))
+    assert 0 <= float(meta["rtverb.parity_rel_error"]) <= EXPORT_PARITY_RTOL
     assert MODEL_PATH.stat().st_size <= 20e6
 
 
