@@ -29,13 +29,14 @@ from rtverb.offline.audio_io import (
     BIT_DEPTHS,
     MAX_CHANNELS,
     PCM_SUFFIXES,
+    InputInfo,
     SafeWriter,
     check_input,
     check_output,
     io_error,
     match_channels,
 )
-from rtverb.room.params import PARAMS_BY_NAME
+from rtverb.room.params import MIX_PARAMS, PARAMS_BY_NAME
 from rtverb.room.room import Room
 
 #: Engine block for offline rendering, frames: large blocks cost less per sample.
@@ -210,18 +211,7 @@ def stream(
     `TAIL_QUIET_S` after the IR and predelay (trimmed after the last louder frame; at most
     IR + predelay + `POST_TAIL_ALLOWANCE_S`).
     """
-    if tail_s is not None and not (math.isfinite(tail_s) and tail_s >= 0):
-        raise RenderError(f"tail_s: expected seconds >= 0, got {tail_s!r}")
-    if not (isinstance(block_size, int) and block_size >= 1):
-        raise RenderError(f"block_size: expected frames >= 1, got {block_size!r}")
-    ir = np.ascontiguousarray(ir, dtype=np.float32)
-    if ir.ndim == 2 and ir.shape[0] not in (1, channels):
-        raise RenderError(
-            f"the IR has {ir.shape[0]} channels but the output has {channels}: give a mono IR "
-            f"or a {channels}-channel one, or set the output's channels with --channels"
-        )
-    if not np.isfinite(ir).all():
-        raise RenderError("the IR holds NaN or infinite samples; give a finite IR")
+    ir = _checked_ir(ir, channels, tail_s, block_size)
     mix = {"wet_db": wet_db, "dry_db": dry_db, "predelay_ms": predelay_ms}
     path = _Path(ir, sample_rate_hz, channels, block_size, pre, post, mix)
     n_in = produced = 0  # input frames read; output frames yielded
@@ -234,51 +224,100 @@ def stream(
 
     # After the input: feed silence. The engine (and any plugin with latency) still owes the
     # input's last frames, then comes the tail.
-    min_tail = ir.shape[-1] + math.ceil(predelay_ms * 1e-3 * sample_rate_hz)
-    max_tail = min_tail + round(POST_TAIL_ALLOWANCE_S * sample_rate_hz)
-    if tail_s is not None:
+    if tail_s is None:
+        min_tail = ir.shape[-1] + math.ceil(predelay_ms * 1e-3 * sample_rate_hz)
+        max_tail = min_tail + round(POST_TAIL_ALLOWANCE_S * sample_rate_hz)
+    else:
         min_tail = max_tail = round(tail_s * sample_rate_hz)
+    tail = _Tail(n_in - produced, min_tail, max_tail, tail_s is not None, sample_rate_hz)
     silence = np.zeros((channels, block_size), dtype=np.float32)
     zeros_left = max_tail + path.skip + path.latency + round(CHAIN_LATENCY_S * sample_rate_hz)
-    threshold_ratio = 10.0 ** (TAIL_THRESHOLD_DB / 20.0)
-    quiet: list[np.ndarray] = []  # output after the last loud frame, held back
-    quiet_frames = tail_frames = 0
-    while zeros_left > 0:
+    while zeros_left > 0 and not tail.done:
         zeros_left -= block_size
         for y in path.feed(silence):
-            if produced < n_in:  # the input's own frames, late through the latency
-                k = min(n_in - produced, y.shape[1])
-                produced += k
-                yield y[:, :k]
-                y = y[:, k:]
-            if tail_s is not None and produced == n_in and tail_frames == max_tail:
-                return  # a fixed tail: exactly max_tail frames
-            if produced < n_in or y.shape[1] == 0:
-                continue
-            if tail_s is not None:
-                y = y[:, : max_tail - tail_frames]
-                tail_frames += y.shape[1]
-                yield y
-                continue
-            loud = np.flatnonzero(np.max(np.abs(y), axis=0) > path.peak * threshold_ratio)
-            if loud.size:
-                yield from quiet
-                yield y[:, : loud[-1] + 1]
-                quiet = [y[:, loud[-1] + 1 :]]
-                quiet_frames = y.shape[1] - loud[-1] - 1
-            else:
-                quiet.append(y)
-                quiet_frames += y.shape[1]
-            tail_frames += y.shape[1]
-            if (tail_frames >= min_tail and quiet_frames >= TAIL_QUIET_S * sample_rate_hz) or (
-                tail_frames >= max_tail
-            ):
+            yield from tail.take(y, path.peak)
+            if tail.done:
                 return
-    if produced < n_in or (tail_s is not None and tail_frames < max_tail):
+    if tail.owed or (tail.fixed and tail.frames < max_tail):
         raise RenderError(
             "the pre/post chain held back audio and did not release it after "
             f"{CHAIN_LATENCY_S:g} s of silence; remove plugins with very long latency"
         )
+
+
+def _checked_ir(ir: np.ndarray, channels: int, tail_s: float | None, block_size: int) -> np.ndarray:
+    """The IR as contiguous float32, after checking it and the render's settings."""
+    if tail_s is not None and not (math.isfinite(tail_s) and tail_s >= 0):
+        raise RenderError(f"tail_s: expected seconds >= 0, got {tail_s!r}")
+    if not (isinstance(block_size, int) and block_size >= 1):
+        raise RenderError(f"block_size: expected frames >= 1, got {block_size!r}")
+    ir = np.ascontiguousarray(ir, dtype=np.float32)
+    if ir.ndim == 2 and ir.shape[0] not in (1, channels):
+        raise RenderError(
+            f"the IR has {ir.shape[0]} channels but the output has {channels}: give a mono IR "
+            f"or a {channels}-channel one, or set the output's channels with --channels"
+        )
+    if not np.isfinite(ir).all():
+        raise RenderError("the IR holds NaN or infinite samples; give a finite IR")
+    return ir
+
+
+class _Tail:
+    """What follows the input: its last frames (late through the latency), then the reverb's
+    tail, ``max_frames`` long when ``fixed``, else until it stays `TAIL_THRESHOLD_DB` below the
+    peak for `TAIL_QUIET_S` (at least ``min_frames``, at most ``max_frames``; the quiet end is
+    trimmed). `done` once it is complete."""
+
+    def __init__(
+        self, owed: int, min_frames: int, max_frames: int, fixed: bool, sample_rate_hz: float
+    ) -> None:
+        self.owed, self.min_frames, self.max_frames, self.fixed = (
+            owed,
+            min_frames,
+            max_frames,
+            fixed,
+        )
+        self.quiet_needed = TAIL_QUIET_S * sample_rate_hz
+        self.frames = 0  # tail frames taken
+        self.quiet: list[np.ndarray] = []  # output after the last loud frame, held back
+        self.quiet_frames = 0
+        self.done = self._complete()
+
+    def take(self, y: np.ndarray, peak: float) -> Iterator[np.ndarray]:
+        """The parts of the engine's next output block ``y`` to write (``peak``: so far)."""
+        if self.owed:
+            k = min(self.owed, y.shape[1])
+            self.owed -= k
+            yield y[:, :k]
+            y = y[:, k:]
+        if self.owed or y.shape[1] == 0:
+            self.done = self._complete()
+            return
+        if self.fixed:
+            y = y[:, : self.max_frames - self.frames]
+            self.frames += y.shape[1]
+            yield y
+        else:
+            threshold = peak * 10.0 ** (TAIL_THRESHOLD_DB / 20.0)
+            loud = np.flatnonzero(np.max(np.abs(y), axis=0) > threshold)
+            if loud.size:
+                yield from self.quiet
+                yield y[:, : loud[-1] + 1]
+                self.quiet = [y[:, loud[-1] + 1 :]]
+                self.quiet_frames = y.shape[1] - loud[-1] - 1
+            else:
+                self.quiet.append(y)
+                self.quiet_frames += y.shape[1]
+            self.frames += y.shape[1]
+        self.done = self._complete()
+
+    def _complete(self) -> bool:
+        if self.owed:
+            return False
+        if self.fixed:
+            return self.frames == self.max_frames
+        quiet = self.frames >= self.min_frames and self.quiet_frames >= self.quiet_needed
+        return quiet or self.frames >= self.max_frames
 
 
 def render_array(
@@ -336,46 +375,22 @@ def render_file(
     bit_depth = bit_depth or info.bit_depth
     if bit_depth not in BIT_DEPTHS:
         raise RenderError(f"--bit-depth {bit_depth}: give one of {BIT_DEPTHS}")
-    if isinstance(room_or_ir, Room):
-        synth_started = time.perf_counter()
-        ir = room_ir(room_or_ir, round(info.sample_rate_hz), info.channels)
-        synth_s = time.perf_counter() - synth_started
-        mix = {"wet_db": room_or_ir.wet_db, "dry_db": room_or_ir.dry_db,
-               "predelay_ms": room_or_ir.predelay_ms}  # fmt: skip
-    else:
-        ir, mix, synth_s = np.asarray(room_or_ir, dtype=np.float32), {}, 0.0
+    ir, mix, synth_s = _ir_and_mix(room_or_ir, info)
     channels = output_channels(ir, info.channels, channels)
     if not 1 <= channels <= MAX_CHANNELS:
         raise RenderError(f"--channels {channels}: give 1 to {MAX_CHANNELS}")
     match_channels(np.zeros((info.channels, 0), np.float32), channels)  # validates the mapping
-    for key, value in (("wet_db", wet_db), ("dry_db", dry_db), ("predelay_ms", predelay_ms)):
-        if value is not None:
-            mix[key] = value
-
-    def blocks(reader: Any) -> Iterator[np.ndarray]:
-        read = 0
-        while True:
-            try:
-                block = reader.read(READ_BLOCK_FRAMES)
-            except (ValueError, RuntimeError, OSError) as e:
-                raise RenderError(f"{info.path}: read failed after {read} frames: {e}") from None
-            if block.shape[1] == 0:
-                return
-            read += block.shape[1]
-            if progress is not None:
-                progress(block.shape[1])
-            yield block
-
+    overrides = {"wet_db": wet_db, "dry_db": dry_db, "predelay_ms": predelay_ms}
+    mix |= {k: v for k, v in overrides.items() if v is not None}
     started = time.perf_counter()
-    frames = clipped = 0
-    peak = 0.0
-    integer = bit_depth != 32 and out.suffix.lower() in PCM_SUFFIXES
+    written = _Written(integer=bit_depth != 32 and out.suffix.lower() in PCM_SUFFIXES)
     try:
         with (
             AudioFile(str(info.path)) as reader,
             SafeWriter(out, info.sample_rate_hz, channels, bit_depth) as writer,
         ):
-            for y in stream(blocks(reader), ir, info.sample_rate_hz, channels=channels, pre=pre,
+            blocks = _read_blocks(reader, info.path, progress)
+            for y in stream(blocks, ir, info.sample_rate_hz, channels=channels, pre=pre,
                             post=post, tail_s=tail_s, block_size=block_size, **mix):  # fmt: skip
                 if not np.all(np.isfinite(y)):
                     raise RenderError(
@@ -383,17 +398,60 @@ def render_file(
                         "chain's settings); nothing was written"
                     )
                 writer.write(y)
-                frames += y.shape[1]
-                block_peak = float(np.max(np.abs(y))) if y.size else 0.0
-                peak = max(peak, block_peak)
-                if integer and block_peak > 1.0:
-                    clipped += int(np.count_nonzero(np.abs(y) > 1.0))
+                written.add(y)
     except OSError as e:
         raise io_error(out, e) from None
     except (ValueError, RuntimeError) as e:
         raise RenderError(f"{out}: render failed ({e}); nothing was written") from None
+    peak_dbfs = 20 * math.log10(written.peak) if written.peak > 0 else -math.inf
     return RenderResult(
-        out, info.sample_rate_hz, channels, info.frames, frames,
-        time.perf_counter() - started, 20 * math.log10(peak) if peak > 0 else -math.inf, clipped,
-        synth_s,
+        out, info.sample_rate_hz, channels, info.frames, written.frames,
+        time.perf_counter() - started, peak_dbfs, written.clipped, synth_s,
     )  # fmt: skip
+
+
+def _ir_and_mix(
+    room_or_ir: Room | np.ndarray, info: InputInfo
+) -> tuple[np.ndarray, dict[str, float], float]:
+    """The IR for the input, the room's mix (none for a given IR), and the synthesis time, s."""
+    if not isinstance(room_or_ir, Room):
+        return np.asarray(room_or_ir, dtype=np.float32), {}, 0.0
+    started = time.perf_counter()
+    ir = room_ir(room_or_ir, round(info.sample_rate_hz), info.channels)
+    mix = {p.field: getattr(room_or_ir, p.field) for p in MIX_PARAMS}  # the engine applies them
+    return ir, mix, time.perf_counter() - started
+
+
+def _read_blocks(
+    reader: Any, path: Path, progress: ProgressCallback | None
+) -> Iterator[np.ndarray]:
+    """The input file's blocks of `READ_BLOCK_FRAMES`, each reported to ``progress``."""
+    read = 0
+    while True:
+        try:
+            block = reader.read(READ_BLOCK_FRAMES)
+        except (ValueError, RuntimeError, OSError) as e:
+            raise RenderError(f"{path}: read failed after {read} frames: {e}") from None
+        if block.shape[1] == 0:
+            return
+        read += block.shape[1]
+        if progress is not None:
+            progress(block.shape[1])
+        yield block
+
+
+@dataclass
+class _Written:
+    """Frames written, their peak and, for an integer file, the samples clipped on write."""
+
+    integer: bool
+    frames: int = 0
+    peak: float = 0.0
+    clipped: int = 0
+
+    def add(self, y: np.ndarray) -> None:
+        self.frames += y.shape[1]
+        block_peak = float(np.max(np.abs(y))) if y.size else 0.0
+        self.peak = max(self.peak, block_peak)
+        if self.integer and block_peak > 1.0:
+            self.clipped += int(np.count_nonzero(np.abs(y) > 1.0))
