@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -51,8 +51,8 @@ def add_late_pair(
 
     Each capsule's late part is the envelope scaled by its diffuse-field power (``powers``).
     Per band b the left one is noise table ``first_table``, the right one mixes it with the
-    next table as ``coherence[b]`` and sqrt(1 - coherence[b]^2): the two are that coherent in
-    band b. Rendered in place as `add_late` does.
+    next table as ``coherence[b]`` and sqrt(1 - coherence[b]^2) (`_mixed_table`): the two are
+    that coherent in band b. Rendered in place as `add_late` does.
     """
     weights, n_bins = _late_weights(envelope_db, fs)
     hbss = _bin_samples(fs)
@@ -63,14 +63,13 @@ def add_late_pair(
     first = lead + DELAY_SAMPLES - half
     end = first + len(weights) * hbss
     buffer = np.empty((2, max(lead + length, end)), dtype=np.float32)
-    rho = np.tile(np.asarray(coherence, dtype=np.float32), 2)  # T0 and T1 weights per band
     gain_l, gain_r = np.sqrt(np.asarray(powers, dtype=np.float32))
-    shared = _noise_segments(fs, len(weights), first_table)
-    np.matmul(weights * gain_l, shared, out=buffer[0, first:end].reshape(len(weights), 1, hbss))
-    right = buffer[1, first:end].reshape(len(weights), 1, hbss)
-    np.matmul(weights * (gain_r * rho), shared, out=right)
-    own = weights * (gain_r * np.sqrt(np.maximum(1 - rho * rho, 0)))
-    right += np.matmul(own, _noise_segments(fs, len(weights), first_table + 1))
+    n = len(weights)
+    left = _noise_segments(fs, n, first_table)
+    mixed = _mixed_table(fs, first_table, np.asarray(coherence, np.float32).tobytes())
+    right = mixed[:, :n].transpose(1, 0, 2)  # as `_noise_segments` lays a table out
+    np.matmul(weights * gain_l, left, out=buffer[0, first:end].reshape(n, 1, hbss))
+    np.matmul(weights * gain_r, right, out=buffer[1, first:end].reshape(n, 1, hbss))
     buffer[:, : lead + DELAY_SAMPLES] = 0.0
     buffer[:, lead + DELAY_SAMPLES + n_late :] = 0.0
     out = buffer[:, lead : lead + length]
@@ -114,6 +113,19 @@ def _noise_table(fs: float, table: int = 0) -> np.ndarray:
     seg = bands.reshape(len(h), n_bins + 1, hbss).astype(np.float32)
     w = (np.arange(hbss, dtype=np.float32) / hbss)[None, None, :]
     return np.concatenate([seg * (1 - w), seg * w])
+
+
+@lru_cache(maxsize=4)
+def _mixed_table(fs: float, first_table: int, coherence: bytes) -> np.ndarray:
+    """Per band b, ``rho[b] x table first + sqrt(1 - rho[b]^2) x table first + 1`` in
+    `_noise_table`'s layout; ``coherence``: rho per band, float32 bytes (a cache key).
+
+    Made once per pair kind, spacing and angle (~5 ms): a room change then renders the right
+    capsule with one product, as the left one.
+    """
+    rho = np.tile(np.frombuffer(coherence, np.float32), 2)[:, None, None]
+    own = np.sqrt(np.maximum(1 - rho * rho, 0))
+    return rho * _noise_table(fs, first_table) + own * _noise_table(fs, first_table + 1)
 
 
 def _noise_segments(fs: float, n: int, table: int = 0) -> np.ndarray:

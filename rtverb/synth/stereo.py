@@ -91,10 +91,12 @@ def render_stereo_ir(
         )
         for i, (source, envelope) in enumerate(zip(room.sources(), envelopes_db, strict=True))
     ]
-    taps = max(p.shape[1] for p in paths)
-    ir = np.zeros((len(paths), 2, taps), np.float32)
-    for row, path in zip(ir, paths, strict=True):
-        row[:, : path.shape[1]] = path
+    if len(paths) == 1:
+        ir = paths[0][None]  # a view: no copy of a 1-2 MB IR
+    else:
+        ir = np.zeros((len(paths), 2, max(p.shape[1] for p in paths)), np.float32)
+        for row, path in zip(ir, paths, strict=True):
+            row[:, : path.shape[1]] = path
     if room.width != 1.0:  # mid/side: L' = M + w S, R' = M - w S
         mid = 0.5 * (ir[:, 0] + ir[:, 1])
         side = 0.5 * room.width * (ir[:, 0] - ir[:, 1])
