@@ -803,3 +803,17 @@ def test_a_shrinking_room_keeps_a_spread_sources_points_inside():
         room = rec.c.room
         assert room.size_m[0] == x and room.true_stereo
         assert all(0.01 <= p[0] <= x - 0.01 for p in room.sources())
+
+
+def test_a_mono_session_refuses_a_pair():
+    mono = Room.from_dict({**load_preset("studio_live_room").to_dict(), "listener": {
+        "position_m": [5.0, 2.5, 1.2]}})  # fmt: skip
+    rec = Recorder(mono)
+    rec.c.channels = 1  # as `rtverb live --channels 1` builds it
+    (error,) = errors(rec.send(msg("/rtverb/listener/pair", "xy")))
+    assert error == (
+        "/rtverb/listener/pair: the xy pair gives 2 channels and the audio runs 1; keep pair "
+        "mono, or restart with --channels 2; state unchanged"
+    )
+    assert rec.c.room is mono and rec.rooms == []
+    assert "--channels 2" in errors(rec.send(msg("/rtverb/preset/load", "concert_hall")))[0]

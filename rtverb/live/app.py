@@ -108,7 +108,11 @@ class Live:
         self.worker.ir_taps = ir.shape[-1]
         stack.callback(self.worker.stop)
         self.controller = OscController(
-            room, on_room=self.worker.submit, on_mix=self._on_mix, status=self.status
+            room,
+            on_room=self.worker.submit,
+            on_mix=self._on_mix,
+            status=self.status,
+            channels=self.channels,
         )
         self.pump = IoPump(
             self.source, self.audio.source_ring, self.recorder, self.audio.record_ring

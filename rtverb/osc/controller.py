@@ -172,6 +172,8 @@ class OscController:
         on_mix: called with the room when wet/dry/predelay change (e.g. ``engine.set_mix``).
         status: returns the figures ``/rtverb/status`` reports (load, xruns, latency …).
         clock: seconds, for subscription lifetimes (tests pass their own).
+        channels: the audio's channels: a room whose microphone pair needs more (a pair in a
+            mono session) is refused.
     """
 
     def __init__(
@@ -182,8 +184,10 @@ class OscController:
         on_mix: Callable[[Room], None] | None = None,
         status: Callable[[], dict[str, Any]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        channels: int = 2,
     ) -> None:
         self.room = room
+        self.channels = channels
         self._domain_warnings = room.domain_warnings()
         self._on_room = on_room
         self._on_mix = on_mix
@@ -251,6 +255,13 @@ class OscController:
                 if not message.startswith(PREFIX):
                     message = f"{address}: {message}"
                 return self._error(sender, message)
+        if txn.room.channels > self.channels:
+            return self._error(
+                sender,
+                f"{PREFIX}listener/pair: the {txn.room.pair} pair gives {txn.room.channels} "
+                f"channels and the audio runs {self.channels}; keep pair mono, or restart with "
+                f"--channels {txn.room.channels}",
+            )
         return self._commit(txn, received_s)
 
     def _route(self, address: str) -> Callable[[_Txn, list[Any]], None]:
