@@ -25,6 +25,12 @@ from train.model import (  # noqa: E402
 
 #: Few rays keep the tiny set fast; the code path is what is tested here, not label quality.
 TINY = ["--ray-factor", "0.1", "--workers", "1", "--shard-size", "2"]
+TINY_FNO = ModelConfig(width=8, modes=8, layers=2)
+TINY_ENCODED = ModelConfig(kind="encoded", width=8, modes=8, layers=2, encoder_hidden=16)
+
+
+def _tiny_fit(out, epochs: int, model: ModelConfig = TINY_FNO) -> FitConfig:
+    return FitConfig(out=str(out), epochs=epochs, batch_size=2, val_fraction=0.25, model=model)
 
 
 @pytest.fixture(scope="module")
@@ -121,13 +127,7 @@ def test_dask_cluster_runs_the_same_job(tmp_path):
 
 def test_fit_resume_export_and_run(tiny_set, tmp_path):
     data = load_shards(tiny_set)
-    cfg = FitConfig(
-        out=str(tmp_path / "run"),
-        epochs=2,
-        batch_size=2,
-        val_fraction=0.25,
-        model=ModelConfig(width=8, modes=8, layers=2),
-    )
+    cfg = _tiny_fit(tmp_path / "run", epochs=2)
     state = fit(cfg, data=data, log=lambda s: None)
     assert state["epoch"] == 2 and np.isfinite(state["best_val"])
     assert (tmp_path / "run" / "loss.png").stat().st_size > 0
@@ -198,15 +198,13 @@ def test_widening_keeps_the_function_and_opens_the_new_channels():
 #: An encoded model started from an exported FNO equals it: float32 torch vs onnxruntime,
 #: sums in another order (~3e-5 dB seen on 50 dB corrections).
 WARM_START_ATOL_DB = 1e-3
-TINY_FNO = ModelConfig(width=8, modes=8, layers=2)
-TINY_ENCODED = ModelConfig(kind="encoded", width=8, modes=8, layers=2, encoder_hidden=16)
 
 
 @pytest.fixture(scope="module")
 def tiny_fno_onnx(tiny_set, tmp_path_factory):
     """A plain FNO trained one epoch on the tiny set and exported."""
     out = tmp_path_factory.mktemp("fno")
-    cfg = FitConfig(out=str(out), epochs=1, batch_size=2, val_fraction=0.25, model=TINY_FNO)
+    cfg = _tiny_fit(out, epochs=1)
     fit(cfg, data=load_shards(tiny_set), log=lambda s: None)
     export(out / "best.pt", out / "fno.onnx")
     return out / "fno.onnx"
@@ -234,15 +232,8 @@ def test_a_new_encoded_model_is_its_fno_anchored_to_eyrings_times(tiny_set, tiny
 
 def test_encoded_model_fits_exports_and_gives_heads(tiny_set, tiny_fno_onnx, tmp_path):
     data = load_shards(tiny_set)
-    cfg = FitConfig(
-        out=str(tmp_path / "run"),
-        epochs=2,
-        batch_size=2,
-        val_fraction=0.25,
-        balance=True,
-        init_onnx=str(tiny_fno_onnx),
-        model=TINY_ENCODED,
-    )
+    cfg = _tiny_fit(tmp_path / "run", epochs=2, model=TINY_ENCODED)
+    cfg.balance, cfg.init_onnx = True, str(tiny_fno_onnx)
     messages: list[str] = []
     state = fit(cfg, data=data, log=messages.append)
     assert set(state["term_weights"]) == {
