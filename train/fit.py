@@ -87,6 +87,7 @@ class FitConfig:
     balance: bool = False  # weigh each loss term by 1 / its size at the start
     heads_epochs: int = 0  # first train the encoder and its heads alone (encoded model)
     heads_lr: float = 2e-3
+    encoder_lr_factor: float = 1.0  # the encoded model's encoder, FiLM, heads and trust: lr x this
     init_onnx: str | None = None  # start an encoded model's FNO as this exported FNO
     augment: bool = True  # each epoch, every room as one of its 16 mirror/swap variants
     limit: int | None = None  # use at most this many rooms (tests, quick runs)
@@ -357,6 +358,18 @@ def plot_losses(history: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _param_groups(model, cfg: FitConfig) -> list[dict]:
+    """One group at ``lr``; an encoded model's parts other than its FNO at ``lr`` x factor."""
+    if not model.encoded:
+        return [{"params": list(model.parameters()), "lr": cfg.lr}]
+    fno = {id(p) for p in model.net.fno.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in fno]
+    return [
+        {"params": list(model.net.fno.parameters()), "lr": cfg.lr},
+        {"params": rest, "lr": cfg.lr * cfg.encoder_lr_factor},
+    ]
+
+
 def fit(cfg: FitConfig, data: EnvelopeSet | None = None, log=print) -> dict:
     """Train (or resume) and return the final state: best validation loss and epoch, history."""
     torch.manual_seed(cfg.seed)
@@ -366,7 +379,7 @@ def fit(cfg: FitConfig, data: EnvelopeSet | None = None, log=print) -> dict:
     data = data if data is not None else load_shards(cfg.data, limit=cfg.limit)
     train_set, val_set = data.split(cfg.val_fraction, cfg.seed)
     model = build(cfg.model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg), weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
 

@@ -10,8 +10,8 @@ function in real arithmetic (ONNX has no complex tensors).
 The encoded model (`EncodedFNO`) also reads the room's physics features
 (`rtverb.synth.features.physics_features`): an MLP over them scales and shifts every FNO
 layer's channels (FiLM) and has heads for each band's T30, EDT and C50. The T30 head anchors
-the envelope: it sets each band's decay rescaling (the mean of the g fields), around which the
-FNO shapes onset, curvature and bends.
+the envelope: a learned trust per band moves each band's decay rescaling (the mean of the g
+fields) from the FNO's own towards the head's; the FNO shapes onset, curvature and bends.
 """
 
 from __future__ import annotations
@@ -79,13 +79,16 @@ class EncodedFNO(nn.Module):
     (`set_feature_statistics`, the training set's), then two GELU layers. Heads: T30 and EDT
     as the Eyring time (with air) times exp(head), C50 as Barron's plus C50_SCALE_DB x head.
     FiLM after FNO layer i: h * (1 + gamma_i) + beta_i per channel. The FiLM and head layers
-    start at zero: a new model is its FNO with Eyring's times as heads and no rescaling.
+    start at zero and the trust at zero: a new model is exactly its FNO, with Eyring's times
+    as heads.
 
     Anchoring: an envelope's decay rate with air is its rate without air plus the air's (the
     renderer adds it), so the T30 head's rate without air, relative to the analytic envelope's,
-    is 1 + T_e (1 / T30 - 1 / T_e,air) with T_e Eyring's without air: that minus one is the
-    time mean of the g fields (the decay rescaling of `correction_db`), whatever the FNO says;
-    the FNO's c fields shape the envelope around that decay.
+    is 1 + T_e (1 / T30 - 1 / T_e,air) with T_e Eyring's without air. That minus one, the
+    anchor, is what the time mean of the g fields (the decay rescaling of `correction_db`)
+    would be if the head's T30 were taken as it is; a learned trust per band moves the FNO's
+    own mean that far towards it (0: the FNO's decay, 1: the head's). The FNO's c fields shape
+    the envelope around that decay.
     """
 
     def __init__(self, fno: nn.Module, cfg: ModelConfig) -> None:
@@ -103,6 +106,7 @@ class EncodedFNO(nn.Module):
         for layer in (self.heads, self.film):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        self.trust = nn.Parameter(torch.zeros(n))  # per band: 0 the FNO's decay, 1 the head's
 
     def set_feature_statistics(self, physics: torch.Tensor) -> None:
         """Standardize the features by these rooms' mean and standard deviation (n, F)."""
@@ -138,7 +142,7 @@ class EncodedFNO(nn.Module):
         fields = self.fno.projection(y)
         anchor = torch.clamp(eyring_no_air * (1 / t30 - 1 / eyring), min=MIN_DECAY_SCALE - 1)
         g = fields[:, n:]
-        g = g - g.mean(dim=-1, keepdim=True) + anchor[:, :, None]  # its mean is the anchor's
+        g = g + (self.trust * (anchor - g.mean(dim=-1)))[:, :, None]
         return torch.cat([fields[:, :n], g], dim=1), heads
 
 
