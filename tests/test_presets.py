@@ -138,7 +138,7 @@ def test_presets_command_lists_every_preset_as_json(capsys):
 
 
 #: The synthesized T30 must land within this factor of the room's Sabine estimate: a plumbing
-#: check of `rtverb presets` (measured RT differs from Sabine by 12-50%, see NOTES), not a
+#: check of `rtverb presets` (pyroomacoustics' measured RT differs from Sabine's by 12-50 %), not a
 #: check of the model's accuracy.
 SABINE_FACTOR = 2.0
 

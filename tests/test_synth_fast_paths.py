@@ -65,21 +65,21 @@ def _envelopes(physics: RoomPhysics) -> list[np.ndarray]:
 
 def _reference_late(envelope_db: np.ndarray, fs: float) -> np.ndarray:
     """`rtverb.late_part.late_ir` in float64, per band with np.interp and a power of ten."""
-    hbss = int(np.floor(fs * features.HIST_BIN_S))
+    bin_samples = int(np.floor(fs * features.HIST_BIN_S))
     table = late_part._noise_table(fs).astype(np.float64)
     bands = len(table) // 2
     t0, t1 = table[:bands], table[bands:]
-    centres = (np.arange(t0.shape[1] - 1) + 0.5) * hbss / fs
+    centres = (np.arange(t0.shape[1] - 1) + 0.5) * bin_samples / fs
     db = np.stack([np.interp(centres, features.FRAME_TIMES_S, e) for e in envelope_db[:bands]])
     db += features.air_db(centres)[:bands]
     audible = np.nonzero(db.max(axis=0) > db.max() + late_part.TAIL_FLOOR_DB)[0]
     n_bins = int(audible[-1]) + 1
-    amp = np.sqrt(10 ** (db[:, :n_bins] / 10) * (hbss / fs / features.HIST_BIN_S))
+    amp = np.sqrt(10 ** (db[:, :n_bins] / 10) * (bin_samples / fs / features.HIST_BIN_S))
     ext = np.concatenate([amp[:, :1], amp, amp[:, -1:]], axis=1)
     n = n_bins + 1
     out = np.einsum("bs,bst->st", ext[:, :n], t0[:, :n])
     out += np.einsum("bs,bst->st", ext[:, 1 : n + 1], t1[:, :n])
-    return out.ravel()[hbss // 2 : hbss // 2 + n_bins * hbss]
+    return out.ravel()[bin_samples // 2 : bin_samples // 2 + n_bins * bin_samples]
 
 
 @pytest.mark.parametrize("fs", RATES_HZ)

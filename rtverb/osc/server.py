@@ -27,7 +27,8 @@ from rtverb.osc.wire import MAX_DATAGRAM_BYTES
 
 log = logging.getLogger(__name__)
 
-#: Receive buffer of the OSC socket: bursts of thousands of messages are not dropped (NOTES).
+#: Receive buffer of the OSC socket: bursts of thousands of messages are not dropped (the
+#: default buffer received 257-1538 of 2000 back-to-back messages; a few MB received all).
 RECV_BUFFER_BYTES = 4 * 1024 * 1024
 #: Who may send without ``--osc-allow``: this machine only (loopback), on any listen address.
 DEFAULT_ALLOW = "127.0.0.0/8,::1/128"

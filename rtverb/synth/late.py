@@ -20,17 +20,17 @@ _NOISE_SEED = 20261121
 def add_late(early: np.ndarray, envelope_db: np.ndarray, fs: float) -> np.ndarray:
     """The early part plus the late part (`late_ir`) delayed by `DELAY_SAMPLES`, float32."""
     weights, n_bins = _late_weights(envelope_db, fs)
-    hbss = _bin_samples(fs)
-    n_late = n_bins * hbss
+    bin_samples = _bin_samples(fs)
+    n_late = n_bins * bin_samples
     length = max(len(early), DELAY_SAMPLES + n_late)
     # The late segments start half a bin before DELAY_SAMPLES (that half is silent) and run
     # past the late part's end: render them in place, in a buffer with room for both.
-    half = hbss // 2
+    half = bin_samples // 2
     lead = max(0, half - DELAY_SAMPLES)
     first = lead + DELAY_SAMPLES - half
-    end = first + len(weights) * hbss
+    end = first + len(weights) * bin_samples
     buffer = np.empty(max(lead + length, end), dtype=np.float32)
-    segments = buffer[first:end].reshape(len(weights), 1, hbss)
+    segments = buffer[first:end].reshape(len(weights), 1, bin_samples)
     np.matmul(weights, _noise_segments(fs, len(weights)), out=segments)
     buffer[: lead + DELAY_SAMPLES] = 0.0
     buffer[lead + DELAY_SAMPLES + n_late :] = 0.0
@@ -55,21 +55,21 @@ def add_late_pair(
     that coherent in band b. Rendered in place as `add_late` does.
     """
     weights, n_bins = _late_weights(envelope_db, fs)
-    hbss = _bin_samples(fs)
-    n_late = n_bins * hbss
+    bin_samples = _bin_samples(fs)
+    n_late = n_bins * bin_samples
     length = max(DELAY_SAMPLES + n_late, *(len(e) for e in early))
-    half = hbss // 2
+    half = bin_samples // 2
     lead = max(0, half - DELAY_SAMPLES)
     first = lead + DELAY_SAMPLES - half
-    end = first + len(weights) * hbss
+    end = first + len(weights) * bin_samples
     buffer = np.empty((2, max(lead + length, end)), dtype=np.float32)
     gain_l, gain_r = np.sqrt(np.asarray(powers, dtype=np.float32))
     n = len(weights)
     left = _noise_segments(fs, n, first_table)
     mixed = _mixed_table(fs, first_table, np.asarray(coherence, np.float32).tobytes())
     right = mixed[:, :n].transpose(1, 0, 2)  # as `_noise_segments` lays a table out
-    np.matmul(weights * gain_l, left, out=buffer[0, first:end].reshape(n, 1, hbss))
-    np.matmul(weights * gain_r, right, out=buffer[1, first:end].reshape(n, 1, hbss))
+    np.matmul(weights * gain_l, left, out=buffer[0, first:end].reshape(n, 1, bin_samples))
+    np.matmul(weights * gain_r, right, out=buffer[1, first:end].reshape(n, 1, bin_samples))
     buffer[:, : lead + DELAY_SAMPLES] = 0.0
     buffer[:, lead + DELAY_SAMPLES + n_late :] = 0.0
     out = buffer[:, lead : lead + length]
@@ -79,6 +79,7 @@ def add_late_pair(
 
 
 def _bin_samples(fs: float) -> int:
+    """Samples per 4 ms envelope bin (`features.HIST_BIN_S`) at ``fs``."""
     return int(np.floor(fs * features.HIST_BIN_S))
 
 
@@ -92,26 +93,28 @@ def _noise_table(fs: float, table: int = 0) -> np.ndarray:
     tables bands.. (T1) by w, w rising 0 -> 1 across the segment, so a per-bin amplitude A gives
     linear interpolation between bin centres: late = sum_b T0[b] * A[b, s] + T1[b] * A[b, s + 1].
     """
-    hbss = _bin_samples(fs)
-    n_bins = int(np.ceil(2 * features.N_FRAMES * features.HIST_BIN_S * fs / hbss))
-    half = hbss // 2
+    bin_samples = _bin_samples(fs)
+    n_bins = int(np.ceil(2 * features.N_FRAMES * features.HIST_BIN_S * fs / bin_samples))
+    half = bin_samples // 2
     rng = np.random.default_rng(_NOISE_SEED + table)
-    white = rng.standard_normal((n_bins + 1) * hbss) / np.sqrt(hbss)  # unit energy per bin
+    # unit energy per bin
+    white = rng.standard_normal((n_bins + 1) * bin_samples) / np.sqrt(bin_samples)
     white[:half] = 0.0
     h = band_filters(fs)
     bands = np.stack([signal.fftconvolve(white, h[b], mode="same") for b in range(len(h))])
     # Flatten each band's envelope: band-limited noise fluctuates by about 1 / sqrt(bandwidth x
     # duration) (1.3 dB over 50 ms at 250 Hz), which would put one random draw into C50 and EDT.
     # Dividing by its smoothed Hilbert envelope keeps the spectrum and removes the fluctuation.
-    envelope = ndimage.uniform_filter1d(np.abs(signal.hilbert(bands, axis=-1)), hbss // 2, axis=-1)
+    magnitude = np.abs(signal.hilbert(bands, axis=-1))
+    envelope = ndimage.uniform_filter1d(magnitude, bin_samples // 2, axis=-1)
     flat = bands / np.maximum(envelope, 1e-12)
     flat[:, :half] = 0.0
     energy, flat_energy = (bands**2).sum(axis=-1), (flat**2).sum(axis=-1)
     # above ~200 kHz the 250 Hz band's filter has no FFT bin: that band is silent, not NaN
     gain = np.divide(energy, flat_energy, out=np.zeros_like(energy), where=flat_energy > 0)
     bands = flat * np.sqrt(gain)[:, None]
-    seg = bands.reshape(len(h), n_bins + 1, hbss).astype(np.float32)
-    w = (np.arange(hbss, dtype=np.float32) / hbss)[None, None, :]
+    seg = bands.reshape(len(h), n_bins + 1, bin_samples).astype(np.float32)
+    w = (np.arange(bin_samples, dtype=np.float32) / bin_samples)[None, None, :]
     return np.concatenate([seg * (1 - w), seg * w])
 
 
@@ -151,8 +154,8 @@ class _LateGrid(NamedTuple):
 
 @cache
 def _late_grid(fs: float) -> _LateGrid:
-    hbss = _bin_samples(fs)
-    centres = (np.arange(_noise_table(fs).shape[1] - 1) + 0.5) * (hbss / fs)
+    bin_samples = _bin_samples(fs)
+    centres = (np.arange(_noise_table(fs).shape[1] - 1) + 0.5) * (bin_samples / fs)
     frames = features.FRAME_TIMES_S
     j = np.searchsorted(frames, centres, side="right") - 1  # sorted: -1s first, then ...
     lower = np.clip(j, 0, len(frames) - 2)
@@ -210,7 +213,7 @@ def late_ir(envelope_db: np.ndarray, sample_rate_hz: float) -> np.ndarray:
     """Late part from an envelope (8, N_FRAMES) in dB per 4 ms bin; starts at time zero."""
     fs = float(sample_rate_hz)
     weights, n_bins = _late_weights(envelope_db, fs)
-    hbss = _bin_samples(fs)
+    bin_samples = _bin_samples(fs)
     out = np.matmul(weights, _noise_segments(fs, len(weights)))
-    half = hbss // 2
-    return out.ravel()[half : half + n_bins * hbss]
+    half = bin_samples // 2
+    return out.ravel()[half : half + n_bins * bin_samples]
