@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -108,3 +109,15 @@ def convolve_reference(
     y[:, : x.shape[1]] += dry_gain * x
     y = np.concatenate([np.zeros((x.shape[0], latency)), y], axis=1)
     return y if full else y[:, : x.shape[1]]
+
+
+def process_in_calls(processor: Any, x: np.ndarray, calls: list[int]) -> np.ndarray:
+    """Feed ``x`` (channels, frames) through ``processor.process(block, out)`` in calls of the
+    given sizes (cycled; 0 allowed); the output, NaN where nothing was written."""
+    out = np.full_like(x, np.nan)
+    i = k = 0
+    while i < x.shape[1]:
+        n = min(calls[k % len(calls)], x.shape[1] - i)
+        processor.process(x[:, i : i + n], out[:, i : i + n])
+        i, k = i + n, k + 1
+    return out

@@ -7,7 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import convolve_reference, decaying_noise
+from conftest import convolve_reference, decaying_noise, process_in_calls
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,17 +40,6 @@ def reference_matrix(x: np.ndarray, ir: np.ndarray, latency: int) -> np.ndarray:
     )
 
 
-def run(cv: Convolver, x: np.ndarray, calls: list[int]) -> np.ndarray:
-    """Feed ``x`` through ``cv`` in calls of the given sizes (cycled)."""
-    out = np.full_like(x, np.nan)
-    i = k = 0
-    while i < x.shape[1]:
-        n = min(calls[k % len(calls)], x.shape[1] - i)
-        cv.process(x[:, i : i + n], out[:, i : i + n])
-        i, k = i + n, k + 1
-    return out
-
-
 def assert_matches(y: np.ndarray, ref: np.ndarray) -> None:
     err = np.max(np.abs(y - ref)) / np.max(np.abs(ref))
     assert err <= TOL, f"max error {err:.2e} x peak > {TOL}"
@@ -63,7 +52,7 @@ def test_short_ir_every_block_size(block: int, channels: int) -> None:
     ir = noise_ir(rng, channels, 5)
     x = rng.standard_normal((channels, 3 * block + 700)).astype(np.float32)
     cv = Convolver(ir, block, SR, max_ir_s=0.05)
-    assert_matches(run(cv, x, [block]), reference(x, ir, block))
+    assert_matches(process_in_calls(cv, x, [block]), reference(x, ir, block))
 
 
 @pytest.mark.parametrize("channels", [1, 2])
@@ -75,7 +64,7 @@ def test_3s_ir_random_call_sizes(block: int, channels: int) -> None:
     calls = [int(n) for n in rng.integers(1, 3 * block, 50)]
     cv = Convolver(ir, block, SR, max_ir_s=3.0)
     assert cv.latency_samples == block
-    assert_matches(run(cv, x, calls), reference(x, ir, block))
+    assert_matches(process_in_calls(cv, x, calls), reference(x, ir, block))
 
 
 @pytest.mark.parametrize("calls", [[1], [64], [65], [128], [8192], [8193], [0, 7, 0, 300]])
@@ -84,7 +73,8 @@ def test_call_sizes_give_one_long_calls_output(calls: list[int]) -> None:
     ir = noise_ir(rng, 2, 3000)
     x = rng.standard_normal((2, 20000)).astype(np.float32)
     whole = Convolver(ir, 128, SR, max_ir_s=0.1).process(x)
-    np.testing.assert_array_equal(run(Convolver(ir, 128, SR, max_ir_s=0.1), x, calls), whole)
+    cv = Convolver(ir, 128, SR, max_ir_s=0.1)
+    np.testing.assert_array_equal(process_in_calls(cv, x, calls), whole)
 
 
 @pytest.mark.parametrize("channels", [1, 4])
@@ -94,7 +84,7 @@ def test_long_stages_fft_one_channel_per_block(channels: int) -> None:
     x = rng.standard_normal((channels, SR // 2 + 5000)).astype(np.float32)
     cv = Convolver(ir, 64, SR, max_ir_s=0.5)
     assert cv.stages[-1].fft_pieces == channels
-    assert_matches(run(cv, x, [64, 1000, 3]), reference(x, ir, 64))
+    assert_matches(process_in_calls(cv, x, [64, 1000, 3]), reference(x, ir, 64))
 
 
 @pytest.mark.parametrize("block", BLOCK_SIZES)
@@ -103,7 +93,7 @@ def test_matrix_ir_every_block_size(block: int) -> None:
     ir = noise_ir(rng, 4, 300).reshape(2, 2, 300)
     x = rng.standard_normal((2, 3 * block + 900)).astype(np.float32)
     cv = Convolver(ir, block, SR, max_ir_s=0.05)
-    assert_matches(run(cv, x, [block, 3 * block + 1]), reference_matrix(x, ir, block))
+    assert_matches(process_in_calls(cv, x, [block, 3 * block + 1]), reference_matrix(x, ir, block))
 
 
 @pytest.mark.parametrize("block", LONG_IR_BLOCKS)
@@ -113,7 +103,7 @@ def test_3s_matrix_ir_random_call_sizes(block: int) -> None:
     x = rng.standard_normal((2, 3 * SR + 2 * block + 999)).astype(np.float32)
     calls = [int(n) for n in rng.integers(1, 3 * block, 50)]
     cv = Convolver(ir, block, SR, max_ir_s=3.0)
-    assert_matches(run(cv, x, calls), reference_matrix(x, ir, block))
+    assert_matches(process_in_calls(cv, x, calls), reference_matrix(x, ir, block))
 
 
 @pytest.mark.parametrize("side", [0, 1])
@@ -146,7 +136,7 @@ def test_one_ir_for_every_channel() -> None:
     ir = noise_ir(rng, 1, 4000)[0]
     x = rng.standard_normal((2, 9000)).astype(np.float32)
     cv = Convolver(ir, 64, SR, channels=2, max_ir_s=0.1)
-    assert_matches(run(cv, x, [100]), reference(x, ir, 64))
+    assert_matches(process_in_calls(cv, x, [100]), reference(x, ir, 64))
 
 
 @settings(max_examples=25, deadline=None)
@@ -164,7 +154,7 @@ def test_random_blocks_and_calls(block, taps, channels, calls, seed) -> None:
     ir = noise_ir(rng, channels, taps)
     x = rng.standard_normal((channels, taps + 2 * block + 200)).astype(np.float32)
     cv = Convolver(ir, block, SR, max_ir_s=0.07)
-    assert_matches(run(cv, x, calls), reference(x, ir, block))
+    assert_matches(process_in_calls(cv, x, calls), reference(x, ir, block))
 
 
 def test_zero_frames_change_nothing() -> None:
@@ -174,7 +164,7 @@ def test_zero_frames_change_nothing() -> None:
     cv, plain = Convolver(ir, 64, SR, max_ir_s=0.1), Convolver(ir, 64, SR, max_ir_s=0.1)
     empty = cv.process(np.zeros((2, 0), np.float32))
     assert empty.shape == (2, 0) and empty.dtype == np.float32
-    np.testing.assert_array_equal(run(cv, x, [0, 100, 0]), plain.process(x))
+    np.testing.assert_array_equal(process_in_calls(cv, x, [0, 100, 0]), plain.process(x))
 
 
 def test_latency_is_one_block() -> None:

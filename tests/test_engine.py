@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import convolve_reference
+from conftest import convolve_reference, process_in_calls
 
 from rtverb.dsp.engine import GAIN_RAMP_MS, Engine, db_to_gain
 
@@ -26,15 +26,6 @@ def expected(x: np.ndarray, ir: np.ndarray, wet_db: float, dry_db: float, latenc
     return convolve_reference(x, ir, wet_gain=wet, dry_gain=dry, latency=latency)
 
 
-def feed(engine: Engine, x: np.ndarray, calls: list[int]) -> np.ndarray:
-    out, i, k = np.full_like(x, np.nan), 0, 0
-    while i < x.shape[1]:
-        n = min(calls[k % len(calls)], x.shape[1] - i)
-        engine.process(x[:, i : i + n], out[:, i : i + n])
-        i, k = i + n, k + 1
-    return out
-
-
 def close(y: np.ndarray, ref: np.ndarray) -> bool:
     return bool(np.max(np.abs(y - ref)) <= TOL * np.max(np.abs(ref)))
 
@@ -44,7 +35,7 @@ def test_mix_is_aligned_wet_plus_dry(calls: list[int]) -> None:
     ir, x = noise(1, (2, 3000), 600), noise(2, (2, 9000))
     engine = Engine(ir, block_size=BLOCK, wet_db=-6.0, dry_db=-3.0, max_ir_s=0.1)
     assert engine.latency_samples == BLOCK
-    assert close(feed(engine, x, calls), expected(x, ir, -6.0, -3.0, BLOCK))
+    assert close(process_in_calls(engine, x, calls), expected(x, ir, -6.0, -3.0, BLOCK))
 
 
 def test_silent_db_is_silence() -> None:
@@ -62,7 +53,7 @@ def test_gain_changes_ramp_without_steps() -> None:
     y = np.empty_like(x)
     engine.process(x[:, :1000], y[:, :1000])
     engine.set_mix(wet_db=-70.0)
-    feed_out = feed(engine, x[:, 1000:], [BLOCK, 1, 33])
+    feed_out = process_in_calls(engine, x[:, 1000:], [BLOCK, 1, 33])
     y[:, 1000:] = feed_out
     ramp = round(GAIN_RAMP_MS * SR / 1000)
     steps = np.diff(y[0, 1000:])
@@ -110,7 +101,7 @@ def test_nonfinite_input_enters_as_silence(bad: float) -> None:
     ir, x = noise(12, (2, 2000), 500), noise(13, (2, 20 * BLOCK))
     x[1, 5 * BLOCK + 7] = bad
     engine = Engine(ir, block_size=BLOCK, max_ir_s=0.1)
-    y = feed(engine, x, [BLOCK])
+    y = process_in_calls(engine, x, [BLOCK])
     assert engine.nonfinite_blocks == 1 and not engine.convolver.resetting
     # No reset: the block's input is dropped and the tail of what came before rings on.
     clean = x.copy()
@@ -174,7 +165,7 @@ def test_overflow_inside_is_caught_at_the_output() -> None:
     x = np.zeros((1, 4 * BLOCK), np.float32)
     x[0, 10] = 1e30
     with np.errstate(all="ignore"):
-        y = feed(engine, x, [BLOCK])
+        y = process_in_calls(engine, x, [BLOCK])
     assert np.all(np.isfinite(y)) and engine.nonfinite_blocks == 1
     # The state is reset over the next blocks (silence meanwhile), then runs clean again.
     z = noise(18, (1, 6 * BLOCK))
