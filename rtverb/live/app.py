@@ -84,7 +84,7 @@ class Live:
         self.audio = AudioProcess(
             ir,
             sample_rate_hz=self.sr,
-            block=self.block_size,
+            block_size=self.block_size,
             channels=self.channels,
             device=device,
             file_input=self.source is not None,

@@ -72,7 +72,7 @@ class AudioConfig:
     """What the audio process needs (pickled to it)."""
 
     sample_rate_hz: int
-    block: int
+    block_size: int
     channels: int
     device: str | int | None
     file_input: bool
@@ -88,9 +88,9 @@ class AudioConfig:
     ring_frames: int
 
 
-def live_stages(block: int, sample_rate_hz: int, channels: int) -> tuple[Any, ...]:
+def live_stages(block_size: int, sample_rate_hz: int, channels: int) -> tuple[Any, ...]:
     """The partition stages of the live engine (what `Engine` plans for `MAX_IR_S`)."""
-    return plan_stages(block, _max_taps(sample_rate_hz), channels)
+    return plan_stages(block_size, _max_taps(sample_rate_hz), channels)
 
 
 def _max_taps(sample_rate_hz: int) -> int:
@@ -114,7 +114,7 @@ class AudioProcess:
         ir: np.ndarray,
         *,
         sample_rate_hz: int,
-        block: int,
+        block_size: int,
         channels: int,
         device: str | int | None,
         file_input: bool,
@@ -126,12 +126,12 @@ class AudioProcess:
         ring_frames: int = 0,
         record: bool = False,
     ) -> None:
-        self.sample_rate_hz, self.block, self.channels = sample_rate_hz, block, channels
-        self.latency_samples = block
+        self.sample_rate_hz, self.block_size, self.channels = sample_rate_hz, block_size, channels
+        self.latency_samples = block_size
         self._shm: list[shared_memory.SharedMemory] = []
         self._lock = threading.Lock()  # one publisher at a time (the room worker)
         self.slots = IrSlots(
-            live_stages(block, sample_rate_hz, channels), channels, _max_taps(sample_rate_hz)
+            live_stages(block_size, sample_rate_hz, channels), channels, _max_taps(sample_rate_hz)
         )
         self._writer = SlotWriter(self.slots)
         self.cells = self._shared_array(len(CELLS) + XRUN_LOG)
@@ -144,7 +144,7 @@ class AudioProcess:
         first = with_predelay(self._checked(self._ir), self._predelay_ms, sample_rate_hz)
         config = AudioConfig(
             sample_rate_hz,
-            block,
+            block_size,
             channels,
             device,
             file_input,
@@ -381,7 +381,7 @@ def _open_stream(config: AudioConfig, callback: Any, finished: Any) -> Any:
 
     kwargs = dict(
         samplerate=config.sample_rate_hz,
-        blocksize=config.block,
+        blocksize=config.block_size,
         dtype="float32",
         latency="low",
         device=config.device,
@@ -403,7 +403,7 @@ def _open_stream(config: AudioConfig, callback: Any, finished: Any) -> Any:
             f"device {config.device!r}" if config.device is not None else "the default audio device"
         )
         raise AudioProcessError(
-            f"cannot open {which} at {config.sample_rate_hz} Hz, block {config.block}, "
+            f"cannot open {which} at {config.sample_rate_hz} Hz, block {config.block_size}, "
             f"{config.channels} channel(s): {e}.\nPick one with --device NAME|ID (and "
             f"--sample-rate):\n{sd.query_devices()}"
         ) from None
@@ -435,7 +435,7 @@ def _serve(requests: Connection, replies: Connection) -> None:
         engine = Engine(
             config.ir,
             channels=config.channels,
-            block_size=config.block,
+            block_size=config.block_size,
             sample_rate_hz=float(config.sample_rate_hz),
             wet_db=config.wet_db,
             dry_db=config.dry_db,
@@ -451,7 +451,7 @@ def _serve(requests: Connection, replies: Connection) -> None:
         session = LiveSession(
             engine,
             channels=config.channels,
-            block_size=config.block,
+            block_size=config.block_size,
             sample_rate_hz=float(config.sample_rate_hz),
             source_ring=rings[0],
             record_ring=rings[1],
