@@ -96,41 +96,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.channels < 1 or args.block < 1 or args.sample_rate <= 0 or args.seconds <= 0:
-        print(
-            "rtverb bench: channels, block, sample rate and seconds must be positive",
-            file=sys.stderr,
-        )
-        return 2
     rng = np.random.default_rng(args.seed)
     try:
-        ir, source = load_ir(args, rng)
-    except (OSError, ValueError) as e:
+        ir, source, chains, pyplot = _prepare(args, rng)
+    except _Refused as e:
         print(f"rtverb bench: {e}", file=sys.stderr)
         return 2
-    chains = {k: v for k, v in (("pre", args.pre), ("post", args.post)) if v}
-    try:
-        for text in chains.values():
-            parse_chain(text)
-    except ChainError as e:
-        print(f"rtverb bench: {e}", file=sys.stderr)
-        return 2
-    plot_module: Any = None
-    if args.plot and not Path(args.plot).parent.is_dir():
-        missing = FileNotFoundError(errno.ENOENT, "no such folder")
-        print(f"rtverb bench: error: {write_failure(Path(args.plot), missing)}", file=sys.stderr)
-        return 2
-    if args.plot:
-        try:  # an optional extra: imported only when asked for
-            import matplotlib
-
-            matplotlib.use("Agg")
-            plot_module = importlib.import_module("matplotlib.pyplot")
-        except ImportError:
-            print(
-                "rtverb bench: --plot needs matplotlib: pip install 'rtverb[plot]'", file=sys.stderr
-            )
-            return 2
     config = {
         "sample_rate_hz": args.sample_rate,
         "channels": args.channels,
@@ -159,15 +130,49 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"config": config | results[0].pop("config"), **results[0]}, indent=2))
     else:
         print(report(config, results))
-    if args.plot and plot_module is not None:
+    if pyplot is not None:
         try:
-            save_plot(plot_module, results, args.plot)
+            save_plot(pyplot, results, args.plot)
         except OutputError as e:
             print(f"rtverb bench: error: {e}", file=sys.stderr)
             return 2
         if not args.json:
             print(f"plot: {args.plot}")
     return 0
+
+
+class _Refused(Exception):
+    """rtverb bench cannot run with these arguments; the message says why and what to do."""
+
+
+def _prepare(
+    args: argparse.Namespace, rng: np.random.Generator
+) -> tuple[np.ndarray, str, dict[str, str], Any]:
+    """The IR and where it came from, the chains to time, and pyplot when --plot asks for it."""
+    if args.channels < 1 or args.block < 1 or args.sample_rate <= 0 or args.seconds <= 0:
+        raise _Refused("channels, block, sample rate and seconds must be positive")
+    try:
+        ir, source = load_ir(args, rng)
+    except (OSError, ValueError) as e:
+        raise _Refused(str(e)) from None
+    chains = {k: v for k, v in (("pre", args.pre), ("post", args.post)) if v}
+    try:
+        for text in chains.values():
+            parse_chain(text)
+    except ChainError as e:
+        raise _Refused(str(e)) from None
+    if not args.plot:
+        return ir, source, chains, None
+    if not Path(args.plot).parent.is_dir():
+        missing = FileNotFoundError(errno.ENOENT, "no such folder")
+        raise _Refused(f"error: {write_failure(Path(args.plot), missing)}")
+    try:  # an optional extra: imported only when asked for
+        import matplotlib
+
+        matplotlib.use("Agg")
+        return ir, source, chains, importlib.import_module("matplotlib.pyplot")
+    except ImportError:
+        raise _Refused("--plot needs matplotlib: pip install 'rtverb[plot]'") from None
 
 
 def _measure_all(
