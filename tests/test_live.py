@@ -4,6 +4,7 @@ against a real (JACK dummy) audio server with OSC room changes over UDP."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 import tracemalloc
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -22,6 +24,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 
 from rtverb import cli
+from rtverb.bench.live_storm import MALFORMED
 from rtverb.dsp.engine import Engine
 from rtverb.live.callback import LiveSession
 from rtverb.live.io import Ring
@@ -319,13 +322,6 @@ def _synth_kind() -> str:
 #: Malformed datagrams sent with each room change: a burst like a misbehaving device on the
 #: network (10 per change at 60 changes per second: 600 per second).
 MALFORMED_PER_CHANGE = 10
-MALFORMED = [
-    b"/rtverb/room/size/x\x00,f\x00\x00",  # a float declared, none given
-    b"\xff" * 37,  # not OSC at all
-    b"#bundle\x00" + b"\x00" * 8 + b"\x00\x00\x40\x00",  # an element longer than the bundle
-    build_msg("/rtverb/nowhere", [1.0]).dgram,  # an unknown address
-    build_msg("/rtverb/room/size/x", ["seven"]).dgram,  # a string for a number
-]
 
 
 def _sender(port: int, stop: threading.Event, log: dict) -> None:
@@ -478,6 +474,17 @@ def test_live_with_room_changes_over_udp(jack_server, tmp_path):
     assert jump_ratio(y[:, SR:]) < MAX_JUMP_RATIO
 
 
+def _wait_for_recording(proc: subprocess.Popen, tmp_path: Path) -> None:
+    """Until about a second of audio is in the recording (start-up, with the synthesis process,
+    can take seconds on a busy machine)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        partial = [p for p in tmp_path.iterdir() if "partial" in p.name]
+        if partial and partial[0].stat().st_size > SR:
+            break
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
 def test_ctrl_c_stops_cleanly_and_keeps_the_recording(jack_server, tmp_path, sig):
@@ -490,14 +497,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_recording(jack_server, tmp_path, sig
         "--summary-json", str(summary_path),
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, env=jack_server, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    # start-up (imports, the synthesis process) can take seconds on a busy machine: wait for the
-    # recording to grow, then let a little more audio through
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline and proc.poll() is None:
-        partial = [p for p in tmp_path.iterdir() if "partial" in p.name]
-        if partial and partial[0].stat().st_size > SR:  # about a second of audio written
-            break
-        time.sleep(0.2)
+    _wait_for_recording(proc, tmp_path)  # then let a little more audio through
     time.sleep(1)
     proc.send_signal(sig)
     output, _ = proc.communicate(timeout=30)
@@ -507,3 +507,54 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_recording(jack_server, tmp_path, sig
     with AudioFile(str(out)) as f:
         assert f.frames == summary["record"]["frames"] > 0
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for a parent to reap it does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [d for c in children for d in (int(c), *_descendants(int(c)))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", ["rtverb.live.audio", "rtverb.synth.process"])
+def test_a_dead_process_stops_the_run_says_so_and_keeps_the_recording(
+    jack_server, tmp_path, victim
+):
+    wav, out, summary_path = tmp_path / "tone.wav", tmp_path / "take.wav", tmp_path / "sum.json"
+    with AudioFile(str(wav), "w", SR, 1) as f:
+        f.write(tone(SR))
+    cmd = [
+        sys.executable, "-m", "rtverb", "live", "--input", str(wav), "--loop", "--device",
+        "system", "--synth", "analytic", "--no-osc", "--record", str(out),
+        "--summary-json", str(summary_path), "--seconds", "60",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=jack_server, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _wait_for_recording(proc, tmp_path)
+    family = _descendants(proc.pid)
+    target = [p for p in family if victim in Path(f"/proc/{p}/cmdline").read_text()]
+    assert len(target) == 1, family
+    os.kill(target[0], signal.SIGKILL)
+    output, _ = proc.communicate(timeout=30)
+    text = output.decode(errors="replace")
+    assert proc.returncode == 1, text
+    summary = json.loads(summary_path.read_text())
+    what = "audio" if "audio" in victim else "synthesis"
+    assert f"the {what} process died" in summary["stop_reason"], text
+    assert not summary["interrupted"] and summary["callbacks"] > 0
+    with AudioFile(str(out)) as f:
+        assert f.frames == summary["record"]["frames"] > 0
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+    deadline = time.monotonic() + 10  # the resource tracker exits when it sees its pipe close
+    while any(_running(p) for p in family) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [p for p in family if _running(p)] == []  # nothing left running

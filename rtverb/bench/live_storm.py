@@ -43,6 +43,8 @@ MALFORMED_PER_S = 600
 #: /rtverb/get round trips per second, and how long one may take before it counts as lost, s.
 GETS_PER_S = 20
 GET_TIMEOUT_S = 1.0
+#: Resident memory is compared from this many seconds (samples) into the run to its end.
+RSS_SETTLE_S = 20
 #: Room changes in the soak: one every this many seconds.
 SOAK_PERIOD_S = 0.05
 MALFORMED = [
@@ -171,7 +173,9 @@ def run_scenario(
             "--osc-port", str(port), "--seconds", str(seconds), "--quiet",
             "--summary-json", str(summary_path),
         ]  # fmt: skip
-        live = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        log_path = Path(tmp) / "live.log"  # a file: a pipe nobody reads would fill and block
+        log_file = log_path.open("wb")
+        live = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
         traffic = Traffic(port, changes_per_s, malformed)
         time.sleep(3.0)  # rtverb starts (synthesis process, audio process)
         trivial = subprocess.Popen(
@@ -187,7 +191,8 @@ def run_scenario(
             time.sleep(1.0)
         traffic.join()
         out, _ = trivial.communicate(timeout=60)
-        live_out = live.stdout.read().decode(errors="replace") if live.stdout else ""
+        log_file.close()
+        live_out = log_path.read_text(errors="replace")
         if not summary_path.exists():
             raise RuntimeError(f"rtverb live failed:\n{live_out[-2000:]}")
         summary = json.loads(summary_path.read_text())
@@ -212,7 +217,11 @@ def run_scenario(
         "knob_to_ear_p50_ms": summary["knob_to_ear_ms"]["p50_ms"],
         "room_changes": summary["room_changes"],
         "osc_errors": summary["osc"]["errors"],
-        "rss_first_mb": round(valid_rss[2], 1) if len(valid_rss) > 3 else None,
+        # from the first sample after start-up (the synthesis process loads the model and
+        # frees its buffers in the first seconds) to the last
+        "rss_first_mb": round(valid_rss[RSS_SETTLE_S], 1)
+        if len(valid_rss) > RSS_SETTLE_S
+        else None,
         "rss_last_mb": round(valid_rss[-1], 1) if valid_rss else None,
     }
 
