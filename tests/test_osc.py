@@ -805,6 +805,15 @@ def test_a_shrinking_room_keeps_a_spread_sources_points_inside():
         assert all(0.01 <= p[0] <= x - 0.01 for p in room.sources())
 
 
+def test_a_shrinking_room_keeps_a_coincident_pair():
+    # the capsules sit on the listener: clamped 1 cm inside, they must not be refused as closer
+    xy = Room.from_dict({**load_preset("studio_live_room").to_dict(), "listener": {
+        "position_m": [5.0, 2.5, 1.2], "pair": "xy"}})  # fmt: skip
+    rec = Recorder(xy)
+    assert errors(rec.send(msg("/rtverb/room/size", 4.0, 2.0, 2.5))) == []
+    assert rec.c.room.listener_position_m[:2] == (4.0 - POSITION_MARGIN_M, 2.0 - POSITION_MARGIN_M)
+
+
 def test_a_mono_session_refuses_a_pair():
     mono = Room.from_dict({**load_preset("studio_live_room").to_dict(), "listener": {
         "position_m": [5.0, 2.5, 1.2]}})  # fmt: skip

@@ -9,7 +9,7 @@ from scipy import signal
 
 from rtverb.room.mics import PAIRS, PATTERNS, Capsule, capsules, sources
 from rtverb.room.params import BANDS_HZ, PARAMS_BY_NAME, SURFACES
-from rtverb.room.room import SPEED_OF_SOUND_M_S, Room, RoomError
+from rtverb.room.room import MIC_CLEARANCE_M, SPEED_OF_SOUND_M_S, Room, RoomError
 from rtverb.synth import synthesize
 from rtverb.synth.early import band_filters, early_ir
 from rtverb.synth.features import N_FRAMES
@@ -121,6 +121,13 @@ def test_a_capsule_within_a_centimetre_of_a_wall_is_refused():
     with pytest.raises(RoomError, match=r"0\.5 cm from the west.* 1 cm inside every surface"):
         dataclasses.replace(near, pair="ab", azimuth_deg=90.0)
     dataclasses.replace(near, pair="ab", azimuth_deg=0.0)  # facing east: along the wall, fine
+
+
+def test_a_coincident_pair_exactly_a_centimetre_from_a_wall_is_inside():
+    # where OSC puts a listener sent onto the east wall: 12 - 0.01 leaves 0.00999...98 m in float
+    x = HALL.size_m[0] - MIC_CLEARANCE_M
+    for pair in ("xy", "blumlein"):
+        assert dataclasses.replace(HALL, pair=pair, listener_position_m=(x, 4.0, 1.5)).pair == pair
 
 
 # ---- the early part per capsule ---------------------------------------------------------

@@ -432,8 +432,8 @@ class OscController:
                 name = f"{who}/position/{axis}"
                 v = updates.get(name, room.get(name))
                 hi = size[axis_i] - POSITION_MARGIN_M
-                if f"room/size/{axis}" in updates and reach[who][axis_i] > 0:
-                    hi -= reach[who][axis_i] + 1e-6  # and a micron for rounding
+                if f"room/size/{axis}" in updates:
+                    hi -= reach[who][axis_i]
                 if v > hi:
                     updates[name] = hi
         txn.room = room.with_values(updates)

@@ -79,6 +79,9 @@ MAX_ROOM_FILE_BYTES = 64 * 1024
 
 #: Capsules and spread sources keep this far from every surface, m.
 MIC_CLEARANCE_M = 0.01
+#: A point computed in float arithmetic exactly `MIC_CLEARANCE_M` inside may land this much
+#: short of it (12 - 0.01 leaves 0.00999...98 m): still inside, m.
+CLEARANCE_ROUNDING_M = 1e-9
 #: Scalar fields that may be None: the listener's pair then decides.
 _PAIR_DEFAULTED = ("spacing_m", "angle_deg")
 
@@ -308,7 +311,7 @@ class Room:
             for p, size, (low, high) in zip(point, self.size_m, names, strict=True)
             for gap in ((p, low), (size - p, high))
         )
-        if gap < MIC_CLEARANCE_M:
+        if gap < MIC_CLEARANCE_M - CLEARANCE_ROUNDING_M:
             at = ", ".join(f"{v:.3f}" for v in point)
             fix = (
                 "spacing_m or move the listener"
