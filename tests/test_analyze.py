@@ -157,12 +157,14 @@ def bad_files(tmp_path: Path) -> list[tuple[list[str], str]]:
     half = write(tmp_path / "half.wav", np.stack([decay(0.5), np.zeros(FS + FS // 200)]))
     nan = write(tmp_path / "nan.wav", np.full(100, np.nan, dtype=np.float32), bit_depth=32)
     good = write(tmp_path / "good.wav", decay(0.5))
+    no_frames = write(tmp_path / "no_frames.wav", np.zeros((2, 0), dtype=np.float32))
     return [
         ([str(tmp_path / "absent.wav")], "absent.wav: no such file"),
         ([str(tmp_path / "folder.wav")], "not a file"),
         ([str(tmp_path / "empty.wav")], "the file is empty (0 bytes)"),
         ([str(tmp_path / "notes.txt")], "unsupported file type '.txt'; rtverb reads"),
         ([str(tmp_path / "corrupt.wav")], "not a readable audio file"),
+        ([str(no_frames)], "no_frames.wav: the file holds no audio frames"),
         ([str(silent)], "silent.wav: is silent (all samples are zero)"),
         ([str(half)], "half.wav channel 2: is silent (all samples are zero); pick another"),
         ([str(nan)], "contains NaN or Inf"),

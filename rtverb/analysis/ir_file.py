@@ -42,6 +42,8 @@ def read_ir(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
         if path.stat().st_size == 0:
             raise AnalyzeError(f"{path}: the file is empty (0 bytes)")
         with AudioFile(str(path)) as f:
+            if f.frames == 0:  # read(0) would refuse with a message about memory
+                raise AnalyzeError(f"{path}: the file holds no audio frames")
             sample_rate_hz = float(f.samplerate)
             ir = np.asarray(f.read(f.frames), dtype=np.float32)
     except AnalyzeError:
@@ -50,8 +52,6 @@ def read_ir(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
         raise AnalyzeError(
             f"{path}: not a readable audio file (corrupt, truncated or not audio?): {e}"
         ) from None
-    if ir.shape[-1] == 0:
-        raise AnalyzeError(f"{path}: the file holds no audio frames")
     if not np.all(np.isfinite(ir)):
         raise AnalyzeError(f"{path}: the file contains NaN or Inf samples")
     return ir.reshape(-1, ir.shape[-1]), sample_rate_hz
