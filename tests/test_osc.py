@@ -805,6 +805,14 @@ def test_a_shrinking_room_keeps_a_spread_sources_points_inside():
         assert all(0.01 <= p[0] <= x - 0.01 for p in room.sources())
 
 
+def test_a_room_too_small_for_the_spread_names_the_spread():
+    rec = Recorder(load_preset("concert_hall"))  # its source spread 6 m wide, across y
+    before = rec.c.room
+    (error,) = errors(rec.send(msg("/rtverb/room/size", 4.0, 3.0, 2.5)))
+    assert "source.spread_m" in error and "reduce spread_m" in error, error
+    assert rec.c.room is before
+
+
 def test_a_shrinking_room_keeps_a_coincident_pair():
     # the capsules sit on the listener: clamped 1 cm inside, they must not be refused as closer
     xy = Room.from_dict({**load_preset("studio_live_room").to_dict(), "listener": {

@@ -434,8 +434,8 @@ class OscController:
                 hi = size[axis_i] - POSITION_MARGIN_M
                 if f"room/size/{axis}" in updates:
                     hi -= reach[who][axis_i]
-                if v > hi:
-                    updates[name] = hi
+                if v > hi:  # a pair or spread wider than the room: its own check names it
+                    updates[name] = max(hi, POSITION_MARGIN_M)
         txn.room = room.with_values(updates)
         txn.touched += [n for n in updates if n not in txn.touched]
 
