@@ -4,9 +4,10 @@ rtverb is one folder per stage of the signal path. A module may import its own s
 stages below it; a stage never imports one above it, nor one beside it (same rank). The order,
 lowest first, and why each stage sits where it does:
 
-0. ``room``: the parameter table, `Room`, presets, microphone pairs. Needs nothing.
-   ``files``: output files written atomically, write failures told in one line (every stage
-   that writes: analysis' pictures, offline's audio files, bench's plots). Needs nothing.
+-1. ``files``: output files written atomically, write failures told in one line (every stage
+   that writes: room files and presets, analysis' pictures, offline's audio files, bench's
+   plots). Needs nothing.
+0. ``room``: the parameter table, `Room`, presets, microphone pairs. Needs only ``files``.
 1. ``synth``: room -> impulse response (early part, envelope model, late part).
 2. ``dsp``: partitioned convolution and the engine; ``analysis``: measuring IRs (T30, C50 ...),
    reading IR files and plotting them. Both use rooms only; neither needs the other.
@@ -32,8 +33,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rtverb"
 #: Each stage's rank (a folder, or one module such as ``files``): an import must go to a lower
 #: rank, or stay inside its own stage.
 RANKS = {
+    "files": -1,
     "room": 0,
-    "files": 0,
     "synth": 1,
     "dsp": 2,
     "analysis": 2,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import errno
 import math
 import re
 from pathlib import Path
@@ -152,6 +153,19 @@ def test_to_toml_replaces_the_file_whole_or_not_at_all(tmp_path: Path) -> None:
         unwritable.to_toml(path)
     assert path.read_text(encoding="utf-8") == ROOM_FILE  # the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["room.toml"]  # no temporary left behind
+
+
+def test_to_toml_failures_are_one_line_room_errors(tmp_path: Path, monkeypatch) -> None:
+    with pytest.raises(RoomError, match=r"absent does not exist; create it first"):
+        Room().to_toml(tmp_path / "absent" / "room.toml")
+    monkeypatch.setattr("rtverb.files.os.fsync", _disk_full)
+    with pytest.raises(RoomError, match="the disk filled up"):
+        Room().to_toml(tmp_path / "room.toml")
+    assert list(tmp_path.iterdir()) == []  # no partial file, no temporary
+
+
+def _disk_full(fd: int) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
 
 
 # ---- bad input: every error names the field (with the file and line) and the fix ----------

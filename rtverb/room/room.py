@@ -39,7 +39,6 @@ import math
 import os
 import re
 import stat
-import tempfile
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from rtverb.files import OutputError, atomic_output
 from rtverb.room import mics
 from rtverb.room.hints import did_you_mean
 from rtverb.room.mics import PAIRS, Capsule
@@ -569,17 +569,17 @@ class Room:
             raise RoomError(f"{where}: {message}") from None
 
     def to_toml(self, path: str | os.PathLike[str]) -> None:
-        """Write a room file atomically (a temporary file renamed into place)."""
-        path = Path(path)
-        text = to_toml_text(self.to_dict())
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        """Write a room file atomically: complete, or absent (an existing one untouched).
+
+        Raises:
+            RoomError: a missing or read-only folder or a full disk, in one line.
+        """
+        text = to_toml_text(self.to_dict()).encode("utf-8")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
+            with atomic_output(path) as f:
                 f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        except OutputError as e:
+            raise RoomError(str(e)) from None
 
 
 def _scalar_fields(table: str) -> list[str]:
