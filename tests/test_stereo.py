@@ -13,6 +13,7 @@ from rtverb.room.room import MIC_CLEARANCE_M, SPEED_OF_SOUND_M_S, Room, RoomErro
 from rtverb.synth import synthesize
 from rtverb.synth.early import band_filters, early_ir
 from rtverb.synth.features import N_FRAMES
+from rtverb.synth.ir import per_source
 from rtverb.synth.late import add_late_pair
 from rtverb.synth.physics import RoomPhysics
 from rtverb.synth.stereo import band_coherence, diffuse_coherence
@@ -271,6 +272,15 @@ def test_spread_source_gives_a_true_stereo_matrix():
     # the left source reaches the left capsule before the right one, and vice versa
     assert first[0, 0] < first[0, 1] and first[1, 1] < first[1, 0]
     assert synthesize(room).tobytes() == ir.tobytes()  # deterministic
+
+
+def test_each_point_of_a_spread_source_has_its_own_physics():
+    # the model's features of a point (distance, Barron's C50 ...) are those of its own room
+    for physics in per_source(RoomPhysics.of(_pair("ortf", spread_m=3.0))):
+        fresh = vars(RoomPhysics.of(physics.room))
+        for name, value in vars(physics).items():
+            if name != "room":
+                assert np.array_equal(value, fresh[name]), name
 
 
 def test_stereo_parameters_do_not_touch_the_model_hash():

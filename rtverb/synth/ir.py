@@ -15,7 +15,6 @@ deterministic for a given room and sample rate, and works at any rate from 8 kHz
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import numpy as np
@@ -72,7 +71,7 @@ def per_source(physics: RoomPhysics) -> list[RoomPhysics]:
     rooms = physics.room.point_sources()
     if len(rooms) == 1:
         return [physics]
-    return [dataclasses.replace(physics, room=r, distance_m=r.distance_m) for r in rooms]
+    return [RoomPhysics.of(r) for r in rooms]  # 0.2 ms each; distance and C50 are per point
 
 
 def _finite(ir: np.ndarray, room: Room) -> np.ndarray:
