@@ -15,6 +15,7 @@ again. Decay times include air absorption unless named otherwise:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,11 +84,6 @@ class RoomPhysics:
         axis_area = np.array([areas[i].sum() for i in pairs])[:, None] / surface
         axis_s = eyring_rt60_s(volume, surface, axis_alpha, AIR_ABSORPTION_PER_M)
         distance = room.distance_m
-        # Barron: direct 100 / r^2; reflected (31200 T / V) e^(-13.82 r / (c T)), split at 50 ms
-        reflected = (
-            31200 * eyring / volume * np.exp(-13.82 * distance / (SPEED_OF_SOUND_M_S * eyring))
-        )
-        late = reflected * np.exp(-13.82 * _BARRON_EARLY_S / eyring)
         absorption_area = 0.161 * volume / eyring  # the equivalent (Eyring, air) area
         return cls(
             room=room,
@@ -102,10 +98,21 @@ class RoomPhysics:
             axis_absorption=axis_alpha,
             fitzroy_s=(axis_area * axis_s).sum(axis=0),
             arau_s=np.exp((axis_area * np.log(axis_s)).sum(axis=0)),
-            barron_c50_db=10 * np.log10((100 / distance**2 + reflected - late) / late),
+            barron_c50_db=_barron_c50_db(eyring, volume, distance),
             critical_distance_m=np.sqrt(absorption_area / (16 * np.pi)),
             distance_m=distance,
             mean_free_path_m=4 * volume / surface,
+        )
+
+    def moved(self, room: Room) -> RoomPhysics:
+        """The physics of ``room``, this room with its source or listener moved: only the
+        distance and what depends on it are computed again."""
+        distance = room.distance_m
+        return dataclasses.replace(
+            self,
+            room=room,
+            distance_m=distance,
+            barron_c50_db=_barron_c50_db(self.eyring_s, self.volume_m3, distance),
         )
 
     def __post_init__(self) -> None:
@@ -117,3 +124,14 @@ class RoomPhysics:
     def direct_s(self) -> float:
         """Arrival time of the direct sound, seconds."""
         return self.distance_m / SPEED_OF_SOUND_M_S
+
+
+def _barron_c50_db(eyring_s: np.ndarray, volume_m3: float, distance_m: float) -> np.ndarray:
+    """Barron's revised theory: direct 100 / r^2; reflected (31200 T / V) e^(-13.82 r / (c T)),
+    split at 50 ms."""
+    reflected = (
+        31200 * eyring_s / volume_m3 * np.exp(-13.82 * distance_m / (SPEED_OF_SOUND_M_S * eyring_s))
+    )
+    late = reflected * np.exp(-13.82 * _BARRON_EARLY_S / eyring_s)
+    result: np.ndarray = 10 * np.log10((100 / distance_m**2 + reflected - late) / late)
+    return result
