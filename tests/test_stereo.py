@@ -343,6 +343,17 @@ def test_render_picks_the_ir_for_the_input(tmp_path, monkeypatch):
         render.render_file(mono, tmp_path / "c.wav", room, channels=1)
 
 
+def test_an_input_a_pair_cannot_take_gets_a_fix_that_works(tmp_path, capsys):
+    from rtverb.cli import main
+
+    src = _wav(tmp_path / "three.wav", _clicks(3))
+    for extra in ([], ["--channels", "2"]):  # --channels 2 cannot map 3 channels either
+        assert main(["render", str(src), str(tmp_path / "o.wav"), "--quiet", *extra]) != 0
+        err = capsys.readouterr().err
+        assert "a 3-channel input" in err and "mix the file down to 1 or 2 channels" in err, err
+    assert not (tmp_path / "o.wav").exists()
+
+
 def test_rir_writes_one_channel_per_path(tmp_path, capsys):
     from rtverb.cli import main
 

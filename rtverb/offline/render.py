@@ -118,8 +118,14 @@ def ir_outputs(ir: np.ndarray) -> int:
 
 def output_channels(ir: np.ndarray, input_channels: int, channels: int | None) -> int:
     """The output's channel count: ``channels`` or the input's (a mono input through a stereo
-    IR: 2); a `RenderError` when the IR cannot give it."""
+    IR: 2); a `RenderError` when the IR cannot give it or cannot take the input."""
     outputs = ir_outputs(ir)
+    if outputs > 1 and input_channels not in (1, outputs):  # no --channels maps it
+        raise RenderError(
+            f"a {input_channels}-channel input: the room's microphone pair (or the IR) takes a "
+            f"mono or {outputs}-channel input; mix the file down to 1 or {outputs} channels "
+            'first, or use a mono room (pair = "mono") or IR'
+        )
     if channels is None:
         channels = max(input_channels, outputs) if input_channels == 1 else input_channels
     if outputs > 1 and channels != outputs:
