@@ -14,7 +14,7 @@ from rtverb.synth import synthesize
 from rtverb.synth.early import band_filters, early_ir
 from rtverb.synth.features import N_FRAMES
 from rtverb.synth.ir import per_source
-from rtverb.synth.late import add_late_pair
+from rtverb.synth.late import add_late_pairs
 from rtverb.synth.physics import RoomPhysics
 from rtverb.synth.stereo import band_coherence, diffuse_coherence
 
@@ -229,8 +229,8 @@ def _band_correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def test_late_coherence_per_band_is_the_pairs(pair):
     left, right = _pair(pair).capsules()
     flat = np.full((8, N_FRAMES), -40.0)  # a flat 4 s tail: every moment weighs the same
-    late = add_late_pair(
-        [np.zeros(1, np.float32)] * 2, flat, FS, (1.0, 1.0), band_coherence(left, right, FS)
+    [late] = add_late_pairs(
+        [[np.zeros(1, np.float32)] * 2], [flat], FS, (1.0, 1.0), band_coherence(left, right, FS)
     )
     measured = _band_correlation(*late)
     np.testing.assert_allclose(measured, band_coherence(left, right, FS), atol=COHERENCE_ATOL)

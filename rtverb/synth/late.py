@@ -39,43 +39,46 @@ def add_late(early: np.ndarray, envelope_db: np.ndarray, fs: float) -> np.ndarra
     return out
 
 
-def add_late_pair(
-    early: Sequence[np.ndarray],
-    envelope_db: np.ndarray,
+def add_late_pairs(
+    early: Sequence[Sequence[np.ndarray]],
+    envelopes_db: Sequence[np.ndarray],
     fs: float,
     powers: Sequence[float],
     coherence: np.ndarray,
-    first_table: int = 0,
 ) -> np.ndarray:
-    """Two capsules' early parts plus their late parts, (2, taps) float32.
+    """Each source's two capsules' early parts plus their late parts, (sources, 2, taps)
+    float32: one buffer for all of them (a view of it), shorter sources zero-padded.
 
-    Each capsule's late part is the envelope scaled by its diffuse-field power (``powers``).
-    Per band b the left one is noise table ``first_table``, the right one mixes it with the
-    next table as ``coherence[b]`` and sqrt(1 - coherence[b]^2) (`_mixed_table`): the two are
-    that coherent in band b. Rendered in place as `add_late` does.
+    ``early[i]`` and ``envelopes_db[i]`` are source i's. Each capsule's late part is the
+    envelope scaled by its diffuse-field power (``powers``). Per band b source i's left one is
+    noise table 2i, the right one mixes it with table 2i + 1 as ``coherence[b]`` and
+    sqrt(1 - coherence[b]^2) (`_mixed_table`): the two are that coherent in band b. Rendered in
+    place as `add_late` does.
     """
-    weights, n_bins = _late_weights(envelope_db, fs)
+    plans = [_late_weights(envelope_db, fs) for envelope_db in envelopes_db]
     bin_samples = _bin_samples(fs)
-    n_late = n_bins * bin_samples
-    length = max(DELAY_SAMPLES + n_late, *(len(e) for e in early))
     half = bin_samples // 2
     lead = max(0, half - DELAY_SAMPLES)
     first = lead + DELAY_SAMPLES - half
-    end = first + len(weights) * bin_samples
-    buffer = np.empty((2, max(lead + length, end)), dtype=np.float32)
-    gain_l, gain_r = np.sqrt(np.asarray(powers, dtype=np.float32))
-    n = len(weights)
-    left = _noise_segments(fs, n, first_table)
-    mixed = _mixed_table(fs, first_table, np.asarray(coherence, np.float32).tobytes())
-    right = mixed[:, :n].transpose(1, 0, 2)  # as `_noise_segments` lays a table out
-    np.matmul(weights * gain_l, left, out=buffer[0, first:end].reshape(n, 1, bin_samples))
-    np.matmul(weights * gain_r, right, out=buffer[1, first:end].reshape(n, 1, bin_samples))
-    buffer[:, : lead + DELAY_SAMPLES] = 0.0
-    buffer[:, lead + DELAY_SAMPLES + n_late :] = 0.0
-    out = buffer[:, lead : lead + length]
-    for row, e in zip(out, early, strict=True):
-        row[: len(e)] += e
-    return out
+    length = max(
+        *(DELAY_SAMPLES + n_bins * bin_samples for _, n_bins in plans),
+        *(len(e) for pair in early for e in pair),
+    )
+    width = max(lead + length, *(first + len(weights) * bin_samples for weights, _ in plans))
+    buffer = np.empty((len(plans), 2, width), dtype=np.float32)
+    gains = np.sqrt(np.asarray(powers, dtype=np.float32))
+    rho = np.asarray(coherence, np.float32).tobytes()
+    for i, ((weights, n_bins), rows, pair) in enumerate(zip(plans, buffer, early, strict=True)):
+        n, end = len(weights), first + len(weights) * bin_samples
+        left = _noise_segments(fs, n, 2 * i)
+        right = _mixed_table(fs, 2 * i, rho)[:, :n].transpose(1, 0, 2)  # laid out as `left`
+        for row, gain, table in zip(rows, gains, (left, right), strict=True):
+            np.matmul(weights * gain, table, out=row[first:end].reshape(n, 1, bin_samples))
+        rows[:, : lead + DELAY_SAMPLES] = 0.0
+        rows[:, lead + DELAY_SAMPLES + n_bins * bin_samples :] = 0.0
+        for row, e in zip(rows[:, lead:], pair, strict=True):
+            row[: len(e)] += e
+    return buffer[:, :, lead : lead + length]
 
 
 def _bin_samples(fs: float) -> int:

@@ -19,7 +19,7 @@ from scipy import special
 from rtverb.room.mics import Capsule
 from rtverb.room.room import SPEED_OF_SOUND_M_S
 from rtverb.synth.early import band_filters, early_ir
-from rtverb.synth.late import add_late_pair
+from rtverb.synth.late import add_late_pairs
 from rtverb.synth.physics import RoomPhysics
 
 #: FFT length of the band weights that average the coherence over each octave band.
@@ -80,25 +80,13 @@ def render_stereo_ir(
     left, right = room.capsules()
     coherence = band_coherence(left, right, fs)
     powers = (left.diffuse_power, right.diffuse_power)
-    paths = [
-        add_late_pair(
-            [early_ir(physics, fs, source, capsule) for capsule in (left, right)],
-            envelope,
-            fs,
-            powers,
-            coherence,
-            first_table=2 * i,
-        )
-        for i, (source, envelope) in enumerate(zip(room.sources(), envelopes_db, strict=True))
+    sources = room.sources()
+    early = [
+        [early_ir(physics, fs, source, capsule) for capsule in (left, right)] for source in sources
     ]
-    if len(paths) == 1:
-        ir = paths[0][None]  # a view: no copy of a 1-2 MB IR
-    else:
-        ir = np.zeros((len(paths), 2, max(p.shape[1] for p in paths)), np.float32)
-        for row, path in zip(ir, paths, strict=True):
-            row[:, : path.shape[1]] = path
+    ir = add_late_pairs(early, envelopes_db, fs, powers, coherence)
     if room.width != 1.0:  # mid/side: L' = M + w S, R' = M - w S
         mid = 0.5 * (ir[:, 0] + ir[:, 1])
         side = 0.5 * room.width * (ir[:, 0] - ir[:, 1])
         ir[:, 0], ir[:, 1] = mid + side, mid - side
-    return ir[0] if len(paths) == 1 else ir
+    return ir[0] if len(sources) == 1 else ir
