@@ -449,6 +449,12 @@ def test_busy_port_is_a_clear_error():
         server.stop()
 
 
+def test_an_address_not_on_this_machine_names_osc_host():
+    # 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine, no DNS lookup
+    with pytest.raises(OSError, match="192.0.2.1 is not an address of this machine.*--osc-host"):
+        OscServer(Recorder().c, "192.0.2.1", 0)
+
+
 # ---- fuzz ----------------------------------------------------------------------------------
 
 _ADDRESSES = sorted({row[0] for row in address_table()}) + [

@@ -11,6 +11,7 @@ port (ICMP port unreachable) shows as ``ConnectionRefusedError`` and drops the s
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import socket
@@ -146,9 +147,15 @@ class OscServer:
             self._server.server_bind()
             self._server.server_activate()
         except OSError as e:
+            if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL:
+                fix = (
+                    f"{host} is not an address of this machine: give --osc-host 127.0.0.1, "
+                    "0.0.0.0 (every interface) or one of its addresses"
+                )
+            else:
+                fix = "another program (another rtverb?) may use it: pick another --osc-port"
             raise OSError(
-                f"cannot listen for OSC on {host}:{port} ({e.strerror or e}); another program "
-                "(another rtverb?) may use it: pick another port with --osc-port"
+                f"cannot listen for OSC on {host}:{port} ({e.strerror or e}); {fix}"
             ) from None
 
         def send(data: bytes, dest: Address) -> None:
