@@ -22,6 +22,18 @@ JACK_SR = 48000
 JACK_BLOCK = 256
 
 
+def stop_process(proc: subprocess.Popen, sig: int, timeout_s: float) -> None:
+    """Send ``sig`` to a process we started; kill it if it is still there after ``timeout_s``."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture
 def jack_server():
     """A clocked JACK dummy server (48 kHz, 256 frames) of its own name; stopped by PID.
@@ -48,12 +60,7 @@ def jack_server():
             pytest.fail("the JACK dummy server did not come up in 15 s")
         yield env
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGTERM, 10)
 
 
 #: The rate the shared signals assume unless told otherwise, Hz.

@@ -21,6 +21,7 @@ from rtverb.capture import CaptureError, capture_chain, capture_device, capture_
 from rtverb.capture.device import PRE_ROLL_S
 from rtverb.capture.sweep import Sweep, deconvolve, sweep_duration_s
 from rtverb.room.presets import load_preset
+from tests.conftest import stop_process
 
 SR = 48000
 #: A linear chain comes back exact up to float32 processing: error below this, re peak.
@@ -277,7 +278,8 @@ def _wait_for_client(env: dict, exclude: set[str], timeout_s: float) -> str:
 
 @pytest.mark.slow
 def test_capture_of_rtverb_live_through_jack_matches_rtverb_rir(jack_server, tmp_path):
-    room = replace(load_preset("studio_live_room"), dry_db=-70.0, wet_db=0.0)  # the IR alone
+    # the IR alone (no dry path), one channel: a mono listener
+    room = replace(load_preset("studio_live_room"), dry_db=-70.0, wet_db=0.0, pair="mono")
     room_path, rir_path, ir_path = tmp_path / "room.toml", tmp_path / "rir.wav", tmp_path / "ir.npy"
     room.to_toml(room_path)
     assert cli.main(["rir", str(room_path), "-o", str(rir_path)]) == 0
@@ -321,13 +323,8 @@ def test_capture_of_rtverb_live_through_jack_matches_rtverb_rir(jack_server, tmp
         assert capture.returncode == 0, output.decode(errors="replace")
     finally:
         for proc in (capture, live):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            if proc is not None:
+                stop_process(proc, signal.SIGINT, 20)
     captured = np.load(ir_path).reshape(-1, np.load(ir_path).shape[-1])[0]
     with AudioFile(str(rir_path)) as f:
         reference = f.read(f.frames)[0]

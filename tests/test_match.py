@@ -123,3 +123,17 @@ def test_a_pair_target_averages_its_channels():
     right = target_from_ir(ir[1], SR)
     np.testing.assert_allclose(pair.T30_s, (np.array(left.T30_s) + right.T30_s) / 2)
     assert pair.DRR_db == pytest.approx((left.DRR_db + right.DRR_db) / 2)
+
+
+def test_fit_mix_matches_the_ir_rtverb_plays():
+    from rtverb.matching.fit import matched_ir
+
+    room = dataclasses.replace(load_preset("studio_live_room"), pair="mono")
+    plain, played = matched_ir(room, SR), matched_ir(room, SR, with_mix=True)
+    assert played[0] == pytest.approx(
+        10 ** (room.dry_db / 20) + 10 ** (room.wet_db / 20) * plain[0]
+    )
+    np.testing.assert_allclose(played[1:], 10 ** (room.wet_db / 20) * plain[1:], rtol=1e-6)
+    target = target_from_ir(played, SR)
+    result = match(target, SR, fit_mix=True, max_evaluations=EVALUATIONS)
+    assert result.room.dry_db != room.dry_db  # fitted, not the start's

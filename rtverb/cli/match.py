@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     held.add_argument("--size", metavar="X,Y,Z", help="hold the room size, metres")
     held.add_argument("--start", metavar="ROOM", help="a room file or preset (with --fix)")
     held.add_argument("--fix", metavar="PARTS", help="hold parts of --start: size,positions")
+    parser.add_argument(
+        "--fit-mix",
+        action="store_true",
+        help="the target holds a dry path (a plugin's IR): fit the dry level too",
+    )
     parser.add_argument("--channel", type=int, default=1, help="target channel (1 = first)")
     parser.add_argument(
         "--max-evaluations",
@@ -124,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         size = _size(args.size) if args.size else None
         rate = int(target_ir[1]) if target_ir else 48000
         if args.quiet:
-            result = match(target, rate, size, start, fix, args.max_evaluations)
+            result = match(target, rate, size, start, fix, args.fit_mix, args.max_evaluations)
         else:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -139,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
                     size,
                     start,
                     fix,
+                    args.fit_mix,
                     args.max_evaluations,
                     lambda n: bar.update(task, completed=n),
                 )
@@ -155,11 +161,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({result.evaluations} rooms synthesized in {result.elapsed_s:.1f} s)")
     if args.plot and target_ir is not None:
         from rtverb.analysis.plot import plot_edc_overlay
-        from rtverb.synth import synthesize
+        from rtverb.matching.fit import matched_ir
 
         png = out.with_suffix(".png")
         plot_edc_overlay(
-            synthesize(room, rate), target_ir[0], rate, png, ("matched", "target"), target_ir[1]
+            matched_ir(room, rate, args.fit_mix),
+            target_ir[0],
+            rate,
+            png,
+            ("matched", "target"),
+            target_ir[1],
         )
         print(f"wrote {png}")
     return 0

@@ -54,8 +54,18 @@ SMOOTHNESS_WEIGHT = 4.0
 T30_CORRECTIONS = 3
 #: Starting room sizes tried (fractions of the size range), the best one is searched from.
 SIZE_GRID = (0.15, 0.4, 0.65, 0.9)
-#: Evaluations of the simplex search, at most.
+#: Evaluations of the simplex searches, at most, all together.
 MAX_EVALUATIONS = 400
+#: Simplex searches, each restarted from the last one's best room with a smaller simplex
+#: (Nelder-Mead's simplex collapses early on a rough cost; a fresh one escapes).
+SEARCHES = 2
+#: Size of the first search's starting simplex, in [0, 1] units of each parameter.
+SIMPLEX_STEP = 0.08
+#: Sabine reverberation times searched: the domain's, 1 % inside so that rounding the
+#: absorption coefficients never steps out of it.
+RT60_RANGE_S = (DOMAIN_RT60_S[0] * 1.01, DOMAIN_RT60_S[1] * 0.99)
+#: Range of the dry level fitted with ``fit_mix``, dB (the wet level stays the room's).
+DRY_DB = (-40.0, 12.0)
 #: Where the search starts on the parameters other than reverberation times, in [0, 1].
 START_FRACTION = 0.35
 #: A parameter this close to its [0, 1] bound is "at the bound".
@@ -82,6 +92,7 @@ class _Space:
 
     start: Room
     fixed: frozenset[str]
+    fit_mix: bool = False
     names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -89,7 +100,9 @@ class _Space:
             ([] if "size" in self.fixed else ["size"])
             + ([] if "positions" in self.fixed else ["distance"])
             + [f"rt60_{int(b)}" for b in MATCH_BANDS_HZ]
-            + ["scattering", "balance"]
+            + ["scattering"]
+            + [f"balance_{int(b)}" for b in MATCH_BANDS_HZ]
+            + (["dry"] if self.fit_mix else [])
         )
 
     def size(self, u: dict[str, float]) -> tuple[float, float, float]:
@@ -116,7 +129,7 @@ class _Space:
         return (float(a[0]), float(a[1]), heights[0]), (float(b[0]), float(b[1]), heights[1])
 
     def rt60_s(self, u: dict[str, float]) -> np.ndarray:
-        lo, hi = DOMAIN_RT60_S
+        lo, hi = RT60_RANGE_S
         return np.array([lo * (hi / lo) ** u[f"rt60_{int(b)}"] for b in MATCH_BANDS_HZ])
 
     def room(self, vector: np.ndarray) -> Room:
@@ -129,7 +142,7 @@ class _Space:
         # balance: floor and ceiling take a share of the absorption from 1/4 to 4 times the
         # walls', the total (Sabine's) unchanged
         floor_area = 2 * size[0] * size[1]
-        ratio = 4.0 ** (2 * u["balance"] - 1)
+        ratio = 4.0 ** (2 * np.array([u[f"balance_{int(b)}"] for b in MATCH_BANDS_HZ]) - 1)
         walls = alpha * area / (floor_area * ratio + area - floor_area)
 
         def coeffs(a: np.ndarray) -> tuple[float, ...]:
@@ -144,24 +157,39 @@ class _Space:
             listener_position_m=tuple(round(v, 3) for v in listener),
             surfaces=Surfaces(horizontal, horizontal, *(vertical,) * 4),
             scattering=round(float(0.5 * u["scattering"]), 4),
+            dry_db=round(DRY_DB[0] + u["dry"] * (DRY_DB[1] - DRY_DB[0]), 2)
+            if self.fit_mix
+            else self.start.dry_db,
         )
 
     def with_rt60(self, vector: np.ndarray, rt60_s: np.ndarray) -> np.ndarray:
         """``vector`` with the reverberation times set to ``rt60_s`` (clamped to the domain)."""
-        lo, hi = DOMAIN_RT60_S
+        lo, hi = RT60_RANGE_S
         out = vector.copy()
         for band, rt in zip(MATCH_BANDS_HZ, np.clip(rt60_s, lo, hi), strict=True):
             out[self.names.index(f"rt60_{int(band)}")] = math.log(rt / lo) / math.log(hi / lo)
         return out
 
 
-def _synth_metrics(room: Room, sample_rate_hz: int) -> Metrics:
+def matched_ir(room: Room, sample_rate_hz: int, with_mix: bool = False) -> np.ndarray:
+    """The (taps,) IR a match compares: the room's (its first path for a pair, for now), or
+    with ``with_mix`` the one rtverb plays, dry plus wet."""
     from rtverb.synth import synthesize
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fit stays inside the domain; bounds are reported
         ir = synthesize(room, sample_rate_hz)
-    return measure(ir, sample_rate_hz, bands_hz=MATCH_BANDS_HZ)
+    first = ir.reshape(-1, ir.shape[-1])[0]
+    if with_mix:
+        first = first * 10 ** (room.wet_db / 20)
+        first[0] += 10 ** (room.dry_db / 20)  # the dry path is not delayed
+    return first
+
+
+def _synth_metrics(room: Room, sample_rate_hz: int, with_mix: bool = False) -> Metrics:
+    return measure(
+        matched_ir(room, sample_rate_hz, with_mix), sample_rate_hz, bands_hz=MATCH_BANDS_HZ
+    )
 
 
 def _cost_terms(m: Metrics, target: Target) -> np.ndarray:
@@ -198,7 +226,6 @@ def bounds_hit(space: _Space, vector: np.ndarray, room: Room) -> list[str]:
         "size": ("the smallest room in the domain", "the largest room in the domain (x 20 m)"),
         "distance": ("the shortest source-listener distance", "the longest distance in the room"),
         "scattering": ("no scattering", "the domain's largest scattering (0.5)"),
-        "balance": ("walls 4x as absorbent as floor/ceiling", "floor/ceiling 4x the walls'"),
     }
     for name, value in u.items():
         low, high = value <= AT_BOUND, value >= 1 - AT_BOUND
@@ -220,6 +247,7 @@ def match(
     size_m: tuple[float, float, float] | None = None,
     start: Room | None = None,
     fix: frozenset[str] = frozenset(),
+    fit_mix: bool = False,
     max_evaluations: int = MAX_EVALUATIONS,
     progress: Callable[[int], None] | None = None,
 ) -> Match:
@@ -232,6 +260,8 @@ def match(
         start: a room whose size and/or positions ``fix`` holds ("size", "positions"), and
             whose mix settings the match keeps.
         fix: parts of ``start`` held: "size", "positions".
+        fit_mix: the target holds a dry path (a plugin's IR usually does): fit the room's
+            ``dry_db`` too (its ``wet_db`` stays) and match the IR rtverb plays, dry plus wet.
         max_evaluations: budget of the simplex search.
         progress: called with the number of synthesized rooms so far.
 
@@ -255,19 +285,22 @@ def match(
             )
         except RoomError as e:
             raise MatchError(f"--size: {e}") from None
-    space = _Space(base, frozenset(fix))
+    space = _Space(base, frozenset(fix), fit_mix)
     rate = int(min(sample_rate_hz, MAX_MATCH_RATE_HZ))
     t0 = time.perf_counter()
     count = [0]
 
     def evaluate(vector: np.ndarray) -> tuple[float, Metrics]:
         room = space.room(vector)
-        m = _synth_metrics(room, rate)
+        m = _synth_metrics(room, rate, fit_mix)
         count[0] += 1
         if progress:
             progress(count[0])
-        rt = np.log(space.rt60_s(dict(zip(space.names, np.clip(vector, 0, 1), strict=True))))
-        smooth = SMOOTHNESS_WEIGHT * float(np.sum(np.diff(rt, 2) ** 2))
+        u = dict(zip(space.names, np.clip(vector, 0, 1), strict=True))
+        balance = np.array([u[f"balance_{int(b)}"] for b in MATCH_BANDS_HZ]) * 2 * math.log(4)
+        smooth = SMOOTHNESS_WEIGHT * sum(
+            float(np.sum(np.diff(curve, 2) ** 2)) for curve in (np.log(space.rt60_s(u)), balance)
+        )
         return float(np.sum(_cost_terms(m, target) ** 2)) + smooth, m
 
     wanted = _initial_rt60(target)
@@ -292,21 +325,23 @@ def match(
             vector = space.with_rt60(vector, rt60)
     assert best_start is not None
     vector = best_start[1]
-    result = optimize.minimize(
-        lambda v: evaluate(v)[0],
-        vector,
-        method="Nelder-Mead",
-        bounds=[(0.0, 1.0)] * len(vector),
-        options={
-            "maxfev": max_evaluations,
-            "xatol": 1e-3,
-            "fatol": 1e-3,
-            "initial_simplex": _simplex(vector),
-        },
-    )
-    best = np.clip(result.x, 0.0, 1.0)
+    for search in range(SEARCHES):
+        result = optimize.minimize(
+            lambda v: evaluate(v)[0],
+            vector,
+            method="Nelder-Mead",
+            bounds=[(0.0, 1.0)] * len(vector),
+            options={
+                "maxfev": max_evaluations // SEARCHES,
+                "xatol": 1e-3,
+                "fatol": 1e-3,
+                "initial_simplex": _simplex(vector, SIMPLEX_STEP / (search + 1)),
+            },
+        )
+        vector = np.clip(result.x, 0.0, 1.0)
+    best = vector
     room = space.room(best)
-    metrics = _synth_metrics(room, rate)
+    metrics = _synth_metrics(room, rate, fit_mix)
     return Match(
         room=room,
         target=target,
@@ -333,7 +368,7 @@ def _distance_for_drr(space: _Space, vector: np.ndarray, target: Target, rt60: n
     return float(np.clip((wanted_m - lo) / (hi - lo), 0.0, 1.0))
 
 
-def _simplex(vector: np.ndarray, step: float = 0.08) -> np.ndarray:
+def _simplex(vector: np.ndarray, step: float) -> np.ndarray:
     """The starting simplex: ``vector`` and one step along each axis (away from a bound)."""
     points = [vector]
     for i in range(len(vector)):
