@@ -107,6 +107,7 @@ def test_cli_writes_a_room_file(tmp_path, capsys):
         (["--t30", "1", "--fix", "size"], "--start"),
         (["--t30", "1", "--size", "1,2"], "X,Y,Z"),
         (["--t30", "1", "--size", "100,5,3"], "--size"),
+        (["--t30", "1", "--max-evaluations", "0"], "--max-evaluations"),
     ],
 )
 def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, argv, message):

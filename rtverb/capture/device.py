@@ -78,7 +78,13 @@ def record(
     progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
     """Play ``signal`` (frames,) on up to 2 outputs, record up to 2 inputs: (channels, frames)."""
-    import sounddevice as sd
+    try:
+        import sounddevice as sd
+    except OSError as e:  # the PortAudio library is missing
+        raise CaptureError(
+            f"--device: sound cards are unavailable ({e}); install PortAudio "
+            "(Debian: apt-get install libportaudio2)"
+        ) from None
 
     inputs, outputs = _channels(sd, devices[0], "input"), _channels(sd, devices[1], "output")
     play = np.repeat(signal.astype(np.float32)[:, None], outputs, axis=1)

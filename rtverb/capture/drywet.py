@@ -18,6 +18,8 @@ same material).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import fft
 
@@ -34,7 +36,11 @@ MIN_EXPLAINED = 0.9
 
 
 def capture_dry_wet(
-    dry: np.ndarray, wet: np.ndarray, sample_rate_hz: float, max_ir_s: float = DEFAULT_MAX_IR_S
+    dry: np.ndarray,
+    wet: np.ndarray,
+    sample_rate_hz: float,
+    max_ir_s: float = DEFAULT_MAX_IR_S,
+    progress: Callable[[float], None] | None = None,
 ) -> Capture:
     """The IR from ``dry`` to ``wet``: (wet channels, taps) float32.
 
@@ -43,6 +49,7 @@ def capture_dry_wet(
         wet: (channels, frames) or (frames,), the same length as ``dry``.
         sample_rate_hz: both recordings' rate.
         max_ir_s: longest IR kept.
+        progress: called with the fraction of the work done after each pass.
 
     Raises:
         CaptureError: different lengths, a silent dry or wet, a misaligned or unrelated pair.
@@ -63,6 +70,8 @@ def capture_dry_wet(
     wet_spectrum = fft.rfft(w, n, axis=-1)
     taps = min(int(round(max_ir_s * fs)), len(d))
     ir, explained = _deconvolve(spectrum, wet_spectrum, w, taps, MAX_RANGE_DB, fs, n)
+    if progress:
+        progress(0.5)
     if explained < MIN_EXPLAINED:
         raise CaptureError(
             f"an IR explains only {100 * max(explained, 0):.0f} % of the wet's energy (at least "
@@ -73,6 +82,8 @@ def capture_dry_wet(
     range_db = float(np.clip(snr_db, MIN_RANGE_DB, MAX_RANGE_DB))
     if range_db < MAX_RANGE_DB:
         ir, _ = _deconvolve(spectrum, wet_spectrum, w, taps, range_db, fs, n)
+    if progress:
+        progress(0.5)
     trimmed, pnr_db = trim_to_noise(ir, fs)
     return Capture(trimmed.astype(np.float32), fs, pnr_db)
 

@@ -125,7 +125,8 @@ def _capture(args: argparse.Namespace) -> Capture:
             f"{args.dry} is at {dry_fs:g} Hz but {args.wet} at {wet_fs:g} Hz; resample one so "
             "both have the same rate"
         )
-    return capture_dry_wet(dry, wet, dry_fs, args.max_ir_s)
+    with _progress(args.quiet, "deconvolving") as progress:
+        return capture_dry_wet(dry, wet, dry_fs, args.max_ir_s, progress)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -271,8 +271,11 @@ def match(
         progress: called with the number of synthesized rooms so far.
 
     Raises:
-        MatchError: unknown ``fix`` names, ``fix`` without ``start``, a size outside the domain.
+        MatchError: unknown ``fix`` names, ``fix`` without ``start``, a size outside the domain,
+            a budget below 1.
     """
+    if not 1 <= max_evaluations <= 100000:
+        raise MatchError(f"--max-evaluations must be 1-100000, got {max_evaluations}")
     unknown = set(fix) - {"size", "positions"}
     if unknown:
         raise MatchError(f"--fix: unknown {', '.join(sorted(unknown))}; use size, positions")
@@ -337,7 +340,7 @@ def match(
             method="Nelder-Mead",
             bounds=[(0.0, 1.0)] * len(vector),
             options={
-                "maxfev": max_evaluations // SEARCHES,
+                "maxfev": max(max_evaluations // SEARCHES, 1),
                 "xatol": 1e-3,
                 "fatol": 1e-3,
                 "initial_simplex": _simplex(vector, SIMPLEX_STEP / (search + 1)),
