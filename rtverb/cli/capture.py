@@ -144,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     except (CaptureError, ChainError, AnalyzeError, AudioFileError) as e:
         print(f"rtverb capture: error: {e}", file=sys.stderr)
         return 2
-    shape = "x".join(str(n) for n in result.ir.shape[:-1])
+    layout = {1: "mono", 2: "stereo", 3: "true stereo (in1->out1, in1->out2, in2->out1, in2->out2)"}
+    shape = layout[result.ir.ndim] if result.ir.shape[0] > 1 else "mono"
     pnr = (
         "no noise floor"
         if math.isinf(result.peak_to_noise_db)
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     latency = f", latency {1e3 * result.latency_s:.1f} ms removed" if result.latency_s else ""
     print(
         f"wrote {out}: {flat.shape[-1] / result.sample_rate_hz:.2f} s at "
-        f"{result.sample_rate_hz:g} Hz, {shape} channel(s), {pnr}{latency}"
+        f"{result.sample_rate_hz:g} Hz, {shape}, {pnr}{latency}"
     )
     print_table(metrics, f"{out} channel 1")
     if args.plot:
