@@ -21,10 +21,11 @@ give follows its neighbours.
 The fit: from four starting sizes, a few multiplicative corrections of each band's
 reverberation time towards the target T30 (the model's T30 grows with it monotonically); from
 the best start, two Nelder-Mead searches (`scipy.optimize.minimize`, derivative-free; the
-second restarts with a smaller simplex), each evaluation one `rtverb.synthesize` and one
-`measure`. Errors count in units of what a listener notices: 5 % of T30, 1 dB of C50, 3 dB of
-DRR, and 8 % of EDT (its JND is ~5-10 %; weighed a little tighter than the 10 % it is judged
-at, since the early decay is the hardest to hit and 10 % let it drift to 14 % at 250 Hz).
+second restarts with a smaller simplex), then the same T30 corrections as long as they lower
+the cost; each evaluation is one `rtverb.synthesize` and one `measure`. Errors count in units
+of what a listener notices: 5 % of T30, 1 dB of C50, 3 dB of DRR, and 8 % of EDT (its JND is
+~5-10 %; weighed a little tighter than the 10 % it is judged at, since the early decay is the
+hardest to hit and 10 % let it drift to 14 % at 250 Hz).
 """
 
 from __future__ import annotations
@@ -347,15 +348,24 @@ def match(
             },
         )
         vector = np.clip(result.x, 0.0, 1.0)
-    best = vector
-    room = space.room(best)
-    metrics = _synth_metrics(room, rate, fit_mix)
+    # polish: the searches trade T30 against the rest; pull T30 back while the cost improves
+    cost, metrics = evaluate(vector)
+    rt60 = space.rt60_s(dict(zip(space.names, vector, strict=True)))
+    for _ in range(T30_CORRECTIONS):
+        measured = np.array(metrics.T30_s)
+        rt60 = rt60 * np.clip(np.where(np.isnan(measured), 1.0, wanted / measured), 0.8, 1.25)
+        candidate = space.with_rt60(vector, rt60)
+        candidate_cost, candidate_metrics = evaluate(candidate)
+        if candidate_cost >= cost:
+            break
+        vector, cost, metrics = candidate, candidate_cost, candidate_metrics
+    room = space.room(vector)
     return Match(
         room=room,
         target=target,
         metrics=metrics,
-        bounds_hit=bounds_hit(space, best, room),
-        evaluations=count[0] + 1,
+        bounds_hit=bounds_hit(space, vector, room),
+        evaluations=count[0],
         elapsed_s=time.perf_counter() - t0,
     )
 
