@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pedalboard
 import pytest
-from conftest import decaying_noise
+from conftest import decaying_noise, stop_process
 from pedalboard.io import AudioFile
 from scipy import signal as sps
 
@@ -21,7 +21,6 @@ from rtverb.capture import CaptureError, capture_chain, capture_device, capture_
 from rtverb.capture.device import PRE_ROLL_S
 from rtverb.capture.sweep import Sweep, deconvolve, sweep_duration_s
 from rtverb.room.presets import load_preset
-from tests.conftest import stop_process
 
 SR = 48000
 #: A linear chain comes back exact up to float32 processing: error below this, re peak.
