@@ -174,6 +174,27 @@ def test_live_record_into_a_read_only_folder_fails_in_one_line(tmp_path, read_on
     assert "--record:" in err and "read-only or no permission" in err and "Traceback" not in err
 
 
+def test_live_summary_json_into_a_missing_folder_fails_before_running(tmp_path, capsys):
+    summary = tmp_path / "no" / "s.json"
+    argv = ["live", "--no-osc", "--synth", "analytic", "--seconds", "0.5", "--summary-json"]
+    assert cli.main([*argv, str(summary)]) != 0
+    err = capsys.readouterr().err
+    assert "--summary-json" in err and "does not exist; create it first" in err, err
+    assert "Traceback" not in err
+
+
+def test_live_summary_json_on_a_full_disk_is_one_line_and_no_file(tmp_path, monkeypatch):
+    from rtverb.live.report import write_json_atomic
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", no_space)
+    with pytest.raises(files.OutputError, match="s.json: the disk filled up"):
+        write_json_atomic(tmp_path / "s.json", {"seconds": 1.0})
+    assert listing(tmp_path) == []
+
+
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A real 64 kB tmpfs: a disk that fills up (needs root and mount; skipped otherwise)."""

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from pathlib import Path
 
+from rtverb.files import OutputError
 from rtverb.live.app import Live
 from rtverb.live.report import print_summary, setup_logging, write_json_atomic
 from rtverb.room.presets import DEFAULT_PRESET
@@ -83,6 +85,13 @@ def run(args: argparse.Namespace) -> int:
     if args.list_devices:
         print(sd.query_devices())
         return 0
+    summary_dir = Path(args.summary_json or ".").parent
+    if not summary_dir.is_dir():  # found now, not after the run
+        console.print(
+            f"[red]rtverb live:[/red] --summary-json {args.summary_json}: the output folder "
+            f"{summary_dir} does not exist; create it first"
+        )
+        return 2
     setup_logging(console)
     with contextlib.ExitStack() as stack:
         try:
@@ -95,5 +104,9 @@ def run(args: argparse.Namespace) -> int:
         summary = live.run(console)
     print_summary(console, summary)
     if args.summary_json:
-        write_json_atomic(args.summary_json, summary.to_json())
+        try:
+            write_json_atomic(args.summary_json, summary.to_json())
+        except OutputError as e:
+            console.print(f"[red]rtverb live:[/red] --summary-json: {e}")
+            return 2
     return 1 if summary.failed else 0  # pragma: no cover (mypy: ExitStack may swallow exceptions)

@@ -8,14 +8,13 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rtverb.files import atomic_output
 from rtverb.live.worker import LatencySummary
 from rtverb.room.room import Room
 
@@ -193,18 +192,14 @@ def setup_logging(console: Any) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
-    """Write JSON to ``path`` through a temporary file renamed into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write JSON to ``path`` atomically (`rtverb.files.atomic_output`).
+
+    Raises:
+        OutputError: a missing or read-only folder or a full disk, in one line.
+    """
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    with atomic_output(path) as f:
+        f.write(text.encode("utf-8"))
 
 
 def clean_json(value: Any) -> Any:
