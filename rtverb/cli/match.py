@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             with Progress(
                 TextColumn("matching"), BarColumn(), MofNCompleteColumn(), transient=True
             ) as bar:
-                total = args.max_evaluations + len(SIZE_GRID) * T30_CORRECTIONS + 1
+                total = args.max_evaluations + (len(SIZE_GRID) + 1) * T30_CORRECTIONS + 1
                 task = bar.add_task("", total=total)
                 result = match(
                     target,
