@@ -174,6 +174,17 @@ def test_live_record_into_a_read_only_folder_fails_in_one_line(tmp_path, read_on
     assert "--record:" in err and "read-only or no permission" in err and "Traceback" not in err
 
 
+def test_rir_plot_keeps_an_existing_picture_without_overwrite(tmp_path, capsys):
+    picture = tmp_path / "ir.png"
+    picture.write_bytes(b"the user's picture")
+    argv = ["rir", "vocal_booth", "-o", str(tmp_path / "ir.wav"), "--plot"]
+    assert cli.main(argv) != 0
+    assert "ir.png: already exists; pass --overwrite" in one_error_line(capsys, "rir")
+    assert picture.read_bytes() == b"the user's picture" and listing(tmp_path) == ["ir.png"]
+    assert cli.main([*argv, "--overwrite"]) == 0
+    assert picture.read_bytes().startswith(b"\x89PNG")
+
+
 def test_live_summary_json_into_a_missing_folder_fails_before_running(tmp_path, capsys):
     summary = tmp_path / "no" / "s.json"
     argv = ["live", "--no-osc", "--synth", "analytic", "--seconds", "0.5", "--summary-json"]

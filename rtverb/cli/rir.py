@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         room = load_preset(args.room)
         out = check_output(Path(args.room), args.out, args.overwrite)
+        png = out.with_suffix(".png")
+        if args.plot and png.exists() and not args.overwrite:
+            raise AudioFileError(f"{png}: already exists; pass --overwrite or choose another name")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             t0 = time.perf_counter()
@@ -61,7 +64,6 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from rtverb.analysis.plot import plot_ir
 
-        png = out.with_suffix(".png")
         title = f"{room.name}: the first channel of {len(paths)}" if len(paths) > 1 else ""
         try:
             plot_ir(paths[0], args.sample_rate, png, title=title)
