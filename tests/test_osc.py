@@ -823,6 +823,17 @@ def test_a_room_too_small_for_the_spread_names_the_spread():
     assert rec.c.room is before
 
 
+def test_a_listener_fader_at_its_end_keeps_the_pairs_capsules_inside():
+    rec = Recorder()  # the studio: an ORTF pair facing the source
+    for end in (0.0, 1.0):
+        replies = rec.send(msg("/rtverb/norm/listener/position/x", end))
+        assert errors(replies) == []
+        xs = [c.position_m[0] for c in rec.c.room.capsules()]
+        near_wall = min(min(xs), rec.c.room.size_m[0] - max(xs))
+        assert near_wall == pytest.approx(POSITION_MARGIN_M, abs=POSITION_ATOL_M)
+        assert by_address(replies, "/rtverb/listener/position/x")  # echoed where it went
+
+
 def test_a_shrinking_room_keeps_a_coincident_pair():
     # the capsules sit on the listener: clamped 1 cm inside, they must not be refused as closer
     xy = Room.from_dict({**load_preset("studio_live_room").to_dict(), "listener": {

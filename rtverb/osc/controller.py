@@ -358,19 +358,24 @@ class OscController:
         """``v`` in the parameter's unit, or BadInput if it is outside the parameter's range.
 
         Positions may be anywhere in the room (0..size on their axis); one on a wall is moved
-        `POSITION_MARGIN_M` inside (the echo shows where it went).
+        `POSITION_MARGIN_M` inside, a listener's so far that its pair's capsules are (the echo
+        shows where it went).
         """
         if norm and not 0.0 <= v <= 1.0:
             raise BadInput(f"{where}: {v:g} is outside 0..1; send a value from 0 to 1")
         if spec.relative_to_size:
-            size = txn.room.size_m[AXES.index(spec.name[-1])]
+            axis = AXES.index(spec.name[-1])
+            size = txn.room.size_m[axis]
             v = v * size if norm else v
             if not 0.0 <= v <= size:
                 raise BadInput(
                     f"{where}: {v:g} m is outside the room (0..{size:g} m on this axis); "
                     "send a position inside it"
                 )
-            return _clamp(v, POSITION_MARGIN_M, size - POSITION_MARGIN_M)
+            # a spread source's line turns as it moves: its points are left to Room's check
+            listener = spec.name.startswith("listener/")
+            reach = _reach_m(txn.room, {})["listener"][axis] if listener else 0.0
+            return _clamp(v, POSITION_MARGIN_M + reach, size - POSITION_MARGIN_M - reach)
         v = spec.from_fader(v) if norm else v
         if not spec.min <= v <= spec.max:
             raise BadInput(
