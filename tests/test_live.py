@@ -26,8 +26,10 @@ from pythonosc.osc_message_builder import build_msg
 from rtverb import cli
 from rtverb.bench.live_storm import MALFORMED
 from rtverb.dsp.engine import Engine
-from rtverb.live.callback import LiveSession
+from rtverb.live.audio import CELLS, _Callback
+from rtverb.live.callback import XRUN_LOG, LiveSession
 from rtverb.live.io import Ring
+from rtverb.live.slots import IrSlots, SlotReader, SlotWriter
 from rtverb.room.presets import load_preset
 from rtverb.room.room import Room
 
@@ -175,16 +177,22 @@ KEPT_BYTES = 1024
 
 
 def test_callback_allocates_no_arrays_in_the_live_configuration():
-    """`rtverb live`'s configuration: a mono 3 s IR on 2 channels (every partition stage
-    active), block 256, 12 s of IR capacity; crossfades to new IRs throughout, a NaN block and an
-    overflowing block (which starts a reset) in the middle. The run is played twice: the first
-    warms numpy's and Python's caches on every path, the second's 1,200 callbacks are measured."""
+    """`rtverb live`'s configuration, as its audio process runs it: a mono 3 s IR on 2 channels
+    (every partition stage active), block 256, 12 s of IR capacity; new IRs taken from the
+    shared-memory slots and crossfaded throughout, gain changes through the shared cells, a NaN
+    block and an overflowing block (which starts a reset) in the middle. The run is played
+    twice: the first warms numpy's and Python's caches on every path, the second's 1,200
+    callbacks are measured."""
     rng = np.random.default_rng(0)
     irs = [noise_ir(3.0, seed) for seed in range(3)]
     engine = Engine(irs[0], channels=2, block_size=BLOCK, sample_rate_hz=SR)
     assert engine.convolver.describe().count("|") == 2  # three stages, all used by the IR
     src = Ring(2, SR)
     session = LiveSession(engine, channels=2, block_size=BLOCK, sample_rate_hz=SR, source_ring=src)
+    conv = engine.convolver
+    slots = IrSlots(conv.stages, 2, conv.max_taps)
+    writer, cells = SlotWriter(slots), np.zeros(len(CELLS) + XRUN_LOG)
+    _Callback(session, SlotReader(slots, conv), cells)
     x = (0.1 * rng.standard_normal((2, BLOCK))).astype(np.float32)
     nan, loud = x.copy(), np.full_like(x, 3e38)
     nan[1, 100] = np.nan
@@ -196,7 +204,10 @@ def test_callback_allocates_no_arrays_in_the_live_configuration():
             worst, kept, fading, reset_blocks = 0, 0, 0, 0
             for i in range(1200):
                 if i % 40 == 0:  # control side, between callbacks: not measured
-                    engine.set_ir(irs[i // 40 % 3])
+                    writer.publish(irs[i // 40 % 3][None].astype(np.float64))
+                if i % 100 == 0:
+                    cells[CELLS.index("wet_db")] = -6.0 - i % 200 / 100
+                    cells[CELLS.index("mix_gen")] += 1
                 src.write(nan if i == 500 else loud if i == 700 else x)
                 tracemalloc.reset_peak()
                 before = tracemalloc.get_traced_memory()[0]
@@ -208,9 +219,11 @@ def test_callback_allocates_no_arrays_in_the_live_configuration():
             figures[run] = (worst, kept)
     finally:
         tracemalloc.stop()
+        slots.close()
     print(f"bytes allocated at once (worst callback), kept: {figures}")
     assert session.stats.callback_exceptions == 0, session.stats.first_exception
     assert engine.nonfinite_blocks == 4 and reset_blocks > 0 and fading > 600
+    assert cells[CELLS.index("slots_taken")] == 60 and cells[CELLS.index("slots_torn")] == 0
     assert kept <= KEPT_BYTES, f"the callbacks kept {kept} bytes"
     assert worst <= PYTHON_OBJECTS_BYTES, f"a callback allocated {worst} bytes at once"
 
