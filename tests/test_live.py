@@ -487,30 +487,33 @@ def test_live_with_room_changes_over_udp(jack_server, tmp_path):
     assert jump_ratio(y[:, SR:]) < MAX_JUMP_RATIO
 
 
-def _wait_for_recording(proc: subprocess.Popen, tmp_path: Path) -> None:
-    """Until about a second of audio is in the recording (start-up, with the synthesis process,
-    can take seconds on a busy machine)."""
+def _recording_run(env: dict, tmp_path: Path, *extra: str) -> subprocess.Popen:
+    """``rtverb live`` on a looped tone, recording to take.wav (summary in sum.json), once about
+    a second of audio is in the recording (start-up, with the synthesis process, can take
+    seconds on a busy machine)."""
+    wav = tmp_path / "tone.wav"
+    with AudioFile(str(wav), "w", SR, 1) as f:
+        f.write(tone(SR))
+    cmd = [
+        sys.executable, "-m", "rtverb", "live", "--input", str(wav), "--loop", "--device",
+        "system", "--synth", "analytic", "--no-osc", "--record", str(tmp_path / "take.wav"),
+        "--summary-json", str(tmp_path / "sum.json"), *extra,
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline and proc.poll() is None:
         partial = [p for p in tmp_path.iterdir() if "partial" in p.name]
         if partial and partial[0].stat().st_size > SR:
             break
         time.sleep(0.2)
+    return proc
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
 def test_ctrl_c_stops_cleanly_and_keeps_the_recording(jack_server, tmp_path, sig):
-    wav, out, summary_path = tmp_path / "tone.wav", tmp_path / "take.wav", tmp_path / "sum.json"
-    with AudioFile(str(wav), "w", SR, 1) as f:
-        f.write(tone(SR))
-    cmd = [
-        sys.executable, "-m", "rtverb", "live", "--input", str(wav), "--loop", "--device",
-        "system", "--synth", "analytic", "--no-osc", "--record", str(out),
-        "--summary-json", str(summary_path),
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=jack_server, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    _wait_for_recording(proc, tmp_path)  # then let a little more audio through
+    out, summary_path = tmp_path / "take.wav", tmp_path / "sum.json"
+    proc = _recording_run(jack_server, tmp_path)
     time.sleep(1)
     proc.send_signal(sig)
     output, _ = proc.communicate(timeout=30)
@@ -543,16 +546,8 @@ def _descendants(pid: int) -> list[int]:
 def test_a_dead_process_stops_the_run_says_so_and_keeps_the_recording(
     jack_server, tmp_path, victim
 ):
-    wav, out, summary_path = tmp_path / "tone.wav", tmp_path / "take.wav", tmp_path / "sum.json"
-    with AudioFile(str(wav), "w", SR, 1) as f:
-        f.write(tone(SR))
-    cmd = [
-        sys.executable, "-m", "rtverb", "live", "--input", str(wav), "--loop", "--device",
-        "system", "--synth", "analytic", "--no-osc", "--record", str(out),
-        "--summary-json", str(summary_path), "--seconds", "60",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=jack_server, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    _wait_for_recording(proc, tmp_path)
+    out, summary_path = tmp_path / "take.wav", tmp_path / "sum.json"
+    proc = _recording_run(jack_server, tmp_path, "--seconds", "60")
     family = _descendants(proc.pid)
     target = [p for p in family if victim in Path(f"/proc/{p}/cmdline").read_text()]
     assert len(target) == 1, family
