@@ -674,6 +674,18 @@ def test_an_unbounded_reply_would_be_cut_and_an_error_shortened():
     assert "unknown address" in r.args[0]
 
 
+def test_a_subscriber_on_the_senders_host_gets_the_whole_error_and_no_copy_is_cut():
+    # the README's oscsend (an ephemeral port nobody reads) + oscdump subscribed on one host
+    rec = Recorder()
+    oscdump = (SENDER[0], 9001)
+    rec.send(msg("/rtverb/subscribe", oscdump[1]))
+    replies = rec.send(msg("/rtverb/room/size/x", 99.0))  # out of range
+    (whole,) = errors([r for r in replies if r.dest == oscdump])
+    assert whole.startswith("/rtverb/room/size/x: 99 m is outside")
+    assert whole.endswith("; state unchanged")
+    assert set(errors(replies)) == {whole}  # the sender's copy is whole or left out
+
+
 def test_subscriptions_expire_unless_renewed_and_get_errors_and_warnings():
     rec = Recorder()
     tablet = ("10.0.0.9", 9001)

@@ -28,8 +28,9 @@ subscribers too. int, float and bool arguments are interchangeable. Bundle timet
 a bundle applies when it arrives.
 
 Replies to one datagram, to its sender's host, total at most `REPLY_FACTOR` times the
-datagram's size (what does not fit is left out; an error is shortened), so a spoofed sender
-address cannot turn rtverb into an amplifier; long answers are paged (``/rtverb/describe i``,
+datagram's size (what does not fit is left out; the host's subscribed ports come before the
+sender's own; only an error's first copy is shortened), so a spoofed sender address cannot turn
+rtverb into an amplifier; long answers are paged (``/rtverb/describe i``,
 ``/rtverb/status i``). A subscription lasts `SUBSCRIPTION_S` unless renewed.
 """
 
@@ -235,7 +236,7 @@ class OscController:
         except Exception as e:  # a bug must not kill the server thread
             log.exception("OSC handler failed")
             replies = self._error(sender, f"internal error: {type(e).__name__}: {e}")
-        return _bounded(replies, _host(sender), REPLY_FACTOR * len(data))
+        return _bounded(replies, _host(sender), REPLY_FACTOR * len(data), set(self.subscribers))
 
     def drop_subscriber(self, dest: Address) -> None:
         """Forget a subscriber (the server calls this when its port is unreachable)."""
@@ -596,22 +597,30 @@ def _host(address: Address) -> str:
     return str(address[0]) if address else "?"
 
 
-def _bounded(replies: list[Reply], host: str, budget_bytes: int) -> list[Reply]:
-    """The replies to ``host`` that fit in ``budget_bytes`` in order (an error is shortened to
-    fit, the rest left out); replies to other hosts (their subscriptions) untouched."""
-    out = []
-    for reply in replies:
-        if _host(reply.dest) != host:
-            out.append(reply)
-            continue
+def _bounded(
+    replies: list[Reply], host: str, budget_bytes: int, subscribed: set[Address]
+) -> list[Reply]:
+    """The replies to ``host`` that fit in ``budget_bytes``; replies to other hosts untouched.
+
+    The host's ``subscribed`` ports (where its controllers listen) are served before the
+    sender's own port, each destination's replies in order. The first copy of an error is
+    shortened if it must be; later copies go whole or not at all, never as a stub.
+    """
+    mine = sorted(
+        (r for r in replies if _host(r.dest) == host), key=lambda r: r.dest not in subscribed
+    )
+    out = [r for r in replies if _host(r.dest) != host]
+    error_sent = False
+    for reply in mine:
         size = len(reply.dgram())
-        if size > budget_bytes and reply.address == "/rtverb/error":
+        if size > budget_bytes and reply.address == "/rtverb/error" and not error_sent:
             text = str(reply.args[0]).encode()
             keep = max(budget_bytes - (size - len(text)) - 4, 0)  # 4: the string's padding
             reply = Reply(reply.dest, reply.address, (text[:keep].decode(errors="ignore"),))
             size = len(reply.dgram())
         if size <= budget_bytes:
             budget_bytes -= size
+            error_sent |= reply.address == "/rtverb/error"
             out.append(reply)
     return out
 
