@@ -112,6 +112,38 @@ def test_golden_pair_name_sets_the_pair_and_echoes_its_spacing():
     assert norm.args == (1 / 4,)  # ab is the second of five names
 
 
+def test_a_new_pair_resets_spacing_and_angle_to_its_own_unless_the_bundle_sets_them():
+    rec = Recorder()  # studio_live_room: ORTF, spacing and angle the pair's own
+    spacing = msg("/rtverb/listener/spacing_m", 0.3)
+    rec.send(bundle(spacing, msg("/rtverb/listener/angle_deg", 40.0)))
+    assert (rec.c.room.spacing_m, rec.c.room.angle_deg) == (0.3, 40.0)
+    replies = rec.send(msg("/rtverb/listener/pair", "ab"))
+    assert (rec.c.room.spacing_m, rec.c.room.angle_deg) == (None, None)
+    assert by_address(replies, "/rtverb/listener/spacing_m")[0].args == (0.4,)  # AB's own
+    assert by_address(replies, "/rtverb/listener/angle_deg")[0].args == (0.0,)
+    for messages in [(spacing, msg("/rtverb/listener/pair", "ortf")), (spacing,)]:
+        rec.send(bundle(*messages))
+        assert (rec.c.room.pair, rec.c.room.spacing_m, rec.c.room.angle_deg) == ("ortf", 0.3, None)
+    rec.send(msg("/rtverb/norm/listener/pair", 0.5))  # the same pair (ORTF) again: kept
+    assert rec.c.room.spacing_m == 0.3
+
+
+def test_golden_nil_unsets_spacing_and_angle_and_only_those():
+    rec = Recorder()
+    rec.send(
+        bundle(msg("/rtverb/listener/spacing_m", 0.3), msg("/rtverb/listener/angle_deg", 40.0))
+    )
+    golden = b"/rtverb/listener/spacing_m\x00\x00" + b",N\x00\x00"
+    assert golden == msg("/rtverb/listener/spacing_m", None)
+    replies = rec.send(golden)
+    assert errors(replies) == [] and rec.c.room.spacing_m is None
+    assert by_address(replies, "/rtverb/listener/spacing_m")[0].args == (0.17,)  # ORTF's own
+    assert errors(rec.send(msg("/rtverb/norm/listener/angle_deg", None))) == []
+    assert rec.c.room.angle_deg is None
+    (error,) = errors(rec.send(msg("/rtverb/room/scattering", None)))
+    assert "expected a number, got NoneType None" in error
+
+
 def test_golden_unknown_pair_is_refused_with_the_names_and_nothing_changes():
     golden = b"/rtverb/listener/pair\x00\x00\x00" + b",s\x00\x00" + b"spaced\x00\x00"
     rec = Recorder()

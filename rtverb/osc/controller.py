@@ -12,7 +12,9 @@ Addresses (``/rtverb/`` + a parameter name from `rtverb.room.params`; see `addre
   ``/rtverb/source/position fff``, ``/rtverb/listener/position fff`` set three axes at once;
 - ``/rtverb/room/surface/<floor|ceiling|east|west|north|south> s|f|6-7 f``;
 - ``/rtverb/listener/pair s``: an enum takes one of its names (an unknown one is refused with
-  the list); its ``/rtverb/norm/`` twin picks the nearest of them spread over 0..1;
+  the list); its ``/rtverb/norm/`` twin picks the nearest of them spread over 0..1; a new pair
+  brings back its own spacing and angle unless the same packet sets them, and
+  ``/rtverb/listener/spacing_m N`` (``angle_deg N``, nil) gives them back to the pair;
 - ``/rtverb/norm/<any of the above>``: the same in 0..1 (faders), mapped onto ``[min, max]``
   (positions: onto the room's size);
 - ``/rtverb/preset/load s``, ``/rtverb/preset/save s`` (preset names only, never paths),
@@ -51,7 +53,7 @@ from rtverb.room import mics
 from rtverb.room.hints import did_you_mean
 from rtverb.room.params import AXES, BANDS_HZ, PARAMS, PARAMS_BY_NAME, ParamSpec
 from rtverb.room.presets import load_named_preset, save_preset
-from rtverb.room.room import Room, RoomError, material_absorption
+from rtverb.room.room import PAIR_DEFAULTED, Room, RoomError, material_absorption
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +349,9 @@ class OscController:
                     f"{where}: expected {len(specs)} number{'s' * (len(specs) > 1)} ({kind}), "
                     f"got {len(args)} argument{'s' * (len(args) != 1)} {args!r}"
                 )
+            if args == [None] and specs[0].field in PAIR_DEFAULTED:
+                self._set(txn, {specs[0].name: None})  # nil: back to the pair's own
+                return
             values = [_number(a, where) for a in args]
             updates: dict[str, Any] = {}
             for spec, v in zip(specs, values, strict=True):
@@ -393,7 +398,9 @@ class OscController:
                 position = _number(args[0], where) if len(args) == 1 else math.nan
                 if not 0.0 <= position <= 1.0:
                     raise BadInput(f"{where}: expected one number 0..1, got {args!r}")
-                self._set(txn, {spec.name: spec.choices[round(spec.from_fader(position))]})
+                self._set(
+                    txn, self._choice(txn, spec, spec.choices[round(spec.from_fader(position))])
+                )
                 return
             if len(args) != 1 or not isinstance(args[0], str):
                 raise BadInput(
@@ -404,9 +411,17 @@ class OscController:
                     f"{where}: unknown {spec.field} {args[0]!r}; send one of "
                     f"{', '.join(spec.choices)}"
                 )
-            self._set(txn, {spec.name: args[0]})
+            self._set(txn, self._choice(txn, spec, args[0]))
 
         return handler
+
+    def _choice(self, txn: _Txn, spec: ParamSpec, choice: str) -> dict[str, Any]:
+        """The updates for an enum's new value: a new pair brings its own spacing and angle
+        back, unless the same packet sets them."""
+        updates: dict[str, Any] = {spec.name: choice}
+        if spec.name == "listener/pair" and choice != txn.room.pair:
+            updates |= {n: None for n in _PAIR_DEFAULTED_NAMES if n not in txn.touched}
+        return updates
 
     def _surface_setter(self, spec: ParamSpec, norm: bool) -> Callable[[_Txn, list[Any]], None]:
         def handler(txn: _Txn, args: list[Any]) -> None:
@@ -565,6 +580,7 @@ class OscController:
 
 
 _PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in PARAMS)
+_PAIR_DEFAULTED_NAMES = tuple(s.name for s in PARAMS if s.field in PAIR_DEFAULTED)
 
 
 def _reach_m(room: Room, updates: dict[str, Any]) -> dict[str, tuple[float, ...]]:

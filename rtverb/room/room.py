@@ -83,7 +83,7 @@ MIC_CLEARANCE_M = 0.01
 #: short of it (12 - 0.01 leaves 0.00999...98 m): still inside, m.
 CLEARANCE_ROUNDING_M = 1e-9
 #: Scalar fields that may be None: the listener's pair then decides.
-_PAIR_DEFAULTED = ("spacing_m", "angle_deg")
+PAIR_DEFAULTED = ("spacing_m", "angle_deg")
 
 #: Mean absorption is kept this far inside (0, 1): Eyring's log(1 - a) stays finite.
 MEAN_ABSORPTION_MARGIN = 1e-6
@@ -267,7 +267,7 @@ class Room:
             material_absorption(self.surfaces[surface], f"room.surfaces.{surface}")
         for spec in PARAMS:
             value, where = getattr(self, spec.field), spec.name.replace("/", ".")
-            if spec.item is not None or (value is None and spec.field in _PAIR_DEFAULTED):
+            if spec.item is not None or (value is None and spec.field in PAIR_DEFAULTED):
                 continue
             if spec.choices:
                 if not isinstance(value, str) or value not in spec.choices:
