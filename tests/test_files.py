@@ -235,3 +235,39 @@ def test_a_really_full_disk(command, tiny_tmpfs, tmp_path, capsys):
     assert cli.main(argv) != 0
     assert "the disk filled up" in one_error_line(capsys, command)
     assert listing(tiny_tmpfs) == ["fill"]
+
+
+class _FakeJack:
+    """A stand-in for the JACK server process `live_storm` starts."""
+
+    def send_signal(self, sig: int) -> None:
+        pass
+
+    def wait(self, timeout: float) -> int:
+        return 0
+
+
+def test_live_storm_json_is_atomic_and_fails_in_one_line(tmp_path, monkeypatch, capsys):
+    from rtverb.bench import live_storm
+
+    counts = ["xruns", "late_callbacks", "trivial_xruns", "callback_exceptions", "changes_sent"]
+    figures: dict = dict.fromkeys(counts, 0)
+    figures |= dict.fromkeys(["worst_callback_ms", "block_ms", "get_p99_ms"], 1.0)
+    figures |= {"get_p50_ms": float("nan"), "knob_to_ear_p50_ms": None}
+    monkeypatch.setattr(live_storm, "_jack", lambda name: (_FakeJack(), {}))
+    monkeypatch.setattr(live_storm, "run_scenario", lambda *a: dict(figures))
+    with pytest.raises(SystemExit):  # before any run
+        live_storm.main(["--seconds", "1", "--json", str(tmp_path / "no" / "s.json")])
+    assert "the folder does not exist; create it first" in capsys.readouterr().err
+
+    assert live_storm.main(["--seconds", "1", "--json", str(tmp_path / "s.json")]) == 0
+    assert '"get_p50_ms": null' in (tmp_path / "s.json").read_text()  # JSON has no NaN
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", no_space)
+    assert live_storm.main(["--seconds", "1", "--json", str(tmp_path / "t.json")]) == 2
+    err = capsys.readouterr().err
+    assert "t.json: the disk filled up" in err and "Traceback" not in err
+    assert listing(tmp_path) == ["s.json"]

@@ -35,6 +35,9 @@ import numpy as np
 from pedalboard.io import AudioFile
 from pythonosc.osc_message_builder import build_msg
 
+from rtverb.files import OutputError
+from rtverb.live.report import clean_json, write_json_atomic
+
 SR = 48000
 BLOCK = 256
 #: Valid room changes per second, malformed datagrams per second in the storm.
@@ -252,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="default 600")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     args = parser.parse_args(argv)
+    if args.json and not Path(args.json).parent.is_dir():
+        parser.error(f"--json {args.json}: the folder does not exist; create it first")
     name = f"rtverb_storm_{os.getpid()}"
     jack, env = _jack(name)
     results: dict[str, Any] = {
@@ -285,7 +290,11 @@ def main(argv: list[str] | None = None) -> int:
             jack.kill()
     _print(results)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        try:
+            write_json_atomic(args.json, clean_json(results))  # NaN (no replies) -> null
+        except OutputError as e:
+            print(f"live_storm: --json: {e}", file=sys.stderr)
+            return 2
     return 0
 
 
