@@ -487,6 +487,17 @@ def test_an_address_not_on_this_machine_names_osc_host():
         OscServer(Recorder().c, "192.0.2.1", 0)
 
 
+def test_an_ipv6_address_is_bracketed_before_its_port():
+    server = OscServer(Recorder().c, "::1", 0)
+    try:
+        assert server.startup_line().startswith(f"OSC on [::1]:{server.port}, accepting")
+    finally:
+        server.stop()
+    # 2001:db8::/32 is for documentation (RFC 3849): never an address of this machine
+    with pytest.raises(OSError, match=r"on \[2001:db8::1\]:0 \(.*--osc-host"):
+        OscServer(Recorder().c, "2001:db8::1", 0)
+
+
 # ---- fuzz ----------------------------------------------------------------------------------
 
 _ADDRESSES = sorted({row[0] for row in address_table()}) + [
