@@ -271,3 +271,18 @@ def test_live_storm_json_is_atomic_and_fails_in_one_line(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert "t.json: the disk filled up" in err and "Traceback" not in err
     assert listing(tmp_path) == ["s.json"]
+
+
+def test_mp3_for_more_than_two_channels_names_the_formats_that_take_them(tmp_path, capsys):
+    with pytest.raises(ValueError, match="Unable to create MP3 writer"):  # pedalboard's limit
+        AudioFile(str(tmp_path / "probe.mp3"), "w", RATE, 3)
+    assert audio_io.MOST_CHANNELS[".mp3"] == 2
+    with pytest.raises(AudioFileError) as e:
+        audio_io.SafeWriter(tmp_path / "ir.mp3", RATE, 4, 32)
+    assert str(e.value) == (
+        f"{tmp_path / 'ir.mp3'}: .mp3 holds at most 2 channels, this has 4; "
+        "write .aiff, .flac, .ogg or .wav (up to 8 channels)"
+    )
+    assert listing(tmp_path) == []
+    audio_io.SafeWriter(tmp_path / "ir.mp3", RATE, 2, 32).__exit__(None)  # two channels fit
+    assert listing(tmp_path) == ["ir.mp3"]

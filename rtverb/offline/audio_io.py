@@ -21,6 +21,8 @@ from rtverb.files import OutputError, commit, temporary_beside, write_failure
 
 #: Most channels accepted in a file.
 MAX_CHANNELS = 8
+#: Formats that hold fewer channels than `MAX_CHANNELS` (pedalboard 0.9.26's MP3 writer: 2).
+MOST_CHANNELS = {".mp3": 2}
 #: Bit depths written: 16/24-bit integer or 32-bit float (FLAC has 16 and 24 only).
 BIT_DEPTHS = (16, 24, 32)
 _FILE_DTYPE_BITS = {"int8": 16, "int16": 16, "int24": 24, "int32": 24, "float32": 32, "float64": 32}
@@ -146,6 +148,15 @@ class SafeWriter:
 
     def __init__(self, out: Path, sample_rate_hz: float, channels: int, bit_depth: int) -> None:
         self.out = out
+        suffix = out.suffix.lower()
+        most = MOST_CHANNELS.get(suffix)
+        if most is not None and channels > most:
+            others = sorted(set(get_supported_write_formats()) - set(MOST_CHANNELS))
+            raise AudioFileError(
+                f"{out}: {suffix} holds at most {most} channels, this has "
+                f"{channels}; write {', '.join(others[:-1])} or {others[-1]} "
+                f"(up to {MAX_CHANNELS} channels)"
+            )
         try:
             self.tmp = temporary_beside(out)
         except OutputError as e:
