@@ -107,6 +107,20 @@ def test_every_channel_is_analyzed_by_default(
     assert out.count(f"{path} channel 1:") == 1 and out.count(f"{path} channel 2:") == 1
 
 
+def test_true_stereo_coherence_rows_name_the_source_in_rir_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps a row label in a narrow terminal
+    paths = np.stack([decay(0.4), decay(0.5), decay(0.6), decay(0.7)])  # LL, LR, RL, RR
+    rc, out, _ = analyze(capsys, str(write(tmp_path / "ts.wav", paths, bit_depth=32)))
+    assert rc == 0
+    rows = [line for line in out.splitlines() if "source" in line]
+    assert [row.split("│")[1].strip() for row in rows] == [
+        "left source LL-LR (1-2)",
+        "right source RL-RR (3-4)",
+    ]
+
+
 def test_channel_picks_one_and_gives_one_object(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

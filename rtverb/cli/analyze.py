@@ -81,12 +81,16 @@ def print_table(metrics: Metrics, title: str) -> None:
     )
 
 
-def capsule_pairs(channels: int) -> list[tuple[int, int]]:
-    """The channel pairs (1 = first) that are a microphone pair's two capsules."""
-    return {2: [(1, 2)], 4: [(1, 2), (3, 4)]}.get(channels, [])
+#: By a file's channel count, the channel pairs (1 = first) that are a microphone pair's two
+#: capsules and their row labels, in `rtverb rir`'s order (left, right; true stereo: source to
+#: capsule LL, LR, RL, RR).
+CAPSULE_PAIRS: dict[int, dict[tuple[int, int], str]] = {
+    2: {(1, 2): "capsules L-R (1-2)"},
+    4: {(1, 2): "left source LL-LR (1-2)", (3, 4): "right source RL-RR (3-4)"},
+}
 
 
-def print_coherence(coherence: dict[int, list[float]], bands_hz: list[float]) -> None:
+def print_coherence(coherence: dict[str, list[float]], bands_hz: list[float]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -96,8 +100,8 @@ def print_coherence(coherence: dict[int, list[float]], bands_hz: list[float]) ->
         table.add_column(
             f"{band / 1000:g} kHz" if band >= 1000 else f"{band:g} Hz", justify="right"
         )
-    for first, values in coherence.items():
-        table.add_row(f"channels {first}-{first + 1}", *(_cell(v, "{:.2f}") for v in values))
+    for label, values in coherence.items():
+        table.add_row(label, *(_cell(v, "{:.2f}") for v in values))
     Console().print(table)
 
 
@@ -163,11 +167,11 @@ def run(args: argparse.Namespace) -> int:
                 if warning:
                     print(f"rtverb analyze: warning: {name}: {warning}", file=sys.stderr)
             results.append((channel, name, metrics))
-        coherence = {}
+        coherence: dict[tuple[int, int], list[float]] = {}
         if args.channel is None:
-            for first, second in capsule_pairs(ir.shape[0]):
+            for first, second in CAPSULE_PAIRS.get(ir.shape[0], {}):
                 left, right = ir[first - 1], ir[second - 1]
-                coherence[first] = interchannel_coherence(left, right, sample_rate_hz)
+                coherence[first, second] = interchannel_coherence(left, right, sample_rate_hz)
     except AnalyzeError as e:
         print(f"rtverb analyze: error: {e}", file=sys.stderr)
         return 2
@@ -176,9 +180,9 @@ def run(args: argparse.Namespace) -> int:
             output: Any = to_json(results[0][2])
         else:
             output = [{"channel": channel, **to_json(m)} for channel, _, m in results]
-            for first, values in coherence.items():
+            for (first, second), values in coherence.items():
                 clean = [None if math.isnan(v) else v for v in values]
-                output[first - 1]["coherence"] = output[first]["coherence"] = clean
+                output[first - 1]["coherence"] = output[second - 1]["coherence"] = clean
         print(json.dumps(output, indent=2, allow_nan=False))
         return 0
     duration_s = ir.shape[1] / sample_rate_hz
@@ -186,5 +190,7 @@ def run(args: argparse.Namespace) -> int:
     for _, name, metrics in results:
         print_table(metrics, f"{name}: {duration_s:.2f} s at {sample_rate_hz:g} Hz, onset {onset}")
     if coherence:
-        print_coherence(coherence, results[0][2].bands_hz)
+        labels = CAPSULE_PAIRS[ir.shape[0]]
+        rows = {labels[pair]: values for pair, values in coherence.items()}
+        print_coherence(rows, results[0][2].bands_hz)
     return 0
