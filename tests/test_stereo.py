@@ -347,6 +347,25 @@ def test_render_picks_the_ir_for_the_input(tmp_path, monkeypatch):
         render.render_file(mono, tmp_path / "c.wav", room, channels=1)
 
 
+def test_channel_errors_name_the_pair_or_the_ir_they_were_given():
+    from rtverb.offline.render import RenderError, output_channels
+
+    pair_ir = np.zeros((2, 64), np.float32)
+    with pytest.raises(RenderError) as room_error:
+        output_channels(pair_ir, 3, None, "ortf")
+    assert str(room_error.value) == (
+        "a 3-channel input: the room's ortf pair takes a mono or 2-channel input; mix the file "
+        'down to 1 or 2 channels first, or use a mono room (pair = "mono")'
+    )
+    with pytest.raises(RenderError) as ir_error:
+        output_channels(pair_ir, 1, 1, None)
+    assert str(ir_error.value) == (
+        "--channels 1: the 2-channel IR gives 2 channels; render 2 channels, or use a mono IR"
+    )
+    with pytest.raises(RenderError, match="the true-stereo IR takes a mono or 2-channel"):
+        output_channels(np.zeros((2, 2, 64), np.float32), 3, None, None)
+
+
 def test_an_input_a_pair_cannot_take_gets_a_fix_that_works(tmp_path, capsys):
     from rtverb.cli import main
 
@@ -356,6 +375,14 @@ def test_an_input_a_pair_cannot_take_gets_a_fix_that_works(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "a 3-channel input" in err and "mix the file down to 1 or 2 channels" in err, err
     assert not (tmp_path / "o.wav").exists()
+    # a parallel folder render synthesizes the room once, yet the error names the room's pair
+    from rtverb.cli.render import _render_one, _synthesize_per_rate
+    from rtverb.offline.render import RenderError
+    from rtverb.room.presets import load_preset
+
+    source = _synthesize_per_rate(load_preset("vocal_booth"), [src])
+    with pytest.raises(RenderError, match="the room's xy pair takes a mono or 2-channel input"):
+        _render_one(str(src), str(tmp_path / "o.wav"), source, None, None, {})
 
 
 def test_rir_writes_one_channel_per_path(tmp_path, capsys):

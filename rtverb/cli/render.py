@@ -41,8 +41,8 @@ DEMO_OUT = "rtverb-demo.wav"
 
 #: What a render reverberates with, in a form that crosses to worker processes:
 #: ("room", Room.to_dict()), ("ir", path of an IR file), or ("irs", ({(rate, stereo input):
-#: IR}, room mix, true stereo)): a folder's room synthesized once per sample rate (and, for a
-#: true-stereo room, per input kind: stereo or not) in the parent.
+#: IR}, room mix, true stereo, pair)): a folder's room synthesized once per sample rate (and,
+#: for a true-stereo room, per input kind: stereo or not) in the parent.
 Source = tuple[str, Any]
 
 
@@ -145,7 +145,7 @@ def _resolve(source: Source, sample_rate_hz: float, channels: int) -> Room | np.
     if kind == "room":
         return Room.from_dict(value)
     if kind == "irs":
-        irs, _, true_stereo = value
+        irs, _, true_stereo, _ = value
         return np.asarray(irs[(sample_rate_hz, true_stereo and channels == 2)])
     with AudioFile(value) as f:
         if f.samplerate != sample_rate_hz:
@@ -171,8 +171,9 @@ def _render_one(in_path: str, out_path: str, source: Source, pre: str | None, po
                 options: dict[str, Any], progress: Any = None) -> RenderResult:  # fmt: skip
     """One file (also the worker of a folder render: all arguments cross processes)."""
     info = check_input(in_path)
-    if source[0] == "irs":  # the room's mix, unless overridden
+    if source[0] == "irs":  # the room's mix, unless overridden; its pair for errors
         options = {**source[1][1], **{k: v for k, v in options.items() if v is not None}}
+        options["pair"] = source[1][3]
     return render_file(
         in_path, out_path, _resolve(source, info.sample_rate_hz, info.channels),
         pre=parse_chain(pre) if pre else None, post=parse_chain(post) if post else None,
@@ -239,7 +240,7 @@ def _synthesize_per_rate(room: Room, files: list[Path]) -> Source:
         for rate, stereo in sorted(kinds)
     }
     mix = {"wet_db": room.wet_db, "dry_db": room.dry_db, "predelay_ms": room.predelay_ms}
-    return ("irs", (irs, mix, room.true_stereo))
+    return ("irs", (irs, mix, room.true_stereo, room.pair))
 
 
 def _render_folder(args: argparse.Namespace, source: Source) -> int:

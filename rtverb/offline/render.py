@@ -116,22 +116,30 @@ def ir_outputs(ir: np.ndarray) -> int:
     return 1 if ir.ndim == 1 else int(ir.shape[-2])
 
 
-def output_channels(ir: np.ndarray, input_channels: int, channels: int | None) -> int:
+def output_channels(
+    ir: np.ndarray, input_channels: int, channels: int | None, pair: str | None
+) -> int:
     """The output's channel count: ``channels`` or the input's (a mono input through a stereo
-    IR: 2); a `RenderError` when the IR cannot give it or cannot take the input."""
+    IR: 2); a `RenderError` when the IR cannot give it or cannot take the input. ``pair``: the
+    microphone pair of the room ``ir`` was synthesized for (None: an IR was given), named in
+    the errors."""
     outputs = ir_outputs(ir)
+    if pair is None:
+        kind = "true-stereo" if ir.ndim == 3 else f"{outputs}-channel"
+        given, mono = f"the {kind} IR", "a mono IR"
+    else:
+        given, mono = f"the room's {pair} pair", 'a mono room (pair = "mono")'
     if outputs > 1 and input_channels not in (1, outputs):  # no --channels maps it
         raise RenderError(
-            f"a {input_channels}-channel input: the room's microphone pair (or the IR) takes a "
-            f"mono or {outputs}-channel input; mix the file down to 1 or {outputs} channels "
-            'first, or use a mono room (pair = "mono") or IR'
+            f"a {input_channels}-channel input: {given} takes a mono or {outputs}-channel input; "
+            f"mix the file down to 1 or {outputs} channels first, or use {mono}"
         )
     if channels is None:
         channels = max(input_channels, outputs) if input_channels == 1 else input_channels
     if outputs > 1 and channels != outputs:
         raise RenderError(
-            f"--channels {channels}: the room's microphone pair (or the IR) gives {outputs} "
-            f'channels; render {outputs} channels, or use a mono room (pair = "mono") or IR'
+            f"--channels {channels}: {given} gives {outputs} channels; render {outputs} "
+            f"channels, or use {mono}"
         )
     if ir.ndim == 3 and input_channels != ir.shape[0]:
         raise RenderError(
@@ -361,6 +369,7 @@ def render_file(
     block_size: int = OFFLINE_BLOCK_SIZE,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    pair: str | None = None,
 ) -> RenderResult:
     """Render a file through pre-chain -> room -> post-chain and write it safely.
 
@@ -368,7 +377,8 @@ def render_file(
     its mix is the default) or an IR array (taps,) / (channels, taps) / (2, 2, taps) at the
     file's rate. ``wet_db``, ``dry_db``, ``predelay_ms`` override the mix. ``bit_depth``
     defaults to the input's (16, 24, or 32 = float); ``channels`` to the input's (a mono input
-    through a pair: 2).
+    through a pair: 2). ``pair``: for an IR array synthesized from a room (a folder render
+    synthesizes once), the room's microphone pair, named in channel errors.
 
     Raises:
         AudioFileError: the input cannot be read or the output cannot be written.
@@ -382,7 +392,9 @@ def render_file(
     if bit_depth not in BIT_DEPTHS:
         raise RenderError(f"--bit-depth {bit_depth}: give one of {BIT_DEPTHS}")
     ir, mix, synth_s = _ir_and_mix(room_or_ir, info)
-    channels = output_channels(ir, info.channels, channels)
+    if isinstance(room_or_ir, Room):
+        pair = room_or_ir.pair
+    channels = output_channels(ir, info.channels, channels, pair)
     if not 1 <= channels <= MAX_CHANNELS:
         raise RenderError(f"--channels {channels}: give 1 to {MAX_CHANNELS}")
     match_channels(np.zeros((info.channels, 0), np.float32), channels)  # validates the mapping
