@@ -3,6 +3,7 @@ and a hypothesis fuzz test of random and malformed packets."""
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 import struct
@@ -487,12 +488,17 @@ def test_an_address_not_on_this_machine_names_osc_host():
         OscServer(Recorder().c, "192.0.2.1", 0)
 
 
-def test_an_ipv6_address_is_bracketed_before_its_port():
+def test_an_ipv6_address_is_bracketed_before_its_port(caplog):
     server = OscServer(Recorder().c, "::1", 0)
     try:
         assert server.startup_line().startswith(f"OSC on [::1]:{server.port}, accepting")
     finally:
         server.stop()
+    rec = Recorder()
+    rec.send(msg("/rtverb/subscribe", 9001), sender=("::1", 50000))
+    with caplog.at_level(logging.INFO, logger="rtverb.osc.controller"):
+        rec.c.drop_subscriber(("::1", 9001))
+    assert "subscriber [::1]:9001 is unreachable" in caplog.text
     # 2001:db8::/32 is for documentation (RFC 3849): never an address of this machine
     with pytest.raises(OSError, match=r"on \[2001:db8::1\]:0 \(.*--osc-host"):
         OscServer(Recorder().c, "2001:db8::1", 0)

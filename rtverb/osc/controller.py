@@ -243,7 +243,7 @@ class OscController:
     def drop_subscriber(self, dest: Address) -> None:
         """Forget a subscriber (the server calls this when its port is unreachable)."""
         if self.subscribers.pop(dest, None) is not None:
-            log.info("OSC: subscriber %s:%s is unreachable; dropped", _host(dest), dest[1])
+            log.info("OSC: subscriber %s is unreachable; dropped", endpoint(_host(dest), dest[1]))
 
     def handle_messages(
         self, messages: Sequence[tuple[str, list[Any]]], sender: Address, received_s: float
@@ -611,6 +611,11 @@ def _reach_m(room: Room, updates: dict[str, Any]) -> dict[str, tuple[float, ...]
 
 def _host(address: Address) -> str:
     return str(address[0]) if address else "?"
+
+
+def endpoint(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets (``[::]:9000``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _bounded(

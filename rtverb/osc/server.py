@@ -23,7 +23,7 @@ from typing import Any
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
-from rtverb.osc.controller import Address, OscController
+from rtverb.osc.controller import Address, OscController, endpoint
 from rtverb.osc.wire import MAX_DATAGRAM_BYTES
 
 log = logging.getLogger(__name__)
@@ -106,11 +106,6 @@ class _PacketDispatcher(Dispatcher):
         self._feeds.clear()
 
 
-def _endpoint(host: str, port: int) -> str:
-    """``host:port``, an IPv6 address in brackets (``[::]:9000``)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 class _Server(BlockingOSCUDPServer):
     max_packet_size = MAX_DATAGRAM_BYTES + 1  # one byte more: an oversize datagram is refused
     allow: tuple[Network, ...] = ()
@@ -160,7 +155,7 @@ class OscServer:
             else:
                 fix = "another program (another rtverb?) may use it: pick another --osc-port"
             raise OSError(
-                f"cannot listen for OSC on {_endpoint(host, port)} ({e.strerror or e}); {fix}"
+                f"cannot listen for OSC on {endpoint(host, port)} ({e.strerror or e}); {fix}"
             ) from None
 
         def send(data: bytes, dest: Address) -> None:
@@ -176,7 +171,7 @@ class OscServer:
     def startup_line(self) -> str:
         """Where OSC listens, who may send, and how to let a tablet in."""
         who = ", ".join(map(str, self.allow))
-        line = f"OSC on {_endpoint(self.host, self.port)}, accepting senders in {who}"
+        line = f"OSC on {endpoint(self.host, self.port)}, accepting senders in {who}"
         if self.allow == parse_allow(DEFAULT_ALLOW):
             line += (
                 " (this machine only); to let a tablet in: --osc-host 0.0.0.0 "
