@@ -146,6 +146,42 @@ def test_mismatched_model_is_refused(tmp_path):
         Synthesizer(path)
 
 
+#: A room's envelope in a batch of two vs alone (dB): the batched matrix products may sum in
+#: another order in float32 (~1e-5 dB seen).
+BATCH_ATOL_DB = 1e-3
+
+
+def test_the_source_positions_of_a_room_share_one_model_run(monkeypatch):
+    synth = Synthesizer(MODEL_PATH)
+    rooms = [
+        PHYSICS.moved(r) for r in dataclasses.replace(ROOM, pair="ab", spread_m=3.0).point_sources()
+    ]
+    alone = [synth.envelope_db(p) for p in rooms]
+    runs = []
+    run = synth.session.run
+    monkeypatch.setattr(synth.session, "run", lambda *a: runs.append(a) or run(*a))
+    together = synth.envelopes_db(rooms)
+    assert len(runs) == 1 and len(together) == 2
+    assert np.abs(alone[0] - alone[1]).max() > 100 * BATCH_ATOL_DB  # two different positions
+    for got, want in zip(together, alone, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=BATCH_ATOL_DB)
+
+
+def test_a_model_with_a_fixed_batch_is_refused(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("torch")
+    from train.export import set_metadata
+
+    model = onnx.load(str(MODEL_PATH))
+    for tensor in model.graph.input:
+        tensor.type.tensor_type.shape.dim[0].dim_value = 1
+    path = tmp_path / "fixed.onnx"
+    onnx.save(model, str(path))
+    set_metadata(path, {})  # a valid checksum: only the batch is wrong
+    with pytest.raises(ModelError, match="fixed batch of rooms; export it again"):
+        Synthesizer(path)
+
+
 #: The export's torch-vs-ONNX Runtime parity bound (`train.export.PARITY_RTOL`).
 EXPORT_PARITY_RTOL = 1e-4
 

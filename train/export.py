@@ -9,6 +9,8 @@ model configuration, evaluation figures once `train.evaluate --stamp` has run).
 
 A model with a room encoder (``--kind encoded``) exports encoder and FNO as one graph with
 two inputs (``x``, ``physics``) and two outputs (``fields``, ``heads``); parity covers both.
+The batch dimension is dynamic (``batch``): the runtime predicts the envelopes of all source
+positions of a true-stereo room in one run; parity covers one room at a time and all at once.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from train.model import ModelConfig, build, exportable, load_weights
 #: Largest |torch - onnxruntime| relative to the largest |output| the export may show. Both run
 #: float32; the real-arithmetic DFT sums in another order than torch's FFT (~1e-6 seen).
 PARITY_RTOL = 1e-4
+#: Most rooms the exported model takes in one run (a true-stereo room needs 2).
+MAX_BATCH = 64
 
 
 def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
@@ -108,7 +112,7 @@ def parity(
     reference: torch.nn.Module, onnx_path: Path, inputs: np.ndarray, physics: np.ndarray
 ) -> float:
     """Max |torch - onnxruntime| / max |torch| of the corrections (and heads) over ``inputs``
-    (n, C, N) and their ``physics`` features (n, F).
+    (n, C, N) and their ``physics`` features (n, F), one room per run and all n in one run.
 
     The reference is the trained model as trained (complex spectral convolutions, torch head);
     the ONNX side is the exported network with the runtime's numpy head.
@@ -117,13 +121,14 @@ def parity(
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     encoded = [i.name for i in session.get_inputs()] == ["x", "physics"]
+    batches = [slice(i, i + 1) for i in range(len(inputs))] + [slice(None)]
     worst = 0.0
     with torch.no_grad():
-        for x, f in zip(inputs, physics, strict=True):
-            want, want_heads = reference(torch.from_numpy(x[None]), torch.from_numpy(f[None]))
-            feeds = {"x": x[None], "physics": f[None]} if encoded else {"x": x[None]}
-            out = session.run(None, feeds)
-            got = features.correction_db(out[0], x[None])
+        for rooms in batches:
+            x, f = inputs[rooms], physics[rooms]
+            want, want_heads = reference(torch.from_numpy(x), torch.from_numpy(f))
+            out = session.run(None, {"x": x, "physics": f} if encoded else {"x": x})
+            got = features.correction_db(out[0], x)
             worst = max(worst, _relative(got, want.numpy()))
             if want_heads is not None:
                 worst = max(worst, _relative(out[1], want_heads.numpy()))
@@ -149,6 +154,9 @@ def export(checkpoint: str | Path, out: str | Path = MODEL_PATH, info: dict | No
     x = torch.from_numpy(features.model_input(example)[0][None])
     encoded = ckpt["config"]["model"]["kind"] == "encoded"
     args = (x, torch.from_numpy(features.physics_features(example)[None])) if encoded else (x,)
+    args = tuple(torch.cat([a, a]) for a in args)  # a batch of 2: 1 would be specialized
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    names = ["x", "physics"][: len(args)]
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
         program = torch.onnx.export(
@@ -156,8 +164,9 @@ def export(checkpoint: str | Path, out: str | Path = MODEL_PATH, info: dict | No
             args,
             dynamo=True,
             external_data=False,
-            input_names=["x", "physics"][: len(args)],
+            input_names=names,
             output_names=["fields", "heads"][: len(args)],
+            dynamic_shapes={name: {0: batch} for name in names},
         )
         program.save(str(raw))
         error = parity(reference, raw, inputs, physics)

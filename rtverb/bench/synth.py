@@ -14,9 +14,9 @@ order it runs:
 - ``late_mix``: the late part from the envelope, added to the early part.
 
 Stereo rows time the same room heard by an ORTF pair facing the source (``pair``: two
-early parts, two late parts, one model run) and with the source spread (``true_stereo``: two
-model runs, four paths; 1 m wide, less where the room is too narrow), as `rtverb.synth.synthesize`
-makes them (`rtverb.synth.render_room`).
+early parts, two late parts, one model run) and with the source spread (``true_stereo``: one
+model run on a batch of the two source positions, four paths; 1 m wide, less where the room
+is too narrow), as `rtverb.synth.synthesize` makes them (`rtverb.synth.render_room`).
 
 Figures are p50/p90 over rooms x repetitions of thread CPU time (`time.thread_time`: what this
 thread used, which other processes on a shared machine disturb least) and of wall time, for
@@ -92,7 +92,7 @@ def _room_change(clock: _Clock, s: synth.Synthesizer, room: Room, fs: float) -> 
     feeds, baseline = clock.run("model_input", lambda: s.feeds(physics))
     fields = clock.run("onnx_run", lambda: s._fields(feeds))
     x = feeds[s._input][0]
-    env = clock.run("envelope", lambda: s._envelope_db(physics, x, baseline, fields))
+    env = clock.run("envelope", lambda: s._envelope_db(physics, x, baseline[0], fields[0]))
     early = clock.run("early_ir", lambda: ism.early_ir(physics, fs))
     clock.run("late_mix", lambda: late.add_late(early, env, fs))
 

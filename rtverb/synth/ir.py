@@ -34,8 +34,8 @@ def synthesize(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
     Its shape follows the listener's pair and the source's spread: (taps,) for ``mono``,
     (2 capsules, taps) for a pair, (2 sources, 2 capsules, taps) for a pair and a spread
     source (true stereo: inputs, outputs, taps). The model predicts one envelope per source
-    position, heard at the pair's centre. Warns (`UserWarning`) with every model-domain bound
-    the room exceeds; it still synthesizes.
+    position (all in one run), heard at the pair's centre. Warns (`UserWarning`) with every
+    model-domain bound the room exceeds; it still synthesizes.
 
     Raises:
         ModelError: the model cannot be loaded, or the IR is not finite (never returned).
@@ -51,7 +51,7 @@ def render_room(room: Room, synthesizer: Synthesizer, sample_rate_hz: float) -> 
     physics = RoomPhysics.of(room)  # resolved once, for the model and the early part
     if room.pair == "mono":
         return render_ir(physics, synthesizer.envelope_db(physics), sample_rate_hz)
-    envelopes = [synthesizer.envelope_db(p) for p in per_source(physics)]
+    envelopes = synthesizer.envelopes_db(per_source(physics))
     return render_stereo_ir(physics, envelopes, sample_rate_hz)
 
 

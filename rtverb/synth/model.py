@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -118,20 +119,32 @@ class Synthesizer:
                 "changed or it is damaged: reinstall rtverb or export a model "
                 "(`python -m train.export`)"
             )
+        if isinstance(self.session.get_inputs()[0].shape[0], int):
+            raise ModelError(
+                f"{self.path}: the model takes a fixed batch of rooms; export it again with a "
+                "dynamic batch (`python -m train.export`)"
+            )
         self._input = inputs[0]
 
     def envelope_db(self, physics: RoomPhysics) -> np.ndarray:
         """Predicted late energy envelope, (8 bands, N_FRAMES) dB per 4 ms bin."""
-        feeds, baseline = self.feeds(physics)
-        return self._envelope_db(physics, feeds[self._input][0], baseline, self._fields(feeds))
+        return self.envelopes_db([physics])[0]
 
-    def feeds(self, physics: RoomPhysics) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """The model's inputs for one room (batch of one), and the analytic envelope (dB)."""
-        x, baseline = features.model_input(physics)
-        feeds = {self._input: x[None]}
+    def envelopes_db(self, rooms: Sequence[RoomPhysics]) -> list[np.ndarray]:
+        """`envelope_db` of each room, from one run of the model on them as a batch (the
+        source positions of a true-stereo room cost less than a run each)."""
+        feeds, baselines = self.feeds(*rooms)
+        fields, x = self._fields(feeds), feeds[self._input]
+        return [self._envelope_db(p, x[i], baselines[i], fields[i]) for i, p in enumerate(rooms)]
+
+    def feeds(self, *rooms: RoomPhysics) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The model's inputs for ``rooms`` (a batch), and their analytic envelopes
+        (rooms, 8, N_FRAMES) dB."""
+        inputs = [features.model_input(p) for p in rooms]
+        feeds = {self._input: np.stack([x for x, _ in inputs])}
         if self.encoded:
-            feeds["physics"] = features.physics_features(physics)[None]
-        return feeds, baseline
+            feeds["physics"] = np.stack([features.physics_features(p) for p in rooms])
+        return feeds, np.stack([baseline for _, baseline in inputs])
 
     def heads(self, physics: RoomPhysics) -> np.ndarray:
         """The room encoder's T30 (s), EDT (s) and C50 (dB) per band, (3, 8).
@@ -145,8 +158,8 @@ class Synthesizer:
         return heads
 
     def _fields(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        """The network's output fields (16, N_FRAMES) for `feeds`."""
-        fields: np.ndarray = self.session.run(["fields"], feeds)[0][0]
+        """The network's output fields (rooms, 16, N_FRAMES) for `feeds`."""
+        fields: np.ndarray = self.session.run(["fields"], feeds)[0]
         return fields
 
     def _envelope_db(
