@@ -19,6 +19,8 @@ import numpy as np
 from pedalboard.io import AudioFile
 from scipy.signal import butter, lfilter, resample_poly, sosfilt
 
+from rtverb.offline.audio_io import SafeWriter
+
 RATE_HZ = 48000
 SEED = 6
 #: Output path of the committed clip.
@@ -129,10 +131,8 @@ def generate(with_speech: bool = True) -> np.ndarray:
 def write(path: Path = DEMO_PATH, with_speech: bool = True) -> Path:
     """Generate the clip and write it as 16-bit WAV (atomically)."""
     audio = generate(with_speech)
-    tmp = path.with_name(f".{path.name}.partial.wav")
-    with AudioFile(str(tmp), "w", RATE_HZ, 1, bit_depth=16) as f:
-        f.write(audio)
-    os.replace(tmp, path)
+    with SafeWriter(path, RATE_HZ, 1, 16) as writer:
+        writer.write(audio)
     return path
 
 
