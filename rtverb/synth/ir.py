@@ -49,21 +49,24 @@ def synthesize(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
 def render_room(room: Room, synthesizer: Synthesizer, sample_rate_hz: float) -> np.ndarray:
     """`synthesize` with ``synthesizer``'s envelopes, without its checks and warnings."""
     physics = RoomPhysics.of(room)  # resolved once, for the model and the early part
-    if room.pair == "mono":
-        return render_ir(physics, synthesizer.envelope_db(physics), sample_rate_hz)
-    envelopes = synthesizer.envelopes_db(per_source(physics))
-    return render_stereo_ir(physics, envelopes, sample_rate_hz)
+    return _render(physics, synthesizer.envelopes_db(per_source(physics)), sample_rate_hz)
 
 
 def synthesize_analytic(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
     """The Sabine/Eyring baseline: the same exact early part, a diffuse-field late envelope."""
     _check_rate(sample_rate_hz)
     physics = RoomPhysics.of(room)
-    if room.pair == "mono":
-        ir = render_ir(physics, features.analytic_envelope_db(physics), sample_rate_hz)
-        return _finite(ir, room)
     envelopes = [features.analytic_envelope_db(p) for p in per_source(physics)]
-    return _finite(render_stereo_ir(physics, envelopes, sample_rate_hz), room)
+    return _finite(_render(physics, envelopes, sample_rate_hz), room)
+
+
+def _render(
+    physics: RoomPhysics, envelopes_db: list[np.ndarray], sample_rate_hz: float
+) -> np.ndarray:
+    """The IR from each point source's late envelope (`per_source`): mono or through the pair."""
+    if physics.room.pair == "mono":
+        return render_ir(physics, envelopes_db[0], sample_rate_hz)
+    return render_stereo_ir(physics, envelopes_db, sample_rate_hz)
 
 
 def per_source(physics: RoomPhysics) -> list[RoomPhysics]:
