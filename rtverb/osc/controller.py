@@ -201,7 +201,6 @@ class OscController:
         self.packets = 0
         self.errors = 0
         self.room_changes = 0
-        self.last_error = ""
         self._handlers: dict[str, Callable[[_Txn, list[Any]], None]] = {}
         for spec in PARAMS:
             for norm in (False, True):
@@ -303,7 +302,6 @@ class OscController:
     def _error(self, sender: Address, message: str) -> list[Reply]:
         message = message.rstrip(". ")
         self.errors += 1
-        self.last_error = message
         log.warning("OSC from %s: %s; state unchanged", _host(sender), message)
         text = f"{message}; state unchanged"
         return [Reply(d, "/rtverb/error", (text,)) for d in self._feedback_dests(sender)]
@@ -315,9 +313,9 @@ class OscController:
             del self.subscribers[dest]
         return list(dict.fromkeys([sender, *self.subscribers]))
 
-    def _value_replies(self, name: str, room: Room | None = None) -> list[Reply]:
+    def _value_replies(self, name: str) -> list[Reply]:
         """The messages that report one parameter: absolute and its 0..1 twin."""
-        room = self.room if room is None else room
+        room = self.room
         spec = PARAMS_BY_NAME[name]
         value = room.get(name)
         if spec.size > 1:
