@@ -46,6 +46,13 @@ def with_predelay(ir: np.ndarray, predelay_ms: float, sample_rate_hz: float) -> 
     return np.pad(ir, pad)
 
 
+def check_predelay_ms(value: float) -> float:
+    """``value`` as a float if it is a pre-delay in 0..`MAX_PREDELAY_MS`, else ValueError."""
+    if not (isinstance(value, int | float) and 0.0 <= value <= MAX_PREDELAY_MS):
+        raise ValueError(f"predelay_ms: expected 0..{MAX_PREDELAY_MS:g} ms, got {value!r}")
+    return float(value)
+
+
 class _Ramp:
     """A gain that moves linearly to its target over a fixed number of frames."""
 
@@ -102,7 +109,7 @@ class Engine:
     ) -> None:
         self.max_ir_s = float(max_ir_s)
         self.sample_rate_hz = float(sample_rate_hz)
-        self._predelay_ms = self._check_predelay(predelay_ms)
+        self._predelay_ms = check_predelay_ms(predelay_ms)
         self._conv = Convolver(
             self._with_predelay(self._check_length(ir), self._predelay_ms),
             block_size,
@@ -143,12 +150,6 @@ class Engine:
             raise ValueError(f"{name}: expected a number <= {spec.max:g} dB, got {value!r}")
         return float(value)
 
-    @staticmethod
-    def _check_predelay(value: float) -> float:
-        if not (isinstance(value, int | float) and 0.0 <= value <= MAX_PREDELAY_MS):
-            raise ValueError(f"predelay_ms: expected 0..{MAX_PREDELAY_MS:g} ms, got {value!r}")
-        return float(value)
-
     def _check_length(self, ir: np.ndarray) -> np.ndarray:
         if isinstance(ir, np.ndarray) and ir.ndim in (1, 2, 3):
             taps = ir.shape[-1]
@@ -165,7 +166,7 @@ class Engine:
     def set_ir(self, ir: np.ndarray, *, predelay_ms: float | None = None) -> None:
         """Crossfade to ``ir`` (prepared on this thread), with a new pre-delay if given: one
         prepared IR for both. On ValueError the IR and pre-delay stay as they were."""
-        predelay = self._predelay_ms if predelay_ms is None else self._check_predelay(predelay_ms)
+        predelay = self._predelay_ms if predelay_ms is None else check_predelay_ms(predelay_ms)
         with self._control:
             self._conv.set_ir(self._with_predelay(self._check_length(ir), predelay))
             self._ir, self._predelay_ms = ir, predelay
@@ -181,7 +182,7 @@ class Engine:
         wet = None if wet_db is None else db_to_gain(self._check_db("wet_db", wet_db))
         dry = None if dry_db is None else db_to_gain(self._check_db("dry_db", dry_db))
         if predelay_ms is not None:
-            predelay_ms = self._check_predelay(predelay_ms)
+            predelay_ms = check_predelay_ms(predelay_ms)
             with self._control:
                 if predelay_ms != self._predelay_ms:
                     self._conv.set_ir(self._with_predelay(self._ir, predelay_ms))

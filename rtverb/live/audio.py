@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from rtverb.dsp.convolver import check_ir
-from rtverb.dsp.engine import MAX_PREDELAY_MS, Engine, with_predelay
+from rtverb.dsp.engine import MAX_PREDELAY_MS, Engine, check_predelay_ms, with_predelay
 from rtverb.dsp.partition import plan_stages
 from rtverb.live.callback import XRUN_LOG, LiveSession, LiveStats
 from rtverb.live.io import Ring
@@ -207,9 +207,7 @@ class AudioProcess:
     def set_ir(self, ir: np.ndarray, *, predelay_ms: float | None = None) -> None:
         """Prepare ``ir`` (with a new pre-delay if given) into a slot and publish it."""
         with self._lock:
-            predelay = self._predelay_ms if predelay_ms is None else float(predelay_ms)
-            if not 0.0 <= predelay <= MAX_PREDELAY_MS:
-                raise ValueError(f"predelay_ms: expected 0..{MAX_PREDELAY_MS:g} ms, got {predelay}")
+            predelay = self._predelay_ms if predelay_ms is None else check_predelay_ms(predelay_ms)
             checked = self._checked(ir)
             self._writer.publish(with_predelay(checked, predelay, self.sample_rate_hz))
             self._ir, self._predelay_ms = ir, predelay
