@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from rtverb.analysis.acoustics import onset_index
 from rtverb.capture.chain import DEFAULT_LEVEL_DB, DEFAULT_MAX_IR_S, Capture, _check_args
 from rtverb.capture.sweep import (
     PRE_ONSET_S,
@@ -24,7 +25,6 @@ from rtverb.capture.sweep import (
     Sweep,
     deconvolve,
     linear_part,
-    onset_index,
     sweep_duration_s,
     trim_to_noise,
 )
@@ -179,7 +179,7 @@ def capture_device(
         [linear_part(deconvolve(takes[:, k], x), sweep, window_s) for k in range(repeats)]
     )
     window = windows[_steady_takes(windows)].mean(axis=0)
-    onset = onset_index(window)
+    onset = onset_index(np.abs(window).max(axis=0), sample_rate_hz)  # over all channels
     if onset >= int(MAX_LATENCY_S * sample_rate_hz):
         raise CaptureError(
             f"the response starts {onset / sample_rate_hz:.2f} s after the sweep (more than "

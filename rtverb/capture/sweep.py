@@ -119,12 +119,6 @@ def linear_part(response: np.ndarray, sweep: Sweep, max_ir_s: float) -> np.ndarr
     return response[..., : int(round(max_ir_s * fs))]
 
 
-def onset_index(ir: np.ndarray, threshold_db: float = -20.0) -> int:
-    """First sample within ``threshold_db`` of the peak over all channels."""
-    mag = np.max(np.abs(np.atleast_2d(ir)), axis=0)
-    return int(np.argmax(mag >= mag.max() * 10 ** (threshold_db / 20)))
-
-
 def trim_to_noise(
     ir: np.ndarray, sample_rate_hz: float, start: int = 0
 ) -> tuple[np.ndarray, float]:
