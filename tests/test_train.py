@@ -10,6 +10,7 @@ pytest.importorskip("pyroomacoustics")
 torch = pytest.importorskip("torch")
 
 from rtverb.synth import ModelError, Synthesizer, features  # noqa: E402
+from rtverb.synth.calibrate import decay_times_s, edc_db  # noqa: E402
 from rtverb.synth.physics import RoomPhysics  # noqa: E402
 from train import datagen  # noqa: E402
 from train.dataset import load_shards  # noqa: E402
@@ -26,7 +27,9 @@ from train.model import (  # noqa: E402
 #: Few rays keep the tiny set fast; the code path is what is tested here, not label quality.
 TINY = ["--ray-factor", "0.1", "--workers", "1", "--shard-size", "2"]
 TINY_FNO = ModelConfig(width=8, modes=8, layers=2)
-TINY_ENCODED = ModelConfig(kind="encoded", width=8, modes=8, layers=2, encoder_hidden=16)
+TINY_ENCODED = ModelConfig(
+    kind="encoded", width=8, modes=8, layers=2, encoder_hidden=16, head_hidden=16, head_members=2
+)
 
 
 def _tiny_fit(out, epochs: int, model: ModelConfig = TINY_FNO) -> FitConfig:
@@ -230,7 +233,7 @@ def test_a_new_encoded_model_is_its_fno_with_eyrings_times(tiny_set, tiny_fno_on
         correction, heads = model(x, physics)
     plain = Synthesizer(tiny_fno_onnx)
     for i in range(len(data)):
-        want = features.correction_db(plain._fields({"x": data.x[i : i + 1]})[0], data.x[i])
+        want = features.correction_db(plain._outputs({"x": data.x[i : i + 1]})[0][0], data.x[i])
         np.testing.assert_allclose(correction[i].numpy(), want, rtol=0, atol=WARM_START_ATOL_DB)
     eyring = np.exp(data.physics[:, features.EYRING_LOG_S])
     np.testing.assert_allclose(heads[:, 0].numpy(), eyring, rtol=1e-6)
@@ -241,9 +244,15 @@ def test_a_new_encoded_model_is_its_fno_with_eyrings_times(tiny_set, tiny_fno_on
 def test_encoded_model_fits_exports_and_gives_heads(tiny_set, tiny_fno_onnx, tmp_path):
     data = load_shards(tiny_set)
     cfg = _tiny_fit(tmp_path / "run", epochs=2, model=TINY_ENCODED)
-    cfg.balance, cfg.init_onnx = True, str(tiny_fno_onnx)
+    cfg.balance, cfg.init_onnx, cfg.heads_epochs = True, str(tiny_fno_onnx), 2
     messages: list[str] = []
     state = fit(cfg, data=data, log=messages.append)
+    assert any(m.startswith("heads epoch 2") for m in messages)
+    # the heads, trained alone, are frozen: the joint optimizer holds every other parameter
+    optimizer = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["optimizer"]
+    held = sum(len(group["params"]) for group in optimizer["param_groups"])
+    model = build(TINY_ENCODED)
+    assert held == len(list(model.parameters())) - len(list(model.net.heads.parameters())) > 0
     assert set(state["term_weights"]) == {
         "envelope",
         "edc",
@@ -260,7 +269,18 @@ def test_encoded_model_fits_exports_and_gives_heads(tiny_set, tiny_fno_onnx, tmp
     physics = RoomPhysics.of(data.rooms[0])
     heads = synth.heads(physics)
     assert synth.encoded and heads.shape == (3, features.N_BANDS) and np.all(heads[:2] > 0)
-    assert np.all(np.isfinite(synth.envelope_db(physics)))
+    # the envelope's decays are calibrated to the T30 heads: closer to them than the FNO's own
+    assert synth.calibrate
+    calibrated = synth.envelope_db(physics)
+    synth.calibrate = False
+    plain = synth.envelope_db(physics)
+    early = features.early_energy(physics)
+    misses = [
+        np.abs(np.log(decay_times_s(edc_db(e, early), -5.0, -35.0) / heads[0, :7]))
+        for e in (calibrated, plain)
+    ]
+    assert np.all(np.isfinite(calibrated)) and np.all(misses[0] <= misses[1] + 1e-9)
+    assert misses[0].sum() < misses[1].sum()
     with pytest.raises(ModelError, match="no room encoder"):
         Synthesizer(tiny_fno_onnx).heads(physics)
     set_metadata(path, {"rtverb.physics_version": "0"})

@@ -4,6 +4,8 @@ The truth is a held-out set from `train.datagen --runs 4 --ray-factor 8 --keep-r
 never seen in training): metrics are averaged over the runs. Compared, on the same rooms:
 
 - ``model``: the model evaluated (by default the shipped ONNX file, run as users run it);
+- ``model_uncalibrated`` (a model calibrated to its T30 heads): the same model's envelopes as
+  its FNO makes them (`rtverb.synth.calibrate` not applied);
 - ``heads_single_slope`` (a model with a room encoder): its T30 heads alone, rendered as the
   analytic envelope with each band's decay set to the head's T30 (a single slope);
 - ``fno_without_encoder`` (``--baseline-fno FILE``): an FNO without the room encoder;
@@ -209,6 +211,10 @@ def evaluate(
     synth = Synthesizer(model)
     irs_model = [_render(synth, r) for r in data.rooms]
     methods = {"model": metrics_of(irs_model, data)}
+    if synth.calibrate:  # the same model, its envelopes not calibrated to its T30 heads
+        synth.calibrate = False
+        methods["model_uncalibrated"] = metrics_of([_render(synth, r) for r in data.rooms], data)
+        synth.calibrate = True
     if synth.encoded:
         irs = [
             render_ir(p, single_slope_envelope_db(p, synth.heads(p)[0]), RATE_HZ) for p in physics

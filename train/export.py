@@ -29,6 +29,7 @@ import torch
 from rtverb.room.room import Room
 from rtverb.synth import features
 from rtverb.synth.model import (
+    CALIBRATION_KEY,
     CHECKSUM_KEY,
     CHECKSUM_PLACEHOLDER,
     MODEL_PATH,
@@ -179,6 +180,7 @@ def export(checkpoint: str | Path, out: str | Path = MODEL_PATH, info: dict | No
     meta = expected_metadata()
     if encoded:
         meta.update(expected_encoder_metadata())
+        meta[CALIBRATION_KEY] = "t30"  # the envelopes' decays follow the T30 heads
     meta.update(
         {
             "rtverb.model_kind": ckpt["config"]["model"]["kind"],

@@ -87,7 +87,10 @@ class FitConfig:
     balance: bool = False  # weigh each loss term by 1 / its size at the start
     heads_epochs: int = 0  # first train the encoder and its heads alone (encoded model)
     heads_lr: float = 2e-3
+    heads_weight_decay: float = 0.1  # the heads overfit single-run labels without it
+    heads_batch_size: int = 128
     encoder_lr_factor: float = 1.0  # the encoded model's encoder, FiLM, heads and trust: lr x this
+    freeze_heads: bool = True  # keep the heads as `heads_epochs` left them
     init_onnx: str | None = None  # start an encoded model's FNO as this exported FNO
     augment: bool = True  # each epoch, every room as one of its 16 mirror/swap variants
     limit: int | None = None  # use at most this many rooms (tests, quick runs)
@@ -232,32 +235,32 @@ def term_means(model, data: EnvelopeSet) -> dict[str, float]:
 def pretrain_heads(
     model, train_set: EnvelopeSet, val_set: EnvelopeSet, cfg: FitConfig, log
 ) -> None:
-    """Train the encoder and its heads alone on the heads' terms (each weighed by 1 / its
-    size at the start), keeping the epoch with the best validation loss."""
+    """Train the heads alone on their terms (each weighed by 1 / its size at the start), each
+    member of the ensemble on its own loss, keeping the epoch with the best validation loss
+    (of the ensemble's mean)."""
     net = model.net
 
-    def heads_of(physics: torch.Tensor) -> torch.Tensor:
-        h = net.encoder((physics - net.feature_mean) / net.feature_std)
-        return net.head_values(net.heads(h), physics)
-
     def terms(data: EnvelopeSet) -> dict[str, torch.Tensor]:
-        labels = torch.from_numpy(head_labels(data))
-        return head_terms(heads_of(torch.from_numpy(data.physics)), labels)
+        physics = torch.from_numpy(data.physics)
+        heads = net.head_values(net.heads(net.standardized(physics)), physics)
+        return head_terms(heads, torch.from_numpy(head_labels(data)))
 
     with torch.no_grad():
         scale = {k: 1.0 / max(v.item(), 1e-6) for k, v in terms(train_set).items()}
-    params = [*net.encoder.parameters(), *net.heads.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=cfg.heads_lr, weight_decay=cfg.weight_decay)
+    params = list(net.heads.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.heads_lr, weight_decay=cfg.heads_weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.heads_epochs)
     physics, labels = torch.from_numpy(train_set.physics), torch.from_numpy(head_labels(train_set))
     rng = np.random.default_rng(cfg.seed)
     best, best_state = float("inf"), None
     for epoch in range(cfg.heads_epochs):
         order = torch.from_numpy(rng.permutation(len(train_set)))
-        for start in range(0, len(order), 64):
-            idx = order[start : start + 64]
-            found = head_terms(heads_of(physics[idx]), labels[idx])
-            loss = sum((scale[k] * v for k, v in found.items()), torch.zeros(()))
+        for start in range(0, len(order), cfg.heads_batch_size):
+            idx = order[start : start + cfg.heads_batch_size]
+            loss = torch.zeros(())
+            for raw in net.heads.members(net.standardized(physics[idx])):
+                found = head_terms(net.head_values(raw, physics[idx]), labels[idx])
+                loss = loss + sum((scale[k] * v for k, v in found.items()), torch.zeros(()))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -363,11 +366,20 @@ def _param_groups(model, cfg: FitConfig) -> list[dict]:
     if not model.encoded:
         return [{"params": list(model.parameters()), "lr": cfg.lr}]
     fno = {id(p) for p in model.net.fno.parameters()}
-    rest = [p for p in model.parameters() if id(p) not in fno]
+    frozen = {id(p) for p in _frozen(model, cfg)}
+    rest = [p for p in model.parameters() if id(p) not in fno | frozen]
     return [
         {"params": list(model.net.fno.parameters()), "lr": cfg.lr},
         {"params": rest, "lr": cfg.lr * cfg.encoder_lr_factor},
     ]
+
+
+def _frozen(model, cfg: FitConfig) -> list:
+    """With ``--freeze-heads`` (the default), the heads' parameters: trained alone
+    (`pretrain_heads`), then kept, as trained jointly they overfit the single-run labels."""
+    if not (model.encoded and cfg.freeze_heads):
+        return []
+    return list(model.net.heads.parameters())
 
 
 def fit(cfg: FitConfig, data: EnvelopeSet | None = None, log=print) -> dict:
@@ -416,6 +428,8 @@ def fit(cfg: FitConfig, data: EnvelopeSet | None = None, log=print) -> dict:
             log("terms at the start: " + ", ".join(f"{k} {v:.3g}" for k, v in start.items()))
         if model.encoded and cfg.heads_epochs:
             pretrain_heads(model, train_set, val_set, cfg, log)
+    for p in _frozen(model, cfg):
+        p.requires_grad_(False)
     if state["epoch"]:
         log(f"resumed from {out / 'last.pt'} at epoch {state['epoch']}")
         if (state["n_train"], state["n_val"]) != (len(train_set), len(val_set)):

@@ -15,7 +15,6 @@ is integrated as it is, exactly like a plain Schroeder integral.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -23,11 +22,10 @@ from scipy import signal
 
 from rtverb.room.params import BANDS_HZ
 from rtverb.room.room import SPEED_OF_SOUND_M_S
+from rtverb.synth.early import octave_band_sos
 
 #: Half-width of the window around the direct sound that counts as "direct" for DRR, seconds.
 DIRECT_WINDOW_S = 0.0025
-#: Butterworth order of the octave band-pass (applied forward and backward: twice this order).
-BAND_FILTER_ORDER = 3
 #: Zeros padded around an IR before band filtering, in periods of the band centre: the
 #: filter's response falls 90 dB in 13 periods.
 FILTER_PAD_PERIODS = 15
@@ -76,24 +74,13 @@ class Metrics:
         return {k: clean(v) for k, v in asdict(self).items()}
 
 
-@lru_cache(maxsize=64)
-def _band_sos(sample_rate_hz: float, center_hz: float) -> np.ndarray | None:
-    low, high = center_hz / np.sqrt(2), center_hz * np.sqrt(2)
-    if high >= 0.5 * sample_rate_hz * 0.98:
-        return None
-    sos = signal.butter(
-        BAND_FILTER_ORDER, [low, high], btype="bandpass", fs=sample_rate_hz, output="sos"
-    )
-    return np.asarray(sos)
-
-
 def octave_band(ir: np.ndarray, sample_rate_hz: float, center_hz: float) -> np.ndarray | None:
     """Zero-phase octave band of ``ir`` around ``center_hz`` (float64, same length as ``ir``).
 
     The IR is taken as zero outside its samples (an IR that stops abruptly must not be
     mirrored, as `scipy.signal.sosfiltfilt` pads by default). None if the band reaches Nyquist.
     """
-    sos = _band_sos(float(sample_rate_hz), float(center_hz))
+    sos = octave_band_sos(float(sample_rate_hz), float(center_hz))
     if sos is None:
         return None
     pad = int(np.ceil(FILTER_PAD_PERIODS / center_hz * sample_rate_hz))

@@ -9,7 +9,8 @@ order it runs:
 - ``model_input``: `Synthesizer.feeds` (`rtverb.synth.features.model_input`: the model input
   and the analytic envelope; `physics_features` for a model with a room encoder);
 - ``onnx_run``: ONNX Runtime on the envelope model (one thread);
-- ``envelope``: the network's fields to the envelope (`Synthesizer.envelope_db`'s last step);
+- ``envelope``: the network's fields to the envelope, calibrated to the T30 heads where the model
+  asks (`Synthesizer.envelope_db`'s last step);
 - ``early_ir``: image sources, arrivals and the 10 Hz high-pass (`rtverb.synth.early.early_ir`);
 - ``late_mix``: the late part from the envelope, added to the early part.
 
@@ -90,9 +91,10 @@ def _room_change(clock: _Clock, s: synth.Synthesizer, room: Room, fs: float) -> 
     """One room change, timed stage by stage as `rtverb.synth.synthesize` runs it."""
     physics = clock.run("physics", lambda: RoomPhysics.of(room))
     feeds, baseline = clock.run("model_input", lambda: s.feeds(physics))
-    fields = clock.run("onnx_run", lambda: s._fields(feeds))
+    fields, heads = clock.run("onnx_run", lambda: s._outputs(feeds))
     x = feeds[s._input][0]
-    env = clock.run("envelope", lambda: s._envelope_db(physics, x, baseline[0], fields[0]))
+    head = None if heads is None else heads[0]
+    env = clock.run("envelope", lambda: s._envelope_db(physics, x, baseline[0], fields[0], head))
     early = clock.run("early_ir", lambda: ism.early_ir(physics, fs))
     clock.run("late_mix", lambda: late.add_late(early, env, fs))
 

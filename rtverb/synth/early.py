@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 from scipy import signal
@@ -29,6 +29,9 @@ FILTER_TAPS = 512
 FRACTIONAL_PHASES = 16
 _FRAC_TAPS = FILTER_TAPS + 8
 _TAP_INDICES = np.arange(_FRAC_TAPS)
+#: Butterworth order of the analysis octave band-pass `octave_band_sos` (applied forward and
+#: backward: twice this order).
+BAND_FILTER_ORDER = 3
 #: The simulator high-passes every IR at 10 Hz (2nd-order Butterworth, forward and backward).
 HIGHPASS_HZ = 10.0
 
@@ -76,6 +79,20 @@ def band_count(sample_rate_hz: float) -> int:
 
 
 @cache
+@lru_cache(maxsize=64)
+def octave_band_sos(sample_rate_hz: float, center_hz: float) -> np.ndarray | None:
+    """The analysis octave band-pass around ``center_hz`` that band metrics are measured through
+    (`rtverb.analysis.acoustics.octave_band`; `rtverb.synth.calibrate` predicts what it reads);
+    None if the band reaches Nyquist."""
+    low, high = center_hz / np.sqrt(2), center_hz * np.sqrt(2)
+    if high >= 0.5 * sample_rate_hz * 0.98:
+        return None
+    sos = signal.butter(
+        BAND_FILTER_ORDER, [low, high], btype="bandpass", fs=sample_rate_hz, output="sos"
+    )
+    return np.asarray(sos)
+
+
 def band_filters(sample_rate_hz: float) -> np.ndarray:
     """Cosine octave filter bank, shape (bands, FILTER_TAPS); the last band shelves to Nyquist.
 

@@ -121,6 +121,13 @@ def _noise_table(fs: float, table: int = 0) -> np.ndarray:
     return np.concatenate([seg * (1 - w), seg * w])
 
 
+def noise_bands(fs: float, table: int = 0) -> np.ndarray:
+    """`_noise_table`'s bands as plain signals, (bands, samples) float32."""
+    segments = _noise_table(fs, table)
+    bands = len(segments) // 2
+    return (segments[:bands] + segments[bands:]).reshape(bands, -1)
+
+
 @lru_cache(maxsize=4)
 def _mixed_table(fs: float, first_table: int, coherence: bytes) -> np.ndarray:
     """Per band b, ``rho[b] x table first + sqrt(1 - rho[b]^2) x table first + 1`` in

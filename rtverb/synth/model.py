@@ -3,7 +3,8 @@
 A model reads the model input ``x`` (`rtverb.synth.features.model_input`) and returns the
 envelope's ``fields``. A model with a room encoder also reads ``physics``
 (`rtverb.synth.features.physics_features`) and returns ``heads``: each band's T30 (s), EDT (s)
-and C50 (dB).
+and C50 (dB). A model whose metadata names the ``t30`` calibration has each envelope's decay
+set to its T30 head (`rtverb.synth.calibrate`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from rtverb.room.params import SCHEMA_VERSION, table_hash
 from rtverb.synth import features
+from rtverb.synth.calibrate import calibrate_t30
 from rtverb.synth.physics import MODEL_BANDS_HZ, RoomPhysics
 
 MODEL_PATH = Path(__file__).parent / "models" / "rir_fno.onnx"
@@ -27,6 +29,8 @@ FEATURE_VERSION = 3
 #: written as 64 zeros; it covers the weights, the graph and the other metadata.
 CHECKSUM_KEY = "rtverb.sha256"
 CHECKSUM_PLACEHOLDER = "0" * 64
+#: Metadata key of what the envelopes are calibrated to: "t30", the encoder's T30 heads.
+CALIBRATION_KEY = "rtverb.calibration"
 
 
 class ModelError(RuntimeError):
@@ -125,6 +129,9 @@ class Synthesizer:
                 "dynamic batch (`python -m train.export`)"
             )
         self._input = inputs[0]
+        #: Calibrate each envelope's decay to the T30 head (the model's metadata asks for it;
+        #: `train.evaluate` turns it off for its ablation row).
+        self.calibrate = self.encoded and self.metadata.get(CALIBRATION_KEY) == "t30"
 
     def envelope_db(self, physics: RoomPhysics) -> np.ndarray:
         """Predicted late energy envelope, (8 bands, N_FRAMES) dB per 4 ms bin."""
@@ -134,8 +141,12 @@ class Synthesizer:
         """`envelope_db` of each room, from one run of the model on them as a batch (the
         source positions of a true-stereo room cost less than a run each)."""
         feeds, baselines = self.feeds(*rooms)
-        fields, x = self._fields(feeds), feeds[self._input]
-        return [self._envelope_db(p, x[i], baselines[i], fields[i]) for i, p in enumerate(rooms)]
+        fields, heads = self._outputs(feeds)
+        x = feeds[self._input]
+        return [
+            self._envelope_db(p, x[i], baselines[i], fields[i], None if heads is None else heads[i])
+            for i, p in enumerate(rooms)
+        ]
 
     def feeds(self, *rooms: RoomPhysics) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The model's inputs for ``rooms`` (a batch), and their analytic envelopes
@@ -157,15 +168,24 @@ class Synthesizer:
         heads: np.ndarray = self.session.run(["heads"], self.feeds(physics)[0])[0][0]
         return heads
 
-    def _fields(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        """The network's output fields (rooms, 16, N_FRAMES) for `feeds`."""
-        fields: np.ndarray = self.session.run(["fields"], feeds)[0]
-        return fields
+    def _outputs(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """The network's output fields (rooms, 16, N_FRAMES) for `feeds`, and its heads
+        (rooms, 3, 8) when the envelopes are calibrated to them (else None)."""
+        if not self.calibrate:
+            return self.session.run(["fields"], feeds)[0], None
+        fields, heads = self.session.run(["fields", "heads"], feeds)
+        return fields, heads
 
     def _envelope_db(
-        self, physics: RoomPhysics, x: np.ndarray, baseline: np.ndarray, fields: np.ndarray
+        self,
+        physics: RoomPhysics,
+        x: np.ndarray,
+        baseline: np.ndarray,
+        fields: np.ndarray,
+        heads: np.ndarray | None = None,
     ) -> np.ndarray:
-        """`envelope_db` from the model input, the analytic envelope and the network's fields."""
+        """`envelope_db` from the model input, the analytic envelope and the network's fields
+        (calibrated to the T30 heads when ``heads`` are given)."""
         if not np.all(np.isfinite(fields)):  # inputs are finite and clipped: a broken file
             name = physics.room.name
             raise ModelError(f"{self.path}: the model returned NaN or Inf for {name!r}")
@@ -173,6 +193,8 @@ class Synthesizer:
         envelope = np.maximum(baseline + correction, features.FLOOR_DB)
         # nothing arrives before the direct sound (the analytic envelope is silent there too)
         envelope[:, baseline.max(axis=0) <= features.FLOOR_DB] = features.FLOOR_DB
+        if heads is not None:
+            envelope = calibrate_t30(envelope, features.early_energy(physics), heads[0])
         return envelope
 
 

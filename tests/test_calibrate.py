@@ -1,0 +1,78 @@
+"""The T30 calibration of late envelopes (`rtverb.synth.calibrate`)."""
+
+import numpy as np
+import pytest
+
+from rtverb.analysis.acoustics import measure
+from rtverb.room.params import BANDS_HZ
+from rtverb.room.room import Room
+from rtverb.synth import features, render_ir
+from rtverb.synth.calibrate import HINGE_DB, band_leakage, calibrate_t30, decay_times_s, edc_db
+from rtverb.synth.early import DELAY_SAMPLES
+from rtverb.synth.physics import RoomPhysics
+
+#: The calibration's Newton iterations stop within this of the target (relative T30): it
+#: keeps its best of 7 tries on a predicted curve.
+PREDICTED_RTOL = 0.02
+#: The T30 measured on the rendered IR against the target: the prediction on the 8 ms frame
+#: grid misses the filters' own smearing (held-out rooms: median 1.6 %, p90 9 %); 1 kHz and
+#: up, where a clean single slope leaves little of that.
+RENDERED_RTOL = 0.05
+_FS = 48000
+_T30 = (-5.0, -35.0)
+
+
+def _room() -> tuple[RoomPhysics, np.ndarray, np.ndarray]:
+    physics = RoomPhysics.of(Room())
+    return physics, features.analytic_envelope_db(physics), features.early_energy(physics)
+
+
+def test_leakage_rows_are_shares_of_the_band_and_its_neighbours():
+    leak = band_leakage()
+    assert leak.shape == (len(BANDS_HZ), features.N_BANDS)
+    assert np.allclose(leak.sum(axis=1), 1.0)
+    for b, row in enumerate(leak):
+        assert row[b] > 0.8, f"band {b} reads mostly its own noise"
+        far = [k for k in range(len(row)) if abs(k - b) >= 2]
+        assert row[far].sum() < 0.02, f"band {b} hears only its neighbours"
+    # the 500 Hz reading hears the 250 Hz noise more than the 1 kHz noise (cosine bank skirts)
+    assert leak[2, 1] > leak[2, 3] > 0.01
+
+
+@pytest.mark.parametrize("factors", [[1.3] * 7, [0.7] * 7, [1.3, 1.25, 1.2, 1.15, 1.1, 1.05, 1.0]])
+def test_calibration_reaches_the_target_on_the_predicted_curve_and_keeps_the_onset(factors):
+    # (neighbouring bands' targets far apart are out of reach: a band's analysis filter hears
+    # its neighbours' noise, and a slower neighbour sets the reading's tail)
+    physics, envelope, early = _room()
+    before = decay_times_s(edc_db(envelope, early), *_T30)
+    target = np.append(before * np.array(factors), np.nan)
+    out = calibrate_t30(envelope, early, target)
+    after = decay_times_s(edc_db(out, early), *_T30)
+    assert np.allclose(after, target[:7], rtol=PREDICTED_RTOL)
+    assert np.array_equal(out[7], envelope[7])  # 16 kHz: no analysis band, left alone
+    edc = edc_db(envelope, early)
+    for b in range(7):
+        hinge = np.argmax(edc[b] <= HINGE_DB)
+        assert np.array_equal(out[b, : hinge + 1], envelope[b, : hinge + 1])
+
+
+def test_a_band_without_a_target_is_left_alone():
+    _, envelope, early = _room()
+    target = np.full(features.N_BANDS, np.nan)
+    target[3] = 1.5
+    out = calibrate_t30(envelope, early, target)
+    others = [b for b in range(features.N_BANDS) if b != 3]
+    assert np.array_equal(out[others], envelope[others])
+    assert not np.array_equal(out[3], envelope[3])
+
+
+@pytest.mark.parametrize("factor", [0.75, 1.35])
+def test_the_rendered_ir_measures_the_target_t30(factor):
+    physics, envelope, early = _room()
+    plain = measure(render_ir(physics, envelope, _FS), _FS, physics.distance_m, DELAY_SAMPLES)
+    target = np.append(np.array(plain.T30_s) * factor, np.nan)
+    ir = render_ir(physics, calibrate_t30(envelope, early, target), _FS)
+    got = np.array(measure(ir, _FS, physics.distance_m, DELAY_SAMPLES).T30_s)
+    for b, center in enumerate(BANDS_HZ):
+        if 1000 <= center <= 4000:
+            assert got[b] == pytest.approx(target[b], rel=RENDERED_RTOL), f"{center} Hz"
