@@ -241,6 +241,21 @@ def test_a_new_encoded_model_is_its_fno_with_eyrings_times(tiny_set, tiny_fno_on
     np.testing.assert_allclose(heads[:, 2].numpy(), data.physics[:, features.BARRON_C50_DB])
 
 
+def test_an_fno_exports_again_as_an_encoded_model_without_calibration(
+    tiny_set, tiny_fno_onnx, tmp_path
+):
+    from train.export import export_fno_as_encoded
+
+    export_fno_as_encoded(tiny_fno_onnx, tmp_path / "as_encoded.onnx")
+    again, plain = Synthesizer(tmp_path / "as_encoded.onnx"), Synthesizer(tiny_fno_onnx)
+    assert again.encoded and not again.calibrate
+    for room in load_shards(tiny_set).rooms:
+        physics = RoomPhysics.of(room)
+        np.testing.assert_allclose(
+            again.envelope_db(physics), plain.envelope_db(physics), atol=WARM_START_ATOL_DB
+        )
+
+
 def test_encoded_model_fits_exports_and_gives_heads(tiny_set, tiny_fno_onnx, tmp_path):
     data = load_shards(tiny_set)
     cfg = _tiny_fit(tmp_path / "run", epochs=2, model=TINY_ENCODED)

@@ -6,6 +6,9 @@ never seen in training): metrics are averaged over the runs. Compared, on the sa
 - ``model``: the model evaluated (by default the shipped ONNX file, run as users run it);
 - ``model_uncalibrated`` (a model calibrated to its T30 heads): the same model's envelopes as
   its FNO makes them (`rtverb.synth.calibrate` not applied);
+- ``heads`` (a model with a room encoder): its heads' T30, EDT and C50 as they are, no IR;
+- ``calibrated_to_truth``: the model's envelopes calibrated to the truth's own T30 (what the
+  calibration reaches when its target is right);
 - ``heads_single_slope`` (a model with a room encoder): its T30 heads alone, rendered as the
   analytic envelope with each band's decay set to the head's T30 (a single slope);
 - ``fno_without_encoder`` (``--baseline-fno FILE``): an FNO without the room encoder;
@@ -35,6 +38,7 @@ from rtverb.analysis.acoustics import measure
 from rtverb.room.params import BANDS_HZ
 from rtverb.room.room import Room
 from rtverb.synth import MODEL_PATH, Synthesizer, features, render_ir, synthesize_analytic
+from rtverb.synth.calibrate import calibrate_t30
 from rtverb.synth.early import DELAY_SAMPLES
 from rtverb.synth.physics import RoomPhysics
 from train.dataset import EnvelopeSet, load_shards
@@ -76,7 +80,9 @@ def summary(err: dict[str, np.ndarray]) -> dict[str, float]:
         "EDT_median": float(np.nanmedian(err["EDT"])),
         "C50_median_db": float(np.nanmedian(err["C50"])),
         "C50_worst_band_median_db": float(np.nanmax(np.nanmedian(err["C50"], axis=0))),
-        "DRR_median_db": float(np.nanmedian(err["DRR"])),
+        "DRR_median_db": float(np.nanmedian(err["DRR"]))
+        if np.isfinite(err["DRR"]).any()
+        else np.nan,
     }
 
 
@@ -216,6 +222,21 @@ def evaluate(
         methods["model_uncalibrated"] = metrics_of([_render(synth, r) for r in data.rooms], data)
         synth.calibrate = True
     if synth.encoded:
+        heads = np.stack([synth.heads(p)[:, : len(BANDS_HZ)] for p in physics])
+        methods["heads"] = {
+            "T30_s": heads[:, 0],
+            "EDT_s": heads[:, 1],
+            "C50_db": heads[:, 2],
+            "DRR_db": np.full(len(physics), np.nan),
+        }
+        calibrate, synth.calibrate = synth.calibrate, False  # the FNO's envelopes, then
+        targets = np.pad(truth["T30_s"], ((0, 0), (0, 1)), constant_values=np.nan)  # no 16 kHz
+        irs = [
+            render_ir(p, calibrate_t30(synth.envelope_db(p), features.early_energy(p), t), RATE_HZ)
+            for p, t in zip(physics, targets, strict=True)
+        ]
+        synth.calibrate = calibrate
+        methods["calibrated_to_truth"] = metrics_of(irs, data)
         irs = [
             render_ir(p, single_slope_envelope_db(p, synth.heads(p)[0]), RATE_HZ) for p in physics
         ]
@@ -285,6 +306,9 @@ def markdown(r: dict) -> str:
         for key, scale, unit in columns:
             lo, hi = r["interval_95"][name][key]
             digits = 1 if unit == "%" else 2
+            if not np.isfinite(s[key]):  # the heads have no DRR
+                cells.append("–")
+                continue
             cells.append(
                 f"{scale * s[key]:.{digits}f} {unit} "
                 f"[{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"

@@ -16,6 +16,7 @@ positions of a true-stereo room in one run; parity covers one room at a time and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -205,6 +206,31 @@ def export(checkpoint: str | Path, out: str | Path = MODEL_PATH, info: dict | No
     return error
 
 
+def export_fno_as_encoded(fno_onnx: str | Path, out: str | Path) -> None:
+    """Export an exported FNO again as an encoded model that computes exactly it (zero FiLM,
+    Eyring's and Barron's values as heads, trust zero), its calibration off: the ablation row
+    of an FNO without the encoder, from a file made before batches were dynamic."""
+    import onnx
+
+    from train.fit import FitConfig
+    from train.model import ModelConfig, build, load_onnx_fno, weights
+
+    meta = {p.key: p.value for p in onnx.load(str(fno_onnx)).metadata_props}
+    saved = json.loads(meta.get("rtverb.model_config", "{}"))
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    cfg = ModelConfig(**{k: v for k, v in saved.items() if k in known and k != "kind"})
+    cfg.kind = "encoded"
+    model = build(cfg)
+    load_onnx_fno(model, fno_onnx)
+    state = {"n_train": 0, "n_val": 0, "best_epoch": -1, "best_val": float("nan")}
+    config = dataclasses.asdict(FitConfig(data=str(fno_onnx), model=cfg))
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = Path(tmp) / "fno.pt"
+        torch.save({"model": weights(model), "config": config, "state": state}, checkpoint)
+        export(checkpoint, out)
+    set_metadata(Path(out), {CALIBRATION_KEY: "none"})
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default="runs/fno/best.pt")
@@ -215,7 +241,17 @@ def main(argv: list[str] | None = None) -> int:
         help="only write this rtverb's metadata into --out (same weights): after a change to "
         "parameters the model does not see",
     )
+    p.add_argument(
+        "--from-fno-onnx",
+        metavar="FILE",
+        help="export this exported FNO (of any batch) again, as an encoded model whose FiLM and "
+        "heads are zero and whose calibration is off: exactly that FNO, with a dynamic batch",
+    )
     args = p.parse_args(argv)
+    if args.from_fno_onnx:
+        export_fno_as_encoded(args.from_fno_onnx, args.out)
+        print(f"wrote {args.out}: {args.from_fno_onnx} as an encoded model, calibration off")
+        return 0
     if args.restamp:
         set_metadata(Path(args.out), expected_metadata())
         print(f"restamped {args.out} with this rtverb's metadata (weights unchanged)")

@@ -35,6 +35,9 @@ ITERATIONS = 8
 STEP = 0.8
 #: Iterations stop once every band's predicted T30 is this close to its target (log ratio).
 CONVERGED = 0.003
+#: The iterations read the decay curves down to this far below the loudest frame (dB): what
+#: is fainter moves T30's -35 dB point by less than 0.01 dB.
+TRIM_DB = -100.0
 #: The secant's slope (reading's rate per tilt) is taken as at least this.
 MIN_SLOPE = 0.1
 #: The tilt changes a band's decay rate (dB/s) by at most these fractions of the envelope's
@@ -44,6 +47,7 @@ MAX_SLOWER, MAX_FASTER = 0.8, 5.0
 _LEAKAGE_RATE_HZ = 48000.0
 _T30_RANGE_DB = (-5.0, -35.0)
 _LN10_10 = np.log(10.0) / 10
+_AIR_DB = features.air_db()
 
 
 @cache
@@ -53,7 +57,7 @@ def band_leakage() -> np.ndarray:
 
     The renderer's noise bands are flattened band-limited noise (`rtverb.synth.late`), wider
     than their filters; the analysis filter of band b (applied forward and backward) weighs
-    their power spectra: about 12 % of the 500 Hz reading is the 250 Hz band's noise.
+    their power spectra: about 5 % of the 500 Hz reading is the 250 Hz band's noise.
     """
     fs = _LEAKAGE_RATE_HZ
     bands = noise_bands(fs)
@@ -70,8 +74,9 @@ def band_leakage() -> np.ndarray:
 
 def edc_db(envelope_db: np.ndarray, early: np.ndarray) -> np.ndarray:
     """The analysis bands' energy decay curves (dB, 0 at the first frame) from a late envelope
-    (8, N_FRAMES) dB and the early part's energy per frame (`features.early_energy`)."""
-    late = np.exp((envelope_db + features.air_db()) * _LN10_10)
+    (8, frames) dB and the early part's energy per frame (`features.early_energy`), both from
+    the first frame on (the envelope's frames or its first ones)."""
+    late = np.exp((envelope_db + _AIR_DB[:, : envelope_db.shape[1]]) * _LN10_10)
     energy = band_leakage() @ late + early[: len(BANDS_HZ)]
     tail = np.cumsum(energy[:, ::-1], axis=1)[:, ::-1]
     with np.errstate(divide="ignore"):
@@ -81,7 +86,7 @@ def edc_db(envelope_db: np.ndarray, early: np.ndarray) -> np.ndarray:
 def decay_times_s(edc_db: np.ndarray, top_db: float, bottom_db: float) -> np.ndarray:
     """Per band: -60 / the least-squares slope of ``edc_db`` (dB per s) between ``top_db`` and
     ``bottom_db``; NaN where fewer than 2 frames lie there or the line does not fall."""
-    t = features.FRAME_TIMES_S
+    t = features.FRAME_TIMES_S[: edc_db.shape[1]]
     mask = (edc_db <= top_db) & (edc_db >= bottom_db)
     n = mask.sum(axis=1)
     safe = np.where(mask, edc_db, 0.0)
@@ -111,17 +116,22 @@ def calibrate_t30(envelope_db: np.ndarray, early: np.ndarray, t30_s: np.ndarray)
     wanted = 60 / np.where(usable, target, 1.0)
     lo, hi = -MAX_SLOWER * rate, (MAX_FASTER - 1) * rate
 
-    def tilted(tilt: np.ndarray) -> np.ndarray:
-        out = envelope_db.copy()
-        shaped = np.maximum(envelope_db[:n] - tilt[:, None] * ramp, features.FLOOR_DB)
-        out[:n] = np.where(on, shaped, envelope_db[:n])
+    def tilted(tilt: np.ndarray, frames: int = envelope_db.shape[1]) -> np.ndarray:
+        out = envelope_db[:, :frames].copy()
+        shaped = np.maximum(out[:n] - tilt[:, None] * ramp[:, :frames], features.FLOOR_DB)
+        out[:n] = np.where(on[:, :frames], shaped, out[:n])
         return out
 
+    # the iterations read the curves only down to `TRIM_DB` below the loudest frame
+    level = (envelope_db[:n] + _AIR_DB[:n]).max(axis=0)
+    loud = np.nonzero((level > level.max() + TRIM_DB) | (early[:n].max(axis=0) > 0))[0]
+    frames = int(loud[-1]) + 1 if len(loud) else envelope_db.shape[1]
     tilt, slope = np.zeros(n), np.ones(n)
     last_tilt, last_rate = np.full(n, np.nan), np.full(n, np.nan)
     best_tilt, best_error = tilt.copy(), np.full(n, np.inf)
+    stalled = np.zeros(n, dtype=int)  # iterations since a band last came closer
     for step in range(ITERATIONS + 1):
-        got = 60 / decay_times_s(edc_db(tilted(tilt), early), *_T30_RANGE_DB)
+        got = 60 / decay_times_s(edc_db(tilted(tilt, frames), early[:, :frames]), *_T30_RANGE_DB)
         ok = usable & np.isfinite(got)
         error = np.where(ok, np.abs(np.log(np.where(ok, got, 1.0) / wanted)), np.inf)
         better = error < best_error
@@ -129,7 +139,9 @@ def calibrate_t30(envelope_db: np.ndarray, early: np.ndarray, t30_s: np.ndarray)
             np.where(better, error, best_error),
             np.where(better, tilt, best_tilt),
         )
-        if step == ITERATIONS or np.all(best_error[usable] < CONVERGED):
+        stalled = np.where(better, 0, stalled + 1)
+        done = (best_error < CONVERGED) | (stalled >= 2)  # there, or out of reach
+        if step == ITERATIONS or np.all(done[usable]):
             break
         # secant: how much the reading's rate moved per unit of tilt (leakage from a slower
         # neighbour and the untilted part before the hinge make it less than one)

@@ -17,9 +17,10 @@ from rtverb.synth.physics import MODEL_BANDS_HZ
 TAIL_FLOOR_DB = -90.0
 _NOISE_SEED = 20261121
 #: The noise bands are flattened over this many periods of their centre frequency: 2 ms (half a
-#: bin, the earlier fixed window) spread the 250 Hz band's noise so that 11 % of the 500 Hz
-#: analysis band's reading came from it; over 4 periods, 5 % (held-out rooms rendered from the
-#: simulator's own envelopes: T30 2.8 -> 2.6 %, EDT 6.1 -> 5.8 %, C50 0.51 -> 0.49 dB).
+#: bin, the earlier fixed window) spread the 125 Hz band's noise so that 11.3 % of the 250 Hz
+#: analysis band's reading came from it; over 4 periods, 7.5 % (`calibrate.band_leakage`; the
+#: held-out rooms rendered from the simulator's own envelopes: T30 2.8 -> 2.6 %, EDT 6.1 ->
+#: 5.8 %, C50 0.51 -> 0.49 dB).
 FLATTEN_PERIODS = 4.0
 
 
