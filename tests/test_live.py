@@ -26,7 +26,7 @@ from pythonosc.osc_message_builder import build_msg
 from rtverb import cli
 from rtverb.bench.live_storm import MALFORMED
 from rtverb.dsp.engine import Engine
-from rtverb.live.audio import CELLS, _Callback
+from rtverb.live.audio import CELLS, AudioProcess, _Callback
 from rtverb.live.callback import XRUN_LOG, LiveSession
 from rtverb.live.io import Ring
 from rtverb.live.slots import IrSlots, SlotReader, SlotWriter
@@ -226,6 +226,24 @@ def test_callback_allocates_no_arrays_in_the_live_configuration():
     assert cells[CELLS.index("slots_taken")] == 60 and cells[CELLS.index("slots_torn")] == 0
     assert kept <= KEPT_BYTES, f"the callbacks kept {kept} bytes"
     assert worst <= PYTHON_OBJECTS_BYTES, f"a callback allocated {worst} bytes at once"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"wet_db": float("nan")}, "wet_db"),
+        ({"wet_db": -6.0, "dry_db": 13.0}, "dry_db"),
+        ({"wet_db": -6.0, "predelay_ms": 250.0}, "predelay_ms"),
+    ],
+)
+def test_the_audio_process_refuses_a_bad_mix_and_changes_nothing(kwargs, match):
+    # the checks come before any cell is written (no process is started for this)
+    proc = object.__new__(AudioProcess)
+    proc.cells = np.zeros(len(CELLS), np.float64)
+    proc._predelay_ms = 0.0
+    with pytest.raises(ValueError, match=match):
+        proc.set_mix(**kwargs)
+    assert not proc.cells.any()
 
 
 def test_jump_metric_catches_a_hard_ir_switch():

@@ -46,6 +46,19 @@ def with_predelay(ir: np.ndarray, predelay_ms: float, sample_rate_hz: float) -> 
     return np.pad(ir, pad)
 
 
+def check_gain_db(name: str, value: float) -> float:
+    """``value`` of the mix gain ``name`` ("wet_db" or "dry_db"), checked: a finite number up to
+    the parameter table's maximum.
+
+    Raises:
+        ValueError: names the gain, the bound and the value.
+    """
+    spec = PARAMS_BY_NAME[f"mix/{name}"]
+    if not (isinstance(value, int | float) and math.isfinite(value) and value <= spec.max):
+        raise ValueError(f"{name}: expected a number <= {spec.max:g} dB, got {value!r}")
+    return float(value)
+
+
 def check_predelay_ms(value: float) -> float:
     """``value`` as a float if it is a pre-delay in 0..`MAX_PREDELAY_MS`, else ValueError."""
     if not (isinstance(value, int | float) and 0.0 <= value <= MAX_PREDELAY_MS):
@@ -123,8 +136,8 @@ class Engine:
         self.channels, self.block_size = channels, block_size
         #: Frames between a frame going in and its (dry and wet) output.
         self.latency_samples = self._conv.latency_samples
-        self._wet_target = db_to_gain(self._check_db("wet_db", wet_db))
-        self._dry_target = db_to_gain(self._check_db("dry_db", dry_db))
+        self._wet_target = db_to_gain(check_gain_db("wet_db", wet_db))
+        self._dry_target = db_to_gain(check_gain_db("dry_db", dry_db))
         ramp_frames = round(GAIN_RAMP_MS * sample_rate_hz / 1000.0)
         self._wet = _Ramp(self._wet_target, ramp_frames)
         self._dry = _Ramp(self._dry_target, ramp_frames)
@@ -142,13 +155,6 @@ class Engine:
         self.last_swap_started_s = 0.0
 
     # ---- control side ------------------------------------------------------------------
-
-    @staticmethod
-    def _check_db(name: str, value: float) -> float:
-        spec = PARAMS_BY_NAME[f"mix/{name}"]
-        if not (isinstance(value, int | float) and math.isfinite(value) and value <= spec.max):
-            raise ValueError(f"{name}: expected a number <= {spec.max:g} dB, got {value!r}")
-        return float(value)
 
     def _check_length(self, ir: np.ndarray) -> np.ndarray:
         if isinstance(ir, np.ndarray) and ir.ndim in (1, 2, 3):
@@ -179,8 +185,8 @@ class Engine:
         predelay_ms: float | None = None,
     ) -> None:
         """Change gains (ramped over `GAIN_RAMP_MS`) and pre-delay (crossfaded like an IR)."""
-        wet = None if wet_db is None else db_to_gain(self._check_db("wet_db", wet_db))
-        dry = None if dry_db is None else db_to_gain(self._check_db("dry_db", dry_db))
+        wet = None if wet_db is None else db_to_gain(check_gain_db("wet_db", wet_db))
+        dry = None if dry_db is None else db_to_gain(check_gain_db("dry_db", dry_db))
         if predelay_ms is not None:
             predelay_ms = check_predelay_ms(predelay_ms)
             with self._control:

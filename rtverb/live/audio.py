@@ -32,7 +32,13 @@ from typing import Any
 import numpy as np
 
 from rtverb.dsp.convolver import check_ir
-from rtverb.dsp.engine import MAX_PREDELAY_MS, Engine, check_predelay_ms, with_predelay
+from rtverb.dsp.engine import (
+    MAX_PREDELAY_MS,
+    Engine,
+    check_gain_db,
+    check_predelay_ms,
+    with_predelay,
+)
 from rtverb.dsp.partition import plan_stages
 from rtverb.live.callback import XRUN_LOG, LiveSession, LiveStats
 from rtverb.live.io import Ring
@@ -219,7 +225,15 @@ class AudioProcess:
         dry_db: float | None = None,
         predelay_ms: float | None = None,
     ) -> None:
-        """Gains go to the callback's cells (it ramps them); a pre-delay re-publishes the IR."""
+        """Gains go to the callback's cells (it ramps them); a pre-delay re-publishes the IR.
+
+        Raises:
+            ValueError: a gain or the pre-delay out of range (as `Engine.set_mix`); nothing
+                is changed.
+        """
+        wet_db = None if wet_db is None else check_gain_db("wet_db", wet_db)
+        dry_db = None if dry_db is None else check_gain_db("dry_db", dry_db)
+        predelay_ms = None if predelay_ms is None else check_predelay_ms(predelay_ms)
         if wet_db is not None:
             self.cells[_CELL["wet_db"]] = wet_db
         if dry_db is not None:
