@@ -143,7 +143,6 @@ class RoomWorker:
         self.syntheses = 0  #: IRs synthesized and handed to the engine
         self.predelay_changes = 0  #: pre-delay changes applied
         self.errors = 0
-        self.last_error = ""
         self.synth_ms: deque[float] = deque(maxlen=LATENCY_HISTORY)
         self.latency_ms: deque[float] = deque(maxlen=LATENCY_HISTORY)
         self._ready_ms: deque[float] = deque(maxlen=8)  # synthesis + set_ir, the wait's lead
@@ -249,7 +248,6 @@ class RoomWorker:
 
     def _fail(self, message: str) -> None:
         self.errors += 1
-        self.last_error = message
         log.error(message)
         if self._on_error is not None:
             self._on_error(message)
