@@ -76,3 +76,15 @@ def test_the_rendered_ir_measures_the_target_t30(factor):
     for b, center in enumerate(BANDS_HZ):
         if 1000 <= center <= 4000:
             assert got[b] == pytest.approx(target[b], rel=RENDERED_RTOL), f"{center} Hz"
+
+
+def test_a_slower_decay_never_lifts_the_envelope_above_where_the_tilt_starts():
+    physics, envelope, early = _room()
+    flat = envelope.copy()
+    flat[:, 150:] = np.maximum(flat[:, 150:].min(axis=1, keepdims=True), -120.0)  # a flat tail
+    edc = edc_db(flat, early)
+    target = np.append(3 * decay_times_s(edc, *_T30), np.nan)
+    out = calibrate_t30(flat, early, target)
+    for b in range(7):
+        hinge = np.argmax(edc[b] <= HINGE_DB)
+        assert out[b, hinge:].max() <= flat[b, hinge] + 1e-9

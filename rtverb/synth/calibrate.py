@@ -109,7 +109,15 @@ def calibrate_t30(envelope_db: np.ndarray, early: np.ndarray, t30_s: np.ndarray)
     below = edc <= HINGE_DB
     hinge_s = np.where(below.any(axis=1), t[np.argmax(below, axis=1)], t[-1])
     onset_s = np.where(on.any(axis=1), t[np.argmax(on, axis=1)], t[-1])
-    ramp = np.maximum(t - np.maximum(hinge_s, onset_s)[:, None], 0.0)  # (bands, frames) s
+    start = np.maximum(hinge_s, onset_s)
+    ramp = np.maximum(t - start[:, None], 0.0)  # (bands, frames) s
+    # a slower decay never lifts the envelope above its level where the tilt starts (a flat
+    # or rising stretch of it would otherwise grow without bound)
+    ceiling = np.where(
+        ramp > 0,
+        envelope_db[np.arange(n), np.searchsorted(t, start).clip(max=len(t) - 1)][:, None],
+        np.inf,
+    )
     target = np.asarray(t30_s[:n], dtype=np.float64)
     rate = 60 / decay_times_s(edc, *_T30_RANGE_DB)  # the envelope's own, dB/s
     usable = np.isfinite(target) & (target > 0) & np.isfinite(rate)
@@ -118,7 +126,8 @@ def calibrate_t30(envelope_db: np.ndarray, early: np.ndarray, t30_s: np.ndarray)
 
     def tilted(tilt: np.ndarray, frames: int = envelope_db.shape[1]) -> np.ndarray:
         out = envelope_db[:, :frames].copy()
-        shaped = np.maximum(out[:n] - tilt[:, None] * ramp[:, :frames], features.FLOOR_DB)
+        shaped = np.minimum(out[:n] - tilt[:, None] * ramp[:, :frames], ceiling[:, :frames])
+        shaped = np.maximum(shaped, features.FLOOR_DB)
         out[:n] = np.where(on[:, :frames], shaped, out[:n])
         return out
 
