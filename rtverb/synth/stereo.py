@@ -7,6 +7,10 @@ the pair's centre), scaled by each capsule's diffuse-field power, rendered from 
 fixed-seed noise per path and mixed per octave band so that the two capsules are as coherent
 as a diffuse field makes them (`diffuse_coherence`). ``mix/width`` then narrows the pair as
 mid/side: 0 makes both channels the mid.
+
+A spread source's two points share the source's power (each path is scaled by 1/sqrt(2)):
+the same signal on both inputs then gives the room the level of the point source, so moving
+``source/spread_m`` from 0 does not make a mono or centred sound 3 dB louder.
 """
 
 from __future__ import annotations
@@ -85,6 +89,8 @@ def render_stereo_ir(
         [early_ir(physics, fs, source, capsule) for capsule in (left, right)] for source in sources
     ]
     ir = add_late_pairs(early, envelopes_db, fs, powers, coherence)
+    if len(sources) > 1:
+        ir *= np.float32(1 / np.sqrt(len(sources)))  # the points share the source's power
     if room.width != 1.0:  # mid/side: L' = M + w S, R' = M - w S
         mid = 0.5 * (ir[:, 0] + ir[:, 1])
         side = 0.5 * room.width * (ir[:, 0] - ir[:, 1])
