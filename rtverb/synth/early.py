@@ -78,7 +78,6 @@ def band_count(sample_rate_hz: float) -> int:
     return min(len(MODEL_BANDS_HZ), math.floor(math.log2(sample_rate_hz / MODEL_BANDS_HZ[0])))
 
 
-@cache
 @lru_cache(maxsize=64)
 def octave_band_sos(sample_rate_hz: float, center_hz: float) -> np.ndarray | None:
     """The analysis octave band-pass around ``center_hz`` that band metrics are measured through
@@ -93,6 +92,7 @@ def octave_band_sos(sample_rate_hz: float, center_hz: float) -> np.ndarray | Non
     return np.asarray(sos)
 
 
+@cache
 def band_filters(sample_rate_hz: float) -> np.ndarray:
     """Cosine octave filter bank, shape (bands, FILTER_TAPS); the last band shelves to Nyquist.
 
