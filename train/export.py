@@ -248,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         "heads are zero and whose calibration is off: exactly that FNO, with a dynamic batch",
     )
     args = p.parse_args(argv)
+    if args.from_fno_onnx and Path(args.out) == MODEL_PATH:
+        p.error(
+            "--from-fno-onnx writes a file for the ablation row: give --out (not the shipped model)"
+        )
     if args.from_fno_onnx:
         export_fno_as_encoded(args.from_fno_onnx, args.out)
         print(f"wrote {args.out}: {args.from_fno_onnx} as an encoded model, calibration off")

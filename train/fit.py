@@ -26,8 +26,10 @@ log T30 and log EDT to each simulation run's measured value, and of C50 in dB, p
 125-8000 Hz. ``--balance`` weighs every term by the inverse of its size on the training rooms
 at the start (so that no term dominates); the weights are kept with the run.
 ``--init-onnx FILE`` starts an encoded model's FNO as an exported FNO. ``--heads-epochs N``
-first trains the encoder and its heads alone (the FNO is not run: seconds per epoch), so the
-joint training starts from decays that physics features predict well.
+first trains the heads alone (the FNO is not run: seconds per epoch; weight decay
+``--heads-weight-decay``, each member of the ensemble on its own loss), so the joint training
+starts from decays that physics features predict well; the heads then stay frozen
+(``--no-freeze-heads`` trains them on with the rest: they overfit the single-run labels).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class FitConfig:
     rate_weight: float = 20.0  # x |log rate ratio|: a 10 % T30 error weighs 2
     threads: int = 1
     balance: bool = False  # weigh each loss term by 1 / its size at the start
-    heads_epochs: int = 0  # first train the encoder and its heads alone (encoded model)
+    heads_epochs: int = 0  # first train the heads alone (encoded model)
     heads_lr: float = 2e-3
     heads_weight_decay: float = 0.1  # the heads overfit single-run labels without it
     heads_batch_size: int = 128
