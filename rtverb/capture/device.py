@@ -1,9 +1,10 @@
 """Capture through a sound card: the sweep played and recorded with `sounddevice.playrec`.
 
 One stream plays ``repeats`` sweeps back to back after `PRE_ROLL_S` of silence, so every
-repetition has the same latency and the takes' IRs average sample-exactly (noise falls 3 dB
-per doubling); from 3 takes on, a take far from the median one (a dropout, a door slam) is
-left out. The silence measures the noise floor: a recording that clips or whose sweep is
+repetition has the same latency, unless the stream drops or repeats a block (an xrun): each
+take's response is shifted to the median take's onset, and the takes' IRs average
+sample-exactly (noise falls 3 dB per doubling); from 3 takes on, a take far from the median
+one (a dropout, a door slam) is left out. The silence measures the noise floor: a recording that clips or whose sweep is
 too little above the noise is refused with what to change. The latency (interface plus any
 acoustic path) is the onset of the deconvolved response; the IR starts `PRE_ONSET_S` before it.
 """
@@ -131,6 +132,22 @@ def check_levels(recording: np.ndarray, pre_roll: int, sweep_frames: int, period
     return snr
 
 
+def _aligned(windows: np.ndarray, sample_rate_hz: float) -> np.ndarray:
+    """The takes' responses (takes, channels, samples) shifted so that their onsets meet the
+    median take's: a stream that drops or repeats a block (an xrun) delays every later take by
+    it, and averaging takes a block apart would comb-filter the IR."""
+    onsets = [onset_index(np.abs(w).max(axis=0), sample_rate_hz) for w in windows]
+    reference = int(np.median(onsets))
+    out = np.zeros_like(windows)
+    for take, (w, onset) in enumerate(zip(windows, onsets, strict=True)):
+        shift = reference - onset
+        if shift >= 0:
+            out[take, :, shift:] = w[:, : w.shape[1] - shift]
+        else:
+            out[take, :, :shift] = w[:, -shift:]
+    return out
+
+
 def _steady_takes(windows: np.ndarray) -> np.ndarray:
     """Indices of the takes to average: all but those far from the median take (a dropout or
     a door slam during one sweep), found when there are at least 3 takes."""
@@ -178,6 +195,7 @@ def capture_device(
     windows = np.stack(
         [linear_part(deconvolve(takes[:, k], x), sweep, window_s) for k in range(repeats)]
     )
+    windows = _aligned(windows, sample_rate_hz)
     window = windows[_steady_takes(windows)].mean(axis=0)
     onset = onset_index(np.abs(window).max(axis=0), sample_rate_hz)  # over all channels
     if onset >= int(MAX_LATENCY_S * sample_rate_hz):
