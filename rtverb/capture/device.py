@@ -5,8 +5,9 @@ repetition has the same latency, unless the stream drops or repeats a block (an 
 take's response is shifted to the median take's onset, and the takes' IRs average
 sample-exactly (noise falls 3 dB per doubling); from 3 takes on, a take far from the median
 one (a dropout, a door slam) is left out. The silence measures the noise floor: a recording
-that clips or whose sweep is too little above the noise is refused with what to change. The latency (interface plus any
-acoustic path) is the onset of the deconvolved response; the IR starts `PRE_ONSET_S` before it.
+that clips or whose sweep is too little above the noise is refused with what to change. The
+latency (interface plus any acoustic path) is the onset of the deconvolved response; the IR
+starts `PRE_ONSET_S` before it.
 """
 
 from __future__ import annotations
