@@ -6,9 +6,18 @@ import pytest
 from rtverb.analysis.acoustics import measure
 from rtverb.room.params import BANDS_HZ
 from rtverb.room.room import Room
-from rtverb.synth import features, render_ir
-from rtverb.synth.calibrate import HINGE_DB, band_leakage, calibrate_t30, decay_times_s, edc_db
+from rtverb.synth import default_synthesizer, features, render_ir
+from rtverb.synth.calibrate import (
+    HINGE_DB,
+    apply_tilt,
+    band_leakage,
+    calibrate_t30,
+    decay_times_s,
+    edc_db,
+    tilt_db_s,
+)
 from rtverb.synth.early import DELAY_SAMPLES
+from rtverb.synth.ir import per_source
 from rtverb.synth.physics import RoomPhysics
 
 #: The calibration's Newton iterations stop within this of the target (relative T30): it
@@ -88,3 +97,22 @@ def test_a_slower_decay_never_lifts_the_envelope_above_where_the_tilt_starts():
     for b in range(7):
         hinge = np.argmax(edc[b] <= HINGE_DB)
         assert out[b, hinge:].max() <= flat[b, hinge] + 1e-9
+
+
+def test_the_points_of_a_spread_source_share_one_calibration():
+    synth = default_synthesizer()
+    room = Room(pair="ortf", spread_m=2.0)
+    points = per_source(RoomPhysics.of(room))
+    got = synth.envelopes_db(points)
+    synth.calibrate = False
+    try:
+        plain = synth.envelopes_db(points)
+    finally:
+        synth.calibrate = True
+    early = [features.early_energy(p) for p in points]
+    heads = synth.heads(points[0])[0]
+    tilt = tilt_db_s(plain[0], early[0], heads)
+    assert np.abs(tilt).max() > 0  # the shipped model's decays do get moved
+    for envelope, plain_envelope, energy in zip(got, plain, early, strict=True):
+        np.testing.assert_array_equal(envelope, apply_tilt(plain_envelope, energy, tilt))
+    np.testing.assert_array_equal(got[0], calibrate_t30(plain[0], early[0], heads))

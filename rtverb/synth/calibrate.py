@@ -17,6 +17,7 @@ iterate is kept (a decay with two slopes can make T30 jump between iterations).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np
@@ -102,6 +103,14 @@ def calibrate_t30(envelope_db: np.ndarray, early: np.ndarray, t30_s: np.ndarray)
     """The envelope (8, N_FRAMES) dB with each analysis band's decay after `HINGE_DB` tilted
     so that its predicted T30 is ``t30_s`` (per model band; NaN or a band above the analysis
     bands: left alone). A new array."""
+    return apply_tilt(envelope_db, early, tilt_db_s(envelope_db, early, t30_s))
+
+
+def _tilter(
+    envelope_db: np.ndarray, early: np.ndarray
+) -> tuple[np.ndarray, Callable[..., np.ndarray]]:
+    """The envelope's decay curves and a function of a tilt per analysis band (dB/s, positive:
+    faster) and a frame count that returns the envelope's first frames tilted after the hinge."""
     n = len(BANDS_HZ)
     t = features.FRAME_TIMES_S
     on = envelope_db[:n] > features.FLOOR_DB
@@ -118,11 +127,6 @@ def calibrate_t30(envelope_db: np.ndarray, early: np.ndarray, t30_s: np.ndarray)
         envelope_db[np.arange(n), np.searchsorted(t, start).clip(max=len(t) - 1)][:, None],
         np.inf,
     )
-    target = np.asarray(t30_s[:n], dtype=np.float64)
-    rate = 60 / decay_times_s(edc, *_T30_RANGE_DB)  # the envelope's own, dB/s
-    usable = np.isfinite(target) & (target > 0) & np.isfinite(rate)
-    wanted = 60 / np.where(usable, target, 1.0)
-    lo, hi = -MAX_SLOWER * rate, (MAX_FASTER - 1) * rate
 
     def tilted(tilt: np.ndarray, frames: int = envelope_db.shape[1]) -> np.ndarray:
         out = envelope_db[:, :frames].copy()
@@ -131,6 +135,25 @@ def calibrate_t30(envelope_db: np.ndarray, early: np.ndarray, t30_s: np.ndarray)
         out[:n] = np.where(on[:, :frames], shaped, out[:n])
         return out
 
+    return edc, tilted
+
+
+def apply_tilt(envelope_db: np.ndarray, early: np.ndarray, tilt_db_s: np.ndarray) -> np.ndarray:
+    """The envelope with each analysis band's decay after `HINGE_DB` made faster by
+    ``tilt_db_s`` (per analysis band, dB/s; `tilt_db_s` finds it). A new array."""
+    return _tilter(envelope_db, early)[1](np.asarray(tilt_db_s, dtype=np.float64))
+
+
+def tilt_db_s(envelope_db: np.ndarray, early: np.ndarray, t30_s: np.ndarray) -> np.ndarray:
+    """Per analysis band, the tilt (dB/s) after `HINGE_DB` that makes the envelope's predicted
+    T30 ``t30_s`` (0 where that band has no target, or no decay to read)."""
+    n = len(BANDS_HZ)
+    edc, tilted = _tilter(envelope_db, early)
+    target = np.asarray(t30_s[:n], dtype=np.float64)
+    rate = 60 / decay_times_s(edc, *_T30_RANGE_DB)  # the envelope's own, dB/s
+    usable = np.isfinite(target) & (target > 0) & np.isfinite(rate)
+    wanted = 60 / np.where(usable, target, 1.0)
+    lo, hi = -MAX_SLOWER * rate, (MAX_FASTER - 1) * rate
     # the iterations read the curves only down to `TRIM_DB` below the loudest frame
     level = (envelope_db[:n] + _AIR_DB[:n]).max(axis=0)
     loud = np.nonzero((level > level.max() + TRIM_DB) | (early[:n].max(axis=0) > 0))[0]
@@ -161,4 +184,4 @@ def calibrate_t30(envelope_db: np.ndarray, early: np.ndarray, t30_s: np.ndarray)
         last_tilt, last_rate = tilt, got
         step_db_s = np.where(ok, STEP * (wanted - np.where(ok, got, 0.0)) / slope, 0.0)
         tilt = np.where(usable, np.clip(tilt + step_db_s, lo, hi), 0.0)
-    return tilted(best_tilt)
+    return best_tilt

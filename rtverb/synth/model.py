@@ -19,7 +19,7 @@ import numpy as np
 
 from rtverb.room.params import SCHEMA_VERSION, table_hash
 from rtverb.synth import features
-from rtverb.synth.calibrate import calibrate_t30
+from rtverb.synth.calibrate import apply_tilt, calibrate_t30, tilt_db_s
 from rtverb.synth.physics import MODEL_BANDS_HZ, RoomPhysics
 
 MODEL_PATH = Path(__file__).parent / "models" / "rir_fno.onnx"
@@ -139,14 +139,26 @@ class Synthesizer:
 
     def envelopes_db(self, rooms: Sequence[RoomPhysics]) -> list[np.ndarray]:
         """`envelope_db` of each room, from one run of the model on them as a batch (the
-        source positions of a true-stereo room cost less than a run each)."""
+        source positions of a true-stereo room cost less than a run each); several rooms (the
+        points of a spread source) share the first one's calibration."""
         feeds, baselines = self.feeds(*rooms)
         fields, heads = self._outputs(feeds)
         x = feeds[self._input]
-        return [
-            self._envelope_db(p, x[i], baselines[i], fields[i], None if heads is None else heads[i])
-            for i, p in enumerate(rooms)
+        if heads is None or len(rooms) == 1:
+            return [
+                self._envelope_db(
+                    p, x[i], baselines[i], fields[i], None if heads is None else heads[i]
+                )
+                for i, p in enumerate(rooms)
+            ]
+        # the points of a spread source: one room but for the source position, whose decay
+        # barely moves T30; they share the first point's calibration (one search, not one each)
+        envelopes = [
+            self._envelope_db(p, x[i], baselines[i], fields[i]) for i, p in enumerate(rooms)
         ]
+        early = [features.early_energy(p) for p in rooms]
+        tilt = tilt_db_s(envelopes[0], early[0], heads[0, 0])
+        return [apply_tilt(e, energy, tilt) for e, energy in zip(envelopes, early, strict=True)]
 
     def feeds(self, *rooms: RoomPhysics) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The model's inputs for ``rooms`` (a batch), and their analytic envelopes
