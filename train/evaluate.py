@@ -217,28 +217,31 @@ def evaluate(
     synth = Synthesizer(model)
     irs_model = [_render(synth, r) for r in data.rooms]
     methods = {"model": metrics_of(irs_model, data)}
-    if synth.calibrate:  # the same model, its envelopes not calibrated to its T30 heads
-        synth.calibrate = False
-        methods["model_uncalibrated"] = metrics_of([_render(synth, r) for r in data.rooms], data)
-        synth.calibrate = True
     if synth.encoded:
-        heads = np.stack([synth.heads(p)[:, : len(BANDS_HZ)] for p in physics])
+        calibrate, synth.calibrate = synth.calibrate, False
+        plain = [synth.envelope_db(p) for p in physics]  # the FNO's envelopes, not calibrated
+        synth.calibrate = calibrate
+        if calibrate:  # the same model, its envelopes not calibrated to its T30 heads
+            methods["model_uncalibrated"] = metrics_of(
+                [render_ir(p, e, RATE_HZ) for p, e in zip(physics, plain, strict=True)], data
+            )
+        heads = np.stack([synth.heads(p) for p in physics])  # (rooms, 3, 8)
+        bands = len(BANDS_HZ)
         methods["heads"] = {
-            "T30_s": heads[:, 0],
-            "EDT_s": heads[:, 1],
-            "C50_db": heads[:, 2],
+            "T30_s": heads[:, 0, :bands],
+            "EDT_s": heads[:, 1, :bands],
+            "C50_db": heads[:, 2, :bands],
             "DRR_db": np.full(len(physics), np.nan),
         }
-        calibrate, synth.calibrate = synth.calibrate, False  # the FNO's envelopes, then
         targets = np.pad(truth["T30_s"], ((0, 0), (0, 1)), constant_values=np.nan)  # no 16 kHz
         irs = [
-            render_ir(p, calibrate_t30(synth.envelope_db(p), features.early_energy(p), t), RATE_HZ)
-            for p, t in zip(physics, targets, strict=True)
+            render_ir(p, calibrate_t30(e, features.early_energy(p), t), RATE_HZ)
+            for p, e, t in zip(physics, plain, targets, strict=True)
         ]
-        synth.calibrate = calibrate
         methods["calibrated_to_truth"] = metrics_of(irs, data)
         irs = [
-            render_ir(p, single_slope_envelope_db(p, synth.heads(p)[0]), RATE_HZ) for p in physics
+            render_ir(p, single_slope_envelope_db(p, h[0]), RATE_HZ)
+            for p, h in zip(physics, heads, strict=True)
         ]
         methods["heads_single_slope"] = metrics_of(irs, data)
     for name, path in (("fno_without_encoder", baseline_fno), ("gru", gru)):

@@ -144,18 +144,13 @@ class Synthesizer:
         feeds, baselines = self.feeds(*rooms)
         fields, heads = self._outputs(feeds)
         x = feeds[self._input]
-        if heads is None or len(rooms) == 1:
-            return [
-                self._envelope_db(
-                    p, x[i], baselines[i], fields[i], None if heads is None else heads[i]
-                )
-                for i, p in enumerate(rooms)
-            ]
-        # the points of a spread source: one room but for the source position, whose decay
-        # barely moves T30; they share the first point's calibration (one search, not one each)
         envelopes = [
             self._envelope_db(p, x[i], baselines[i], fields[i]) for i, p in enumerate(rooms)
         ]
+        if heads is None:
+            return envelopes
+        # the points of a spread source are one room but for the source position, which barely
+        # moves T30: they share the first room's calibration (one search, not one each)
         early = [features.early_energy(p) for p in rooms]
         tilt = tilt_db_s(envelopes[0], early[0], heads[0, 0])
         return [apply_tilt(e, energy, tilt) for e, energy in zip(envelopes, early, strict=True)]
