@@ -17,7 +17,9 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 
 from rtverb.osc.controller import (
+    CONFIRM_S,
     GROUPS,
+    MAX_PENDING,
     MAX_SUBSCRIBERS,
     POSITION_MARGIN_M,
     REPLY_FACTOR,
@@ -75,6 +77,17 @@ def by_address(replies: list[Reply], address: str) -> list[Reply]:
 
 def errors(replies: list[Reply]) -> list[str]:
     return [r.args[0] for r in replies if r.address == "/rtverb/error"]
+
+
+def subscribe(rec: Recorder, port: int, sender=SENDER) -> int:
+    """The handshake: ``/rtverb/subscribe i``, then ``ii`` with its challenge's nonce."""
+    (challenge,) = rec.send(msg("/rtverb/subscribe", port), sender=sender)
+    dest = (sender[0], port)
+    assert (challenge.dest, challenge.address) == (dest, "/rtverb/confirm"), challenge
+    nonce = challenge.args[1]
+    replies = rec.send(msg("/rtverb/subscribe", port, nonce), sender=sender)
+    assert replies == [Reply(dest, "/rtverb/subscribed", (port, SUBSCRIPTION_S))], replies
+    return int(nonce)
 
 
 # ---- golden datagrams -----------------------------------------------------------------------
@@ -401,8 +414,7 @@ def test_status_is_paged_over_the_provider_figures():
 def test_subscribers_get_every_change():
     rec = Recorder()
     sub = ("127.0.0.1", 9001)
-    replies = rec.send(msg("/rtverb/subscribe", 9001))
-    assert replies == [Reply(sub, "/rtverb/subscribed", (9001, SUBSCRIPTION_S))]
+    subscribe(rec, 9001)
     other = ("10.0.0.2", 7000)
     replies = rec.send(msg("/rtverb/room/scattering", 0.3), sender=other)
     dests = {r.dest for r in by_address(replies, "/rtverb/room/scattering")}
@@ -415,14 +427,14 @@ def test_subscribers_get_every_change():
 def test_subscribers_are_bounded():
     rec = Recorder()
     for port in range(MAX_SUBSCRIBERS):
-        assert errors(rec.send(msg("/rtverb/subscribe", 10000 + port))) == []
+        subscribe(rec, 10000 + port)
     assert "already subscribed" in errors(rec.send(msg("/rtverb/subscribe", 20000)))[0]
 
 
 def test_preset_load_replaces_the_room_and_echoes_everything_to_subscribers():
     rec = Recorder()
     tablet = ("10.0.0.9", 9001)
-    rec.send(msg("/rtverb/subscribe", 9001), sender=tablet)
+    subscribe(rec, 9001, sender=tablet)
     replies = rec.send(msg("/rtverb/preset/load", "stone_church"))
     assert rec.c.room == load_preset("stone_church")
     assert by_address(replies, "/rtverb/preset/loaded")[0].args[0] == "stone_church"
@@ -495,7 +507,7 @@ def test_an_ipv6_address_is_bracketed_before_its_port(caplog):
     finally:
         server.stop()
     rec = Recorder()
-    rec.send(msg("/rtverb/subscribe", 9001), sender=("::1", 50000))
+    subscribe(rec, 9001, sender=("::1", 50000))
     with caplog.at_level(logging.INFO, logger="rtverb.osc.controller"):
         rec.c.drop_subscriber(("::1", 9001))
     assert "subscriber [::1]:9001 is unreachable" in caplog.text
@@ -694,6 +706,7 @@ def _valid_messages() -> list[bytes]:
         msg("/rtverb/status"),
         msg("/rtverb/status", 0),
         msg("/rtverb/subscribe", 9001),
+        msg("/rtverb/subscribe", 9001, 7),  # a wrong nonce
         msg("/rtverb/unsubscribe", 9001),
         msg("/rtverb/preset/load", "stone_church"),
         msg("/rtverb/room/surface/east", 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
@@ -709,7 +722,7 @@ VALID = _valid_messages()
 @pytest.mark.parametrize("data", [*VALID, GOLDEN_DESCRIBE, bundle(*VALID[:3])])
 def test_replies_to_the_sender_are_at_most_reply_factor_times_the_datagram(data):
     rec = Recorder(status=lambda: {"load": 0.25, "xruns": 3})
-    rec.send(msg("/rtverb/subscribe", 9002))  # the sender's host's feedback counts too
+    subscribe(rec, 9002)  # the sender's host's feedback counts too
     replies = rec.send(data)
     to_host = sum(len(r.dgram()) for r in replies if r.dest[0] == SENDER[0])
     assert to_host <= REPLY_FACTOR * len(data)
@@ -727,7 +740,7 @@ def test_a_subscriber_on_the_senders_host_gets_the_whole_error_and_no_copy_is_cu
     # the README's oscsend (an ephemeral port nobody reads) + oscdump subscribed on one host
     rec = Recorder()
     oscdump = (SENDER[0], 9001)
-    rec.send(msg("/rtverb/subscribe", oscdump[1]))
+    subscribe(rec, oscdump[1])
     replies = rec.send(msg("/rtverb/room/size/x", 99.0))  # out of range
     (whole,) = errors([r for r in replies if r.dest == oscdump])
     assert whole.startswith("/rtverb/room/size/x: 99 m is outside")
@@ -735,31 +748,108 @@ def test_a_subscriber_on_the_senders_host_gets_the_whole_error_and_no_copy_is_cu
     assert set(errors(replies)) == {whole}  # the sender's copy is whole or left out
 
 
-def test_subscriptions_expire_unless_renewed_and_get_errors_and_warnings():
+def test_subscriptions_expire_unless_renewed_with_their_nonce_and_get_errors_and_warnings():
     rec = Recorder()
     tablet = ("10.0.0.9", 9001)
-    rec.send(msg("/rtverb/subscribe", 9001), sender=tablet)
+    nonce = subscribe(rec, 9001, sender=tablet)
     replies = rec.send(msg("/rtverb/room/size/x", 99.0))  # out of range
     assert {r.dest for r in by_address(replies, "/rtverb/error")} == {SENDER, tablet}
     replies = rec.send(msg("/rtverb/room/size/x", 45.0))  # outside the model domain
     assert {r.dest for r in by_address(replies, "/rtverb/warning")} == {SENDER, tablet}
     rec.now_s += SUBSCRIPTION_S - 1
-    rec.send(msg("/rtverb/subscribe", 9001), sender=tablet)  # renewed
+    renewed = rec.send(msg("/rtverb/subscribe", 9001, nonce), sender=tablet)
+    assert renewed == [Reply(tablet, "/rtverb/subscribed", (9001, SUBSCRIPTION_S))]
     rec.now_s += SUBSCRIPTION_S - 1
+    # a spoofer keeping the tablet subscribed: the challenge again (to the tablet), no renewal
+    spoofed = rec.send(msg("/rtverb/subscribe", 9001), sender=tablet)
+    assert spoofed == [Reply(tablet, "/rtverb/confirm", (9001, nonce))]
+    assert errors(rec.send(msg("/rtverb/subscribe", 9001, nonce ^ 1), sender=tablet))
     replies = rec.send(msg("/rtverb/room/scattering", 0.3))
     assert tablet in {r.dest for r in replies}
     rec.now_s += 2
     replies = rec.send(msg("/rtverb/room/scattering", 0.4))
     assert tablet not in {r.dest for r in replies} and rec.c.subscribers == {}
+    # a lapsed subscription's nonce is gone with it
+    assert "not the nonce" in errors(rec.send(msg("/rtverb/subscribe", 9001, nonce), tablet))[0]
+    assert rec.c.subscribers == {}
 
 
 def test_dead_subscribers_cannot_lock_others_out():
     rec = Recorder()
     for port in range(MAX_SUBSCRIBERS):
-        rec.send(msg("/rtverb/subscribe", 10000 + port))
+        subscribe(rec, 10000 + port)
     assert "already subscribed" in errors(rec.send(msg("/rtverb/subscribe", 20000)))[0]
     rec.now_s += SUBSCRIPTION_S
-    assert errors(rec.send(msg("/rtverb/subscribe", 20000))) == []
+    subscribe(rec, 20000)
+
+
+#: ``/rtverb/subscribe ,i 9001``: 28 bytes; its challenge must be no larger.
+GOLDEN_SUBSCRIBE = b"/rtverb/subscribe\x00\x00\x00" + b",i\x00\x00" + struct.pack(">i", 9001)
+
+
+def test_golden_subscribe_handshake():
+    rec = Recorder()
+    assert GOLDEN_SUBSCRIBE == msg("/rtverb/subscribe", 9001)
+    (challenge,) = rec.send(GOLDEN_SUBSCRIBE)
+    nonce = challenge.args[1]
+    assert challenge.dest == (SENDER[0], 9001) and 0 <= nonce < 2**31
+    confirm = b"/rtverb/confirm\x00" + b",ii\x00" + struct.pack(">ii", 9001, nonce)
+    assert challenge.dgram() == confirm and len(confirm) <= len(GOLDEN_SUBSCRIBE)
+    # pending: no feedback yet
+    replies = rec.send(msg("/rtverb/room/scattering", 0.3), sender=("10.0.0.2", 7000))
+    assert (SENDER[0], 9001) not in {r.dest for r in replies} and rec.c.subscribers == {}
+    answer = b"/rtverb/subscribe\x00\x00\x00" + b",ii\x00" + struct.pack(">ii", 9001, nonce)
+    subscribed = b"/rtverb/subscribed\x00\x00" + b",if\x00" + struct.pack(">if", 9001, 60.0)
+    assert [r.dgram() for r in rec.send(answer)] == [subscribed]
+    replies = rec.send(msg("/rtverb/room/scattering", 0.4), sender=("10.0.0.2", 7000))
+    assert (SENDER[0], 9001) in {r.dest for r in replies}
+
+
+def test_a_spoofed_subscribe_earns_the_victim_the_challenge_and_nothing_more():
+    # --osc-allow 192.168.1.0/24: the attacker sends a subscribe with the victim's address,
+    # then small datagrams from its own address whose echoes would go to the victim
+    rec = Recorder()
+    victim, attacker = ("192.168.1.20", 50000), ("192.168.1.66", 40000)
+    spoofed = msg("/rtverb/subscribe", 9001)
+    to_victim = rec.send(spoofed, sender=victim)
+    for _ in range(100):
+        for data in (msg("/rtverb/preset/load", "stone_church"), msg("/rtverb/mix/wet_db", 1)):
+            to_victim += [r for r in rec.send(data, sender=attacker) if r.dest[0] == victim[0]]
+    assert [r.address for r in to_victim] == ["/rtverb/confirm"]
+    assert sum(len(r.dgram()) for r in to_victim) <= len(spoofed)
+    assert rec.c.subscribers == {}
+
+
+def test_a_wrong_absent_or_foreign_nonce_is_refused_and_registers_nothing():
+    rec = Recorder()
+    tablet, other = ("10.0.0.9", 50000), ("10.0.0.10", 50000)
+    no_challenge = rec.send(msg("/rtverb/subscribe", 9001, 12345), sender=tablet)
+    assert "not the nonce of port 9001" in errors(no_challenge)[0]
+    (challenge,) = rec.send(msg("/rtverb/subscribe", 9001), sender=tablet)
+    nonce = challenge.args[1]
+    for args, sender in [
+        ((9001, nonce ^ 1), tablet),  # wrong
+        ((9001, float(nonce)), tablet),  # not an int
+        ((9002, nonce), tablet),  # another port's
+        ((9001, nonce), other),  # from another host
+        ((9001,), other),  # a challenge to the other host only
+        ((9001, nonce, 1), tablet),  # too many arguments
+    ]:
+        replies = rec.send(msg("/rtverb/subscribe", *args), sender=sender)
+        assert rec.c.subscribers == {} and "/rtverb/subscribed" not in [r.address for r in replies]
+        assert errors(replies) or replies[0].address == "/rtverb/confirm", replies
+    rec.now_s += CONFIRM_S  # the challenge lapses
+    assert errors(rec.send(msg("/rtverb/subscribe", 9001, nonce), sender=tablet))
+    assert rec.c.subscribers == {}
+
+
+def test_pending_challenges_are_bounded_and_the_oldest_goes_first():
+    rec = Recorder()
+    nonces = [rec.send(msg("/rtverb/subscribe", 10000 + i))[0].args[1] for i in range(MAX_PENDING)]
+    rec.send(msg("/rtverb/subscribe", 20000))  # pushes 10000's challenge out
+    assert errors(rec.send(msg("/rtverb/subscribe", 10000, nonces[0])))
+    assert errors(rec.send(msg("/rtverb/subscribe", 10001, nonces[1]))) == []
+    assert set(rec.c.subscribers) == {(SENDER[0], 10001)}
 
 
 def test_allow_list():
@@ -800,6 +890,9 @@ def test_server_reads_bundles_of_the_udp_maximum_and_drops_unreachable_subscribe
             client.settimeout(2.0)
             dest = ("127.0.0.1", server.port)
             client.sendto(msg("/rtverb/subscribe", dead_port), dest)
+            challenge = OscMessage(dead.recv(65536))  # the handshake, over the wire
+            assert (challenge.address, challenge.params[0]) == ("/rtverb/confirm", dead_port)
+            client.sendto(msg("/rtverb/subscribe", dead_port, challenge.params[1]), dest)
             assert OscMessage(dead.recv(65536)).address == "/rtverb/subscribed"
             dead.close()  # its port now answers ICMP port unreachable
             setter = msg("/rtverb/room/scattering", 0.25)

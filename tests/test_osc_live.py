@@ -1,5 +1,6 @@
-"""End to end on the JACK dummy server, with liblo's own tools (issue 14): `rtverb live`
-refuses a preset path sent with ``oscsend``, and the error reaches a subscriber (``oscdump``)."""
+"""End to end on the JACK dummy server, with liblo's own tools (issue 14): ``oscdump``
+subscribes through the handshake (``oscsend`` answers the nonce of the challenge it printed),
+`rtverb live` refuses a preset path sent with ``oscsend``, and the error reaches ``oscdump``."""
 
 from __future__ import annotations
 
@@ -46,6 +47,16 @@ def _oscsend(port: int, *message: str) -> None:
     subprocess.run(["oscsend", "127.0.0.1", str(port), *message], check=True, timeout=10)
 
 
+def _wait_for_line(lines: list[str], fragment: str) -> str:
+    deadline = time.monotonic() + DUMP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        found = [x for x in lines if fragment in x]
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    pytest.fail(f"oscdump printed no {fragment!r} within {DUMP_TIMEOUT_S:g} s: {lines}")
+
+
 @pytest.mark.slow
 def test_preset_paths_are_refused_and_errors_reach_a_subscriber(jack_server, tmp_path: Path):
     if shutil.which("oscsend") is None or shutil.which("oscdump") is None:
@@ -69,6 +80,11 @@ def test_preset_paths_are_refused_and_errors_reach_a_subscriber(jack_server, tmp
     try:
         _wait_for_answer(osc_port)
         _oscsend(osc_port, "/rtverb/subscribe", "i", str(dump_port))
+        # oscdump prints "<time tag> /rtverb/confirm ii <port> <nonce>"
+        port, nonce = _wait_for_line(lines, "/rtverb/confirm ii").split()[-2:]
+        assert port == str(dump_port)
+        _oscsend(osc_port, "/rtverb/subscribe", "ii", port, nonce)
+        _wait_for_line(lines, "/rtverb/subscribed")
         _oscsend(osc_port, "/rtverb/preset/save", "s", str(evil))
         _oscsend(osc_port, "/rtverb/preset/load", "s", "/dev/zero")
         _oscsend(osc_port, "/rtverb/preset/load", "s", "../presets/classroom")

@@ -18,8 +18,8 @@ Addresses (``/rtverb/`` + a parameter name from `rtverb.room.params`; see `addre
 - ``/rtverb/norm/<any of the above>``: the same in 0..1 (faders), mapped onto ``[min, max]``
   (positions: onto the room's size);
 - ``/rtverb/preset/load s``, ``/rtverb/preset/save s`` (preset names only, never paths),
-  ``/rtverb/get s``, ``/rtverb/describe [i]``, ``/rtverb/status [i]``, ``/rtverb/subscribe i``,
-  ``/rtverb/unsubscribe i``.
+  ``/rtverb/get s``, ``/rtverb/describe [i]``, ``/rtverb/status [i]``,
+  ``/rtverb/subscribe i [i]``, ``/rtverb/unsubscribe i``.
 
 Datagrams are parsed strictly (`rtverb.osc.wire`): bytes that do not hold what the type tags
 declare are refused. Every applied value is echoed, as applied, to the sender and to subscribers
@@ -33,13 +33,23 @@ Replies to one datagram, to its sender's host, total at most `REPLY_FACTOR` time
 datagram's size (what does not fit is left out; the host's subscribed ports come before the
 sender's own; only an error's first copy is shortened), so a spoofed sender address cannot turn
 rtverb into an amplifier; long answers are paged (``/rtverb/describe i``,
-``/rtverb/status i``). A subscription lasts `SUBSCRIPTION_S` unless renewed.
+``/rtverb/status i``).
+
+Subscribing is a handshake, so that nobody can subscribe someone else's address:
+``/rtverb/subscribe i`` (a port on the sender's host) only sends that port a challenge,
+``/rtverb/confirm ii`` (the port, a random nonce; 28 bytes, no larger than the request); the
+controller answers ``/rtverb/subscribe ii`` (port, nonce) within `CONFIRM_S` and the port
+subscribes for `SUBSCRIPTION_S`, ``/rtverb/subscribed i f``. Renewing takes the same nonce
+(``/rtverb/subscribe i`` sends it again and renews nothing); a lapsed subscription takes
+its nonce with it. So rtverb sends a host only answers to datagrams that claim to come from it
+(bounded as above) and feedback to ports on it that proved they receive their challenge.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,8 +75,15 @@ POSITION_MARGIN_M = 0.01
 SIGNIFICANT_DIGITS = 7
 #: Most clients that `/rtverb/subscribe` may register (bounds the feedback traffic).
 MAX_SUBSCRIBERS = 16
-#: A subscription lasts this long unless the controller sends `/rtverb/subscribe` again, s.
+#: A subscription lasts this long unless the controller renews it (`/rtverb/subscribe ii`), s.
 SUBSCRIPTION_S = 60.0
+#: A challenge (`/rtverb/confirm`) must be answered within this time, s.
+CONFIRM_S = 10.0
+#: Most challenges awaiting their answer; a new one pushes the oldest out (a flood of spoofed
+#: requests cannot lock real controllers out for long).
+MAX_PENDING = 16
+#: Nonces are drawn from 0 .. NONCE_BOUND - 1 (31 bits: a positive OSC int32).
+NONCE_BOUND = 2**31
 #: Replies to one datagram, to its sender's host, total at most this many times its size
 #: (payload bytes): a spoofed sender address gets no amplification worth the name.
 REPLY_FACTOR = 8
@@ -198,6 +215,10 @@ class OscController:
         self._clock = clock
         #: destination -> when its subscription expires (`clock` seconds)
         self.subscribers: dict[Address, float] = {}
+        #: challenged destination -> when its challenge lapses (`clock` seconds)
+        self._pending: dict[Address, float] = {}
+        #: the nonce of every subscribed and challenged destination
+        self._nonces: dict[Address, int] = {}
         self.packets = 0
         self.errors = 0
         self.room_changes = 0
@@ -241,8 +262,24 @@ class OscController:
 
     def drop_subscriber(self, dest: Address) -> None:
         """Forget a subscriber (the server calls this when its port is unreachable)."""
-        if self.subscribers.pop(dest, None) is not None:
+        if dest in self.subscribers:
             log.info("OSC: subscriber %s is unreachable; dropped", endpoint(_host(dest), dest[1]))
+        self._forget(dest)
+
+    def _forget(self, dest: Address) -> None:
+        self.subscribers.pop(dest, None)
+        self._pending.pop(dest, None)
+        self._nonces.pop(dest, None)
+
+    def _expire(self) -> None:
+        """Forget lapsed subscriptions and challenges, with their nonces."""
+        now = self._clock()
+        for table in (self.subscribers, self._pending):
+            for dest in [d for d, until in table.items() if until <= now]:
+                del table[dest]
+        live = self.subscribers.keys() | self._pending.keys()
+        for dest in [d for d in self._nonces if d not in live]:
+            del self._nonces[dest]
 
     def handle_messages(
         self, messages: Sequence[tuple[str, list[Any]]], sender: Address, received_s: float
@@ -308,9 +345,7 @@ class OscController:
 
     def _feedback_dests(self, sender: Address) -> list[Address]:
         """The sender, then every subscriber whose subscription has not expired."""
-        now = self._clock()
-        for dest in [d for d, until in self.subscribers.items() if until <= now]:
-            del self.subscribers[dest]
+        self._expire()
         return list(dict.fromkeys([sender, *self.subscribers]))
 
     def _value_replies(self, name: str) -> list[Reply]:
@@ -553,25 +588,55 @@ class OscController:
         txn.replies.append(reply)
 
     def _cmd_subscribe(self, txn: _Txn, args: list[Any]) -> None:
-        dest = (_host(txn.sender), self._one_port("subscribe", args))
-        self._feedback_dests(txn.sender)  # drops expired subscriptions
+        """``i``: challenge the port; ``ii``: the port and the challenge's nonce subscribe or
+        renew. Nothing changes before the packet commits."""
+        if len(args) not in (1, 2):
+            raise BadInput(
+                "/rtverb/subscribe: expected a port (i), then the port and the nonce that "
+                f"/rtverb/confirm brought to it (ii), got {args!r}"
+            )
+        dest = (_host(txn.sender), self._one_port("subscribe", args[:1]))
+        self._expire()
         if dest not in self.subscribers and len(self.subscribers) >= MAX_SUBSCRIBERS:
             raise BadInput(
                 f"/rtverb/subscribe: {MAX_SUBSCRIBERS} clients already subscribed; "
                 f"a subscription lapses {SUBSCRIPTION_S:g} s after its last renewal"
             )
+        if len(args) == 1:
+            txn.replies.append(lambda: [self._challenge(dest)])
+            return
+        nonce = args[1]
+        if type(nonce) is not int or self._nonces.get(dest) != nonce:
+            raise BadInput(
+                f"/rtverb/subscribe: {nonce!r} is not the nonce of port {dest[1]}; send "
+                "/rtverb/subscribe i and answer with the nonce /rtverb/confirm brings to "
+                f"that port within {CONFIRM_S:g} s"
+            )
 
         def reply() -> list[Reply]:
+            self._pending.pop(dest, None)
+            self._nonces[dest] = nonce
             self.subscribers[dest] = self._clock() + SUBSCRIPTION_S
             return [Reply(dest, "/rtverb/subscribed", (dest[1], SUBSCRIPTION_S))]
 
         txn.replies.append(reply)
 
+    def _challenge(self, dest: Address) -> Reply:
+        """``/rtverb/confirm ii`` (port, nonce) to ``dest``: its nonce, a new one if it has
+        none; an unsubscribed destination waits `CONFIRM_S` for the answer."""
+        if dest not in self._nonces:
+            if len(self._pending) >= MAX_PENDING:
+                self._forget(next(iter(self._pending)))
+            self._nonces[dest] = secrets.randbelow(NONCE_BOUND)
+        if dest not in self.subscribers:
+            self._pending[dest] = self._clock() + CONFIRM_S
+        return Reply(dest, "/rtverb/confirm", (dest[1], self._nonces[dest]))
+
     def _cmd_unsubscribe(self, txn: _Txn, args: list[Any]) -> None:
         dest = (_host(txn.sender), self._one_port("unsubscribe", args))
 
         def reply() -> list[Reply]:
-            self.subscribers.pop(dest, None)
+            self._forget(dest)
             return [Reply(txn.sender, "/rtverb/unsubscribed", (dest[1],))]
 
         txn.replies.append(reply)
