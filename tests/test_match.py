@@ -36,6 +36,20 @@ def test_match_finds_the_t30_of_a_synthesized_room():
     assert result.evaluations <= EVALUATIONS + 20
 
 
+def test_workers_do_not_change_the_match():
+    target = target_from_ir(_target_ir(), SR)
+    alone = match(target, SR, max_evaluations=EVALUATIONS, workers=1)
+    pooled = match(target, SR, max_evaluations=EVALUATIONS, workers=2)
+    assert alone.room == pooled.room and alone.evaluations == pooled.evaluations
+
+
+def test_a_matched_room_keeps_opposite_surfaces_alike_and_inside_the_domain():
+    result = match(target_from_text(t30="250:1.2,4000:0.5", c50="0"), SR, max_evaluations=24)
+    s = result.room.surfaces
+    assert s.floor == s.ceiling and s.east == s.west and s.north == s.south
+    assert not result.room.domain_warnings()
+
+
 def test_outside_the_domain_says_which_bound_stopped_it():
     target = target_from_text(t30="6")  # a cathedral; the domain ends at 3 s Sabine
     result = match(target, SR, max_evaluations=EVALUATIONS)
@@ -80,6 +94,11 @@ def test_bad_target_irs():
         target_from_ir(ir[: int(0.2 * SR)], SR)
     with pytest.raises(MatchError, match="several onsets"):
         target_from_ir(np.concatenate([ir[: SR // 2], ir]), SR)
+
+
+def test_workers_must_be_positive():
+    with pytest.raises(MatchError, match="workers"):
+        match(target_from_text(t30="1"), SR, workers=0)
 
 
 def test_fix_needs_a_start():

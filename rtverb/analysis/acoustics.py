@@ -187,11 +187,17 @@ def energy_decay_db(x: np.ndarray, sample_rate_hz: float, noise_floor: bool = Tr
     energy = np.square(x, dtype=np.float64)
     point, compensation, noise = lundeby(energy, sample_rate_hz) if noise_floor else (len(x), 0, 0)
     edc = np.cumsum((energy[:point] - noise)[::-1])[::-1] + compensation
-    positive = np.nonzero(edc <= 0)[0]
-    edc = edc[: positive[0]] if len(positive) else edc  # noise subtraction can overshoot at the end
+    end = _first(edc <= 0)
+    edc = edc if end is None else edc[:end]  # noise subtraction can overshoot at the end
     if len(edc) == 0:
         return np.full(1, -np.inf)
     return np.asarray(10.0 * np.log10(edc / edc[0]))
+
+
+def _first(mask: np.ndarray) -> int | None:
+    """Index of the first True in ``mask``, None if there is none (one pass, no index array)."""
+    i = int(np.argmax(mask))
+    return i if mask.size and mask[i] else None
 
 
 def schroeder_db(x: np.ndarray) -> np.ndarray:
@@ -206,12 +212,8 @@ def decay_time_s(
 
     NaN if the EDC does not reach ``end_db`` (not enough dynamic range above the noise).
     """
-    above_start = np.nonzero(edc_db <= start_db)[0]
-    below_end = np.nonzero(edc_db <= end_db)[0]
-    if len(above_start) == 0 or len(below_end) == 0:
-        return float("nan")
-    i0, i1 = above_start[0], below_end[0]
-    if i1 - i0 < 3:
+    i0, i1 = _first(edc_db <= start_db), _first(edc_db <= end_db)
+    if i0 is None or i1 is None or i1 - i0 < 3:
         return float("nan")
     _, slope = _fit_line(np.arange(i0, i1) / sample_rate_hz, edc_db[i0:i1])
     return float(-60.0 / slope) if slope < 0 else float("nan")
