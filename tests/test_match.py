@@ -19,7 +19,7 @@ SR = 16000
 #: Search budget of the end-to-end tests (a real match uses `MAX_EVALUATIONS`).
 EVALUATIONS = 30
 #: After the T30 corrections alone, T30 is within this of the target in the median band; the
-#: full search reaches ~5 % (README figures).
+#: full search reaches ~2 % (README figures).
 T30_TOLERANCE = 0.10
 
 
