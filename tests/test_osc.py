@@ -431,6 +431,18 @@ def test_subscribers_are_bounded():
     assert "already subscribed" in errors(rec.send(msg("/rtverb/subscribe", 20000)))[0]
 
 
+def test_a_bundle_of_confirmations_cannot_pass_the_subscriber_bound():
+    rec = Recorder()
+    for port in range(MAX_SUBSCRIBERS - 1):
+        subscribe(rec, 10000 + port)
+    ports = (20000, 20001)
+    nonces = [rec.send(msg("/rtverb/subscribe", p))[0].args[1] for p in ports]
+    confirmations = [msg("/rtverb/subscribe", p, n) for p, n in zip(ports, nonces, strict=True)]
+    replies = rec.send(bundle(*confirmations))
+    assert len(rec.c.subscribers) == MAX_SUBSCRIBERS
+    assert "already subscribed" in errors(replies)[0]
+
+
 def test_preset_load_replaces_the_room_and_echoes_everything_to_subscribers():
     rec = Recorder()
     tablet = ("10.0.0.9", 9001)

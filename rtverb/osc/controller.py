@@ -598,10 +598,7 @@ class OscController:
         dest = (_host(txn.sender), self._one_port("subscribe", args[:1]))
         self._expire()
         if dest not in self.subscribers and len(self.subscribers) >= MAX_SUBSCRIBERS:
-            raise BadInput(
-                f"/rtverb/subscribe: {MAX_SUBSCRIBERS} clients already subscribed; "
-                f"a subscription lapses {SUBSCRIPTION_S:g} s after its last renewal"
-            )
+            raise BadInput(_full_message())
         if len(args) == 1:
             txn.replies.append(lambda: [self._challenge(dest)])
             return
@@ -614,6 +611,9 @@ class OscController:
             )
 
         def reply() -> list[Reply]:
+            if dest not in self.subscribers and len(self.subscribers) >= MAX_SUBSCRIBERS:
+                # checked again here: a bundle's earlier messages may have filled the slots
+                return self._error(txn.sender, _full_message())
             self._pending.pop(dest, None)
             self._nonces[dest] = nonce
             self.subscribers[dest] = self._clock() + SUBSCRIPTION_S
@@ -640,6 +640,13 @@ class OscController:
             return [Reply(txn.sender, "/rtverb/unsubscribed", (dest[1],))]
 
         txn.replies.append(reply)
+
+
+def _full_message() -> str:
+    return (
+        f"/rtverb/subscribe: {MAX_SUBSCRIBERS} clients already subscribed; "
+        f"a subscription lapses {SUBSCRIPTION_S:g} s after its last renewal"
+    )
 
 
 _PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in PARAMS)
