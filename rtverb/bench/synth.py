@@ -93,8 +93,12 @@ def _room_change(clock: _Clock, s: synth.Synthesizer, room: Room, fs: float) -> 
     feeds, baseline = clock.run("model_input", lambda: s.feeds(physics))
     fields, heads = clock.run("onnx_run", lambda: s._outputs(feeds))
     x = feeds[s._input][0]
-    head = None if heads is None else heads[0]
-    env = clock.run("envelope", lambda: s._envelope_db(physics, x, baseline[0], fields[0], head))
+
+    def envelope() -> np.ndarray:
+        env = s._envelope_db(physics, x, baseline[0], fields[0])
+        return env if heads is None else s._calibrated([physics], [env], heads[0])[0]
+
+    env = clock.run("envelope", envelope)
     early = clock.run("early_ir", lambda: ism.early_ir(physics, fs))
     clock.run("late_mix", lambda: late.add_late(early, env, fs))
 

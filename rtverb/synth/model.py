@@ -19,7 +19,7 @@ import numpy as np
 
 from rtverb.room.params import SCHEMA_VERSION, table_hash
 from rtverb.synth import features
-from rtverb.synth.calibrate import apply_tilt, calibrate_t30, tilt_db_s
+from rtverb.synth.calibrate import apply_tilt, tilt_db_s
 from rtverb.synth.physics import MODEL_BANDS_HZ, RoomPhysics
 
 MODEL_PATH = Path(__file__).parent / "models" / "rir_fno.onnx"
@@ -147,12 +147,17 @@ class Synthesizer:
         envelopes = [
             self._envelope_db(p, x[i], baselines[i], fields[i]) for i, p in enumerate(rooms)
         ]
-        if heads is None:
-            return envelopes
-        # the points of a spread source are one room but for the source position, which barely
-        # moves T30: they share the first room's calibration (one search, not one each)
+        return envelopes if heads is None else self._calibrated(rooms, envelopes, heads[0])
+
+    @staticmethod
+    def _calibrated(
+        rooms: Sequence[RoomPhysics], envelopes: list[np.ndarray], heads: np.ndarray
+    ) -> list[np.ndarray]:
+        """``envelopes`` with their decays set to the first room's T30 ``heads`` (3, 8): the
+        points of a spread source are one room but for the source position, which barely
+        moves T30, so they share its calibration (one search, not one each)."""
         early = [features.early_energy(p) for p in rooms]
-        tilt = tilt_db_s(envelopes[0], early[0], heads[0, 0])
+        tilt = tilt_db_s(envelopes[0], early[0], heads[0])
         return [apply_tilt(e, energy, tilt) for e, energy in zip(envelopes, early, strict=True)]
 
     def feeds(self, *rooms: RoomPhysics) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -184,15 +189,10 @@ class Synthesizer:
         return fields, heads
 
     def _envelope_db(
-        self,
-        physics: RoomPhysics,
-        x: np.ndarray,
-        baseline: np.ndarray,
-        fields: np.ndarray,
-        heads: np.ndarray | None = None,
+        self, physics: RoomPhysics, x: np.ndarray, baseline: np.ndarray, fields: np.ndarray
     ) -> np.ndarray:
-        """`envelope_db` from the model input, the analytic envelope and the network's fields
-        (calibrated to the T30 heads when ``heads`` are given)."""
+        """The envelope, not calibrated, from the model input, the analytic envelope and the
+        network's fields."""
         if not np.all(np.isfinite(fields)):  # inputs are finite and clipped: a broken file
             name = physics.room.name
             raise ModelError(f"{self.path}: the model returned NaN or Inf for {name!r}")
@@ -200,8 +200,6 @@ class Synthesizer:
         envelope = np.maximum(baseline + correction, features.FLOOR_DB)
         # nothing arrives before the direct sound (the analytic envelope is silent there too)
         envelope[:, baseline.max(axis=0) <= features.FLOOR_DB] = features.FLOOR_DB
-        if heads is not None:
-            envelope = calibrate_t30(envelope, features.early_energy(physics), heads[0])
         return envelope
 
 
