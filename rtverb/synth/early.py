@@ -92,36 +92,58 @@ def octave_band_sos(sample_rate_hz: float, center_hz: float) -> np.ndarray | Non
     return np.asarray(sos)
 
 
+#: Antoni's filter bank: each band's transition to the next spans this share of the octave
+#: above the edge on both sides (pyroomacoustics' ``band_overlap_ratio``), with a sine/cosine
+#: crossfade (``slope`` 0).
+BAND_OVERLAP_RATIO = 0.5
+
+
+def antoni_windows(n_fft: int, sample_rate_hz: float) -> np.ndarray:
+    """Magnitude windows G (bands, n_fft // 2 + 1) of Antoni's octave filter bank on an
+    ``n_fft`` FFT grid, the simulator's (pyroomacoustics' `AntoniOctaveFilterBank`).
+
+    The bands meet at fc / sqrt(2) with a sine/cosine crossfade: sum over bands of G^2 is one at
+    every frequency (J. Antoni, "Orthogonal-like fractional-octave-band filters", JASA 127(2),
+    2010; adapted from pyroomacoustics and pyfar, MIT licence). A band filtered through the bank
+    has the spectrum X G^2: the bands sum back to the input.
+    """
+    centers = np.array(MODEL_BANDS_HZ[: band_count(sample_rate_hz)])
+    n_freq = n_fft // 2 + 1
+    k_low = np.round(centers / np.sqrt(2) / sample_rate_hz * n_fft).astype(int)
+    k_mid = np.round(centers / sample_rate_hz * n_fft).astype(int)
+    k_high = np.round(centers * np.sqrt(2) / sample_rate_hz * n_fft).astype(int)
+    overlap = np.round(BAND_OVERLAP_RATIO * (k_high - k_mid)).astype(int)
+    g = np.ones((len(centers), n_freq))
+    for b in range(1, len(centers)):
+        edge, p = k_low[b], overlap[b]
+        if p > 0:
+            phi = 0.5 * (np.arange(-p, p + 1) / p + 1)
+            lo, hi = max(edge - p, 0), edge + p + 1
+            g[b - 1, lo:hi] = np.cos(np.pi / 2 * phi)[lo - (edge - p) :][: n_freq - lo]
+            g[b, lo:hi] = np.sin(np.pi / 2 * phi)[lo - (edge - p) :][: n_freq - lo]
+        g[b - 1, edge + p :] = 0.0
+        g[b, : max(edge - p, 0)] = 0.0
+    return g
+
+
+def band_split(x: np.ndarray, sample_rate_hz: float) -> np.ndarray:
+    """``x`` (1-D) through each band of the simulator's filter bank, (bands, len(x)): zero
+    phase, X G^2 on an FFT grid of at least twice its length (its ``analysis``)."""
+    n_fft = 1 << int(np.ceil(np.log2(2 * len(x))))
+    g = antoni_windows(n_fft, sample_rate_hz)
+    return np.fft.irfft(np.fft.rfft(x, n=n_fft) * g * g, n=n_fft, axis=-1)[:, : len(x)]
+
+
 @cache
 def band_filters(sample_rate_hz: float) -> np.ndarray:
-    """Cosine octave filter bank, shape (bands, FILTER_TAPS); the last band shelves to Nyquist.
-
-    The magnitudes sum to one at every frequency (perfect reconstruction), as in D. Schroeder's
-    thesis and pyroomacoustics; a filter is applied "same"-aligned (tap m lands m - 255 samples
-    after the input sample).
+    """The simulator's octave filters for image sources, shape (bands, FILTER_TAPS): an impulse
+    split by `band_split` (what pyroomacoustics' ``synthesis`` gives each band), centred on
+    tap (FILTER_TAPS - 1) // 2; a filter is applied "same"-aligned (tap m lands m - 255
+    samples after the input sample). The filters sum to that impulse (perfect reconstruction).
     """
-    n_fft = FILTER_TAPS
-    centers = np.array(MODEL_BANDS_HZ[: band_count(sample_rate_hz)])
-    n = len(centers)
-    n_freq = n_fft // 2 + 1
-    freq = np.arange(n_freq) / n_fft * sample_rate_hz
-    edges = [[centers[0] / 2, centers[1]]]
-    edges += [[centers[i - 1], centers[i + 1]] for i in range(1, n - 1)]
-    edges.append([centers[-2], sample_rate_hz / 2])
-    mag = np.zeros((n_freq, n))
-    for b, ((lo, hi), fc) in enumerate(zip(edges, centers, strict=True)):
-        if b == 0:
-            mag[freq < fc, b] = 1.0
-        else:
-            rising = (lo <= freq) & (freq < fc)
-            mag[rising, b] = 0.5 * (1 + np.cos(2 * np.pi * freq[rising] / fc))
-        if b != n - 1:
-            falling = (fc <= freq) & (freq < hi)
-            mag[falling, b] = 0.5 * (1 - np.cos(2 * np.pi * freq[falling] / hi))
-        else:
-            mag[fc <= freq, b] = 1.0
-    delay = np.exp(2j * np.pi * np.arange(n_freq) * (n_fft // 2 + 1) / n_fft)
-    return np.fft.irfft(mag * delay[:, None], n=n_fft, axis=0).T.copy()
+    impulse = np.zeros(FILTER_TAPS)
+    impulse[(FILTER_TAPS - 1) // 2] = 1.0
+    return band_split(impulse, sample_rate_hz)
 
 
 @cache

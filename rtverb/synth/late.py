@@ -10,17 +10,17 @@ import numpy as np
 from scipy import ndimage, signal
 
 from rtverb.synth import features
-from rtverb.synth.early import DELAY_SAMPLES, band_count, band_filters
+from rtverb.synth.early import DELAY_SAMPLES, band_count, band_split
 from rtverb.synth.physics import MODEL_BANDS_HZ
 
 #: The late part ends where every band is this far below the envelope's peak.
 TAIL_FLOOR_DB = -90.0
 _NOISE_SEED = 20261121
-#: The noise bands are flattened over this many periods of their centre frequency: 2 ms (half a
-#: bin, the earlier fixed window) spread the 125 Hz band's noise so that 11.3 % of the 250 Hz
-#: analysis band's reading came from it; over 4 periods, 7.5 % (`calibrate.band_leakage`; the
-#: held-out rooms rendered from the simulator's own envelopes: T30 2.8 -> 2.6 %, EDT 6.1 ->
-#: 5.8 %, C50 0.51 -> 0.49 dB).
+#: The noise bands are flattened over this many periods of their centre frequency. Flattening
+#: spreads a band's spectrum into its neighbours' analysis bands: over 4 periods, 2.3 % of the
+#: 250 Hz reading is the 125 Hz band's noise, against 1.9 % unflattened (`calibrate.band_leakage`);
+#: over 2 ms (half a bin, an earlier fixed window) the spread cost the held-out rooms rendered
+#: from the simulator's own envelopes 0.2 points of T30 and 0.3 of EDT.
 FLATTEN_PERIODS = 4.0
 
 
@@ -110,8 +110,7 @@ def _noise_table(fs: float, table: int = 0) -> np.ndarray:
     # unit energy per bin
     white = rng.standard_normal((n_bins + 1) * bin_samples) / np.sqrt(bin_samples)
     white[:half] = 0.0
-    h = band_filters(fs)
-    bands = np.stack([signal.fftconvolve(white, h[b], mode="same") for b in range(len(h))])
+    bands = band_split(white, fs)  # as the simulator splits its ray-tracing noise
     # Flatten each band's envelope: band-limited noise fluctuates by about 1 / sqrt(bandwidth x
     # duration) (1.3 dB over 50 ms at 250 Hz), which would put one random draw into C50 and EDT.
     # Dividing by its smoothed Hilbert envelope removes the fluctuation; smoothed over
@@ -130,7 +129,7 @@ def _noise_table(fs: float, table: int = 0) -> np.ndarray:
     # above ~200 kHz the 250 Hz band's filter has no FFT bin: that band is silent, not NaN
     gain = np.divide(energy, flat_energy, out=np.zeros_like(energy), where=flat_energy > 0)
     bands = flat * np.sqrt(gain)[:, None]
-    seg = bands.reshape(len(h), n_bins + 1, bin_samples).astype(np.float32)
+    seg = bands.reshape(len(bands), n_bins + 1, bin_samples).astype(np.float32)
     w = (np.arange(bin_samples, dtype=np.float32) / bin_samples)[None, None, :]
     return np.concatenate([seg * (1 - w), seg * w])
 
