@@ -18,9 +18,10 @@ TAIL_FLOOR_DB = -90.0
 _NOISE_SEED = 20261121
 #: The noise bands are flattened over this many periods of their centre frequency. Flattening
 #: spreads a band's spectrum into its neighbours' analysis bands: over 4 periods, 2.3 % of the
-#: 250 Hz reading is the 125 Hz band's noise, against 1.9 % unflattened (`calibrate.band_leakage`);
-#: over 2 ms (half a bin, an earlier fixed window) the spread cost the held-out rooms rendered
-#: from the simulator's own envelopes 0.2 points of T30 and 0.3 of EDT.
+#: 250 Hz reading is the 125 Hz band's noise, against 1.9 % unflattened
+#: (`calibrate.band_leakage`).
+#: (With the earlier cosine bank, 2 ms, half a bin, cost the held-out rooms rendered from the
+#: simulator's own envelopes 0.2 points of T30 and 0.3 of EDT against 4 periods.)
 FLATTEN_PERIODS = 4.0
 
 
