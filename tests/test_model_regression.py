@@ -24,9 +24,9 @@ ROOMS = json.loads((Path(__file__).parent / "data" / "regression_rooms.json").re
 TARGET_BANDS = slice(1, 6)  # 250-4000 Hz
 
 #: Medians over these 12 rooms and bands 250-4000 Hz. Measured with the shipped model (the FNO
-#: with the room encoder, calibrated to its T30 heads): T30 4.4 %, EDT 9.2 %, C50 0.73 dB, DRR
-#: 0.53 dB (the Sabine/Eyring baseline: 19 %, 27 %, 3.0 dB, 1.2 dB); about 1.5x as margin for
-#: the small sample and for retraining.
+#: with the room encoder, calibrated to its T30 heads, rendered with the simulator's octave
+#: bank): T30 4.2 %, EDT 9.6 %, C50 0.67 dB, DRR 0.57 dB (the Sabine/Eyring baseline: 21 %,
+#: 26 %, 3.0 dB, 1.2 dB); about 1.5x as margin for the small sample and for retraining.
 MAX_T30_REL = 0.07
 MAX_EDT_REL = 0.14
 MAX_C50_DB = 1.1
