@@ -316,3 +316,31 @@ def test_noise_floor_compares_two_runs_of_the_same_rooms(tiny_set, tmp_path):
     assert terms["envelope"] > 0  # two ray-tracing runs differ
     with pytest.raises(SystemExit, match="simulated twice"):
         noise_floor(str(one), str(one))
+
+
+def test_the_one_run_row_is_a_default_simulation_apart_from_the_truth(tiny_set, monkeypatch):
+    """`train.evaluate`'s one-run row: one more run per room, with the default rays and a seed
+    none of the shipped truth's runs used (`datagen --seed 2`, 104 rooms, 4 runs)."""
+    from train import evaluate
+    from train import simulate as simulator
+
+    data = load_shards(str(tiny_set))
+    calls, real = [], simulator.simulate
+
+    def recording(room, seed, ray_factor=1.0, **kwargs):
+        calls.append((seed, ray_factor))
+        return real(room, seed, ray_factor=0.1, **kwargs)  # few rays: which run is tested here
+
+    monkeypatch.setattr(simulator, "simulate", recording)
+    one = evaluate.one_default_run(data)
+    assert [factor for _, factor in calls] == [1.0] * len(data)
+    assert len({seed for seed, _ in calls}) == len(data)
+    truth_seeds = {
+        int(np.random.default_rng([2, i, run]).integers(2**31))
+        for i in range(104)
+        for run in range(4)
+    }
+    assert not truth_seeds & {evaluate.ONE_RUN_SEED + i for i in range(104)}
+    assert one["C50_db"].shape == data.metrics["C50_db"][:, 0].shape
+    assert np.all(np.isfinite(one["C50_db"]))
+    assert not np.allclose(one["C50_db"], data.metrics["C50_db"][:, 0])  # not the truth's run 0
