@@ -332,7 +332,7 @@ def test_the_one_run_row_is_a_default_simulation_apart_from_the_truth(tiny_set, 
         return real(room, seed, ray_factor=0.1, **kwargs)  # few rays: which run is tested here
 
     monkeypatch.setattr(simulator, "simulate", recording)
-    one = evaluate.one_default_run(data)
+    one, _ = evaluate.one_default_run(data)
     assert [factor for _, factor in calls] == [1.0] * len(data)
     assert len({seed for seed, _ in calls}) == len(data)
     truth_seeds = {

@@ -127,31 +127,26 @@ def _render(synth: Synthesizer, room: Room) -> np.ndarray:
     return render_ir(physics, synth.envelope_db(physics), RATE_HZ)
 
 
-def one_default_run(data: EnvelopeSet) -> dict[str, np.ndarray]:
-    """Each room simulated once more with the default rays, measured as the truth's runs are
-    (`train.datagen`): the error one reference simulation makes."""
-    from train.simulate import SIM_DELAY_SAMPLES, SIM_RATE_HZ, simulate
-
-    runs = [
-        measure(
-            simulate(room, seed=ONE_RUN_SEED + i).rir,
-            SIM_RATE_HZ,
-            room.distance_m,
-            SIM_DELAY_SAMPLES,
-        )
-        for i, room in enumerate(data.rooms)
-    ]
-    return {
-        key: np.array([getattr(m, key) for m in runs], dtype=np.float64)
-        for key in ("T30_s", "EDT_s", "C50_db", "DRR_db")
-    }
-
-
-def timing(synth: Synthesizer, data: EnvelopeSet, n_ref: int) -> dict[str, float]:
-    """Room change -> ready IR (model + rendering, one thread) vs the reference simulation."""
+def one_default_run(data: EnvelopeSet) -> tuple[dict[str, np.ndarray], list[float]]:
+    """Each room simulated once more with the default rays, measured as the renders are (the
+    simulator's rate and delay are `RATE_HZ` and `DELAY_SAMPLES`): the error one reference
+    simulation makes. Also each simulation's time, s (`timing`'s reference)."""
     from train.simulate import simulate
 
-    synth_s, ref_s, lengths = [], [], []
+    rirs, seconds = [], []
+    for i, room in enumerate(data.rooms):
+        t0 = time.perf_counter()
+        rirs.append(simulate(room, seed=ONE_RUN_SEED + i).rir)
+        seconds.append(time.perf_counter() - t0)
+    return metrics_of(rirs, data), seconds
+
+
+def timing(synth: Synthesizer, data: EnvelopeSet, reference_s: list[float]) -> dict[str, float]:
+    """Room change -> ready IR (model + rendering, one thread) vs the reference simulation,
+    which took ``reference_s`` on the first rooms (`one_default_run`)."""
+    from train.simulate import simulate
+
+    synth_s, lengths = [], []
     for room in data.rooms:
         _render(synth, room)  # warm caches for this rate
         for _ in range(3):
@@ -160,13 +155,7 @@ def timing(synth: Synthesizer, data: EnvelopeSet, n_ref: int) -> dict[str, float
             ir = _render(synth, fresh)
             synth_s.append(time.perf_counter() - t0)
         lengths.append(len(ir) / RATE_HZ)
-    ratios = []
-    for i, room in enumerate(data.rooms[:n_ref]):
-        t0 = time.perf_counter()
-        simulate(room, seed=i, ray_factor=1.0)
-        ref = time.perf_counter() - t0
-        ref_s.append(ref)
-        ratios.append(ref / np.median(synth_s[3 * i : 3 * i + 3]))
+    ratios = [ref / np.median(synth_s[3 * i : 3 * i + 3]) for i, ref in enumerate(reference_s)]
     converged = []  # the truth's configuration: TRUTH_RUNS runs with TRUTH_RAY_FACTOR x rays
     for i, room in enumerate(data.rooms[:CONVERGED_ROOMS]):
         t0 = time.perf_counter()
@@ -180,7 +169,7 @@ def timing(synth: Synthesizer, data: EnvelopeSet, n_ref: int) -> dict[str, float
         "synth_p90_ms": 1e3 * float(np.percentile(synth_s, 90)),
         "synth_p50_ms_ir_over_2_5_s": float(np.median(long_ms)) if long_ms else float("nan"),
         "ir_length_median_s": float(np.median(lengths)),
-        "reference_p50_s": float(np.median(ref_s)),
+        "reference_p50_s": float(np.median(reference_s)),
         "speedup_median": float(np.median(ratios)),
         "speedup_min": float(np.min(ratios)),
         "speedup_vs_converged_median": float(np.median(converged)),
@@ -278,7 +267,7 @@ def evaluate(
     methods["oracle"] = metrics_of(
         [render_ir(p, t, RATE_HZ) for p, t in zip(physics, data.target_db, strict=True)], data
     )
-    methods["one_run"] = one_default_run(data)
+    methods["one_run"], reference_s = one_default_run(data)
     errs = {name: errors(m, truth) for name, m in methods.items()}
     report = {
         "rooms": len(data),
@@ -291,7 +280,7 @@ def evaluate(
             for name, e in errs.items()
         },
         "bands_hz": [BANDS_HZ[i] for i in TARGET_BANDS],
-        "timing": timing(synth, data, n_ref),
+        "timing": timing(synth, data, reference_s[:n_ref]),
     }
     model_t30, sab_t30 = (
         report["summary"]["model"]["T30_median"],
