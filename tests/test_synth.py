@@ -215,7 +215,7 @@ def test_a_non_finite_ir_is_never_returned(monkeypatch):
     from rtverb.synth import ModelError
     from rtverb.synth import ir as ir_module
 
-    def broken(physics, envelope_db, fs):
+    def broken(physics, envelope_db, fs, c50_db=None):
         out = np.zeros(64, np.float32)
         out[3] = np.nan
         return out

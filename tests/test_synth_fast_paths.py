@@ -17,6 +17,7 @@ import pytest
 from scipy import signal
 
 from rtverb import synth
+from rtverb.analysis.acoustics import octave_band
 from rtverb.room.presets import PRESETS_DIR
 from rtverb.room.room import SPEED_OF_SOUND_M_S, Room
 from rtverb.synth import features
@@ -112,7 +113,12 @@ def test_render_is_the_early_part_plus_the_delayed_late_part(fs: int) -> None:
         want = np.zeros(max(len(early), DELAY_SAMPLES + len(late)), dtype=np.float32)
         want[DELAY_SAMPLES : DELAY_SAMPLES + len(late)] = late
         want[: len(early)] += early
-        np.testing.assert_array_equal(synth.render_ir(physics, envelope, fs), want)
+        np.testing.assert_array_equal(late_part.add_late(early, envelope, fs), want)
+        # rendering equalizes the noise bands up to 1 kHz, and nothing above them
+        changed = synth.render_ir(physics, envelope, fs) - want
+        above = [octave_band(x, fs, 4000.0) for x in (changed, want)]
+        assert np.sum(above[0] ** 2) < 1e-6 * np.sum(above[1] ** 2)
+        assert np.sum(octave_band(changed, fs, 500.0) ** 2) > 0
 
 
 def test_short_late_part_inside_the_early_part() -> None:

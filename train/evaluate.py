@@ -5,7 +5,11 @@ never seen in training): metrics are averaged over the runs. Compared, on the sa
 
 - ``model``: the model evaluated (by default the shipped ONNX file, run as users run it);
 - ``model_uncalibrated`` (a model calibrated to its T30 heads): the same model's envelopes as
-  its FNO makes them (`rtverb.synth.calibrate` not applied);
+  its FNO makes them (`rtverb.synth.calibrate` not applied, nor the C50 blend);
+- ``model_no_c50_blend``: the model's envelopes rendered without moving the first 50 ms
+  towards the encoder's C50 (`rtverb.synth.equalize.C50_BLEND`);
+- ``model_not_equalized``: the same, and the late part's low bands left as the noise draw
+  makes them (no `rtverb.synth.equalize`: how rtverb rendered before);
 - ``heads`` (a model with a room encoder): its heads' T30, EDT and C50 as they are, no IR;
 - ``calibrated_to_truth``: the model's envelopes calibrated to the truth's own T30 (what the
   calibration reaches when its target is right);
@@ -40,9 +44,17 @@ import numpy as np
 from rtverb.analysis.acoustics import measure
 from rtverb.room.params import BANDS_HZ
 from rtverb.room.room import Room
-from rtverb.synth import MODEL_PATH, Synthesizer, features, render_ir, synthesize_analytic
+from rtverb.synth import (
+    MODEL_PATH,
+    Synthesizer,
+    features,
+    render_ir,
+    render_room,
+    synthesize_analytic,
+)
 from rtverb.synth.calibrate import calibrate_t30
-from rtverb.synth.early import DELAY_SAMPLES
+from rtverb.synth.early import DELAY_SAMPLES, early_ir
+from rtverb.synth.late import add_late
 from rtverb.synth.physics import RoomPhysics
 from train.dataset import EnvelopeSet, load_shards
 
@@ -123,8 +135,7 @@ def single_slope_envelope_db(physics: RoomPhysics, t30_s: np.ndarray) -> np.ndar
 
 def _render(synth: Synthesizer, room: Room) -> np.ndarray:
     """The room's IR at `RATE_HZ` with ``synth``'s envelope, as `rtverb.synth.synthesize` does."""
-    physics = RoomPhysics.of(room)
-    return render_ir(physics, synth.envelope_db(physics), RATE_HZ)
+    return render_room(room, synth, RATE_HZ)
 
 
 def one_default_run(data: EnvelopeSet) -> tuple[dict[str, np.ndarray], list[float]]:
@@ -232,6 +243,17 @@ def evaluate(
     synth = Synthesizer(model)
     irs_model = [_render(synth, r) for r in data.rooms]
     methods = {"model": metrics_of(irs_model, data)}
+    envelopes = [synth.envelope_db(p) for p in physics]
+    methods["model_no_c50_blend"] = metrics_of(
+        [render_ir(p, e, RATE_HZ) for p, e in zip(physics, envelopes, strict=True)], data
+    )
+    methods["model_not_equalized"] = metrics_of(
+        [
+            add_late(early_ir(p, RATE_HZ), e, RATE_HZ)
+            for p, e in zip(physics, envelopes, strict=True)
+        ],
+        data,
+    )
     if synth.encoded:
         calibrate, synth.calibrate = synth.calibrate, False
         plain = [synth.envelope_db(p) for p in physics]  # the FNO's envelopes, not calibrated

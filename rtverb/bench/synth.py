@@ -1,7 +1,7 @@
 """Room change -> ready IR, stage by stage: ``python -m rtverb.bench.synth``.
 
-Times ``render_ir(physics, synthesizer.envelope_db(physics), rate)`` with ``physics =
-RoomPhysics.of(room)`` (the model on one thread, then the rendering) on the built-in presets
+Times ``render_room(room, synthesizer, rate)`` (`RoomPhysics.of(room)`, the model on one
+thread, then the rendering: what `rtverb.synth.synthesize` runs) on the built-in presets
 and the 12 regression rooms (``tests/data/regression_rooms.json``), and each stage of it in the
 order it runs:
 
@@ -12,7 +12,8 @@ order it runs:
 - ``envelope``: the network's fields to the envelope, calibrated to the T30 heads where the model
   asks (`Synthesizer.envelope_db`'s last step);
 - ``early_ir``: image sources, arrivals and the 10 Hz high-pass (`rtverb.synth.early.early_ir`);
-- ``late_mix``: the late part from the envelope, added to the early part.
+- ``late_mix``: the late part from the envelope, its bands up to 1 kHz equalized
+  (`rtverb.synth.equalize`), added to the early part.
 
 Stereo rows time the same room heard by an ORTF pair facing the source (``pair``: two
 early parts, two late parts, one model run) and with the source spread (``true_stereo``: one
@@ -100,7 +101,9 @@ def _room_change(clock: _Clock, s: synth.Synthesizer, room: Room, fs: float) -> 
 
     env = clock.run("envelope", envelope)
     early = clock.run("early_ir", lambda: ism.early_ir(physics, fs))
-    clock.run("late_mix", lambda: late.add_late(early, env, fs))
+    onset = ism.onset_sample(room.source_position_m, room.listener_position_m, fs)
+    c50 = None if heads is None else heads[0, 2]
+    clock.run("late_mix", lambda: late.add_late(early, env, fs, onset, c50))
 
 
 def stereo_rooms(room: Room) -> dict[str, Room]:
@@ -126,11 +129,7 @@ def _stereo(clock: _Clock, s: synth.Synthesizer, room: Room, fs: float) -> None:
 def _whole(clock: _Clock, s: synth.Synthesizer, room: Room, fs: float) -> None:
     """One room change in one call, as `rtverb.synth.synthesize` makes it."""
 
-    def whole() -> np.ndarray:
-        physics = RoomPhysics.of(room)
-        return synth.render_ir(physics, s.envelope_db(physics), fs)
-
-    clock.run(TOTAL, whole)
+    clock.run(TOTAL, partial(synth.render_room, room, s, fs))
 
 
 def measure(
@@ -145,8 +144,7 @@ def measure(
     gc.disable()  # as live streams run (rtverb.bench.engine does the same)
     try:
         for room in rooms:
-            physics = RoomPhysics.of(room)
-            ir = synth.render_ir(physics, s.envelope_db(physics), rate_hz)  # warms per-rate tables
+            ir = synth.render_room(room, s, fs)  # warms per-rate tables
             _stereo(_Clock(), s, room, fs)  # and the stereo ones (four noise tables)
             clock = _Clock()
             for rep in range(reps):  # rotate the order: none always runs after another

@@ -225,6 +225,13 @@ def image_arrivals(
     return d, dist, damping
 
 
+def onset_sample(source_m: Sequence[float], listener_m: Sequence[float], fs: float) -> int:
+    """The direct sound's sample in the IR (where the analysis puts a known distance's onset:
+    `rtverb.analysis.acoustics.onset_index`)."""
+    distance = float(np.linalg.norm(np.subtract(source_m, listener_m)))
+    return int(round(distance / SPEED_OF_SOUND_M_S * fs)) + DELAY_SAMPLES
+
+
 def early_ir(
     physics: RoomPhysics,
     sample_rate_hz: float,

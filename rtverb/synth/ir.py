@@ -21,7 +21,7 @@ import numpy as np
 
 from rtverb.room.room import Room
 from rtverb.synth import features
-from rtverb.synth.early import early_ir
+from rtverb.synth.early import early_ir, onset_sample
 from rtverb.synth.late import add_late
 from rtverb.synth.model import ModelError, Synthesizer, default_synthesizer
 from rtverb.synth.physics import RoomPhysics
@@ -49,7 +49,8 @@ def synthesize(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
 def render_room(room: Room, synthesizer: Synthesizer, sample_rate_hz: float) -> np.ndarray:
     """`synthesize` with ``synthesizer``'s envelopes, without its checks and warnings."""
     physics = RoomPhysics.of(room)  # resolved once, for the model and the early part
-    return _render(physics, synthesizer.envelopes_db(per_source(physics)), sample_rate_hz)
+    envelopes, c50_db = synthesizer.envelopes_and_c50_db(per_source(physics))
+    return _render(physics, envelopes, sample_rate_hz, c50_db)
 
 
 def synthesize_analytic(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
@@ -61,12 +62,18 @@ def synthesize_analytic(room: Room, sample_rate_hz: int = 48000) -> np.ndarray:
 
 
 def _render(
-    physics: RoomPhysics, envelopes_db: list[np.ndarray], sample_rate_hz: float
+    physics: RoomPhysics,
+    envelopes_db: list[np.ndarray],
+    sample_rate_hz: float,
+    c50_db: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The IR from each point source's late envelope (`per_source`): mono or through the pair."""
+    """The IR from each point source's late envelope (`per_source`; ``c50_db``: the encoder's
+    C50 per source and band, or None): mono or through the pair."""
     if physics.room.pair == "mono":
-        return render_ir(physics, envelopes_db[0], sample_rate_hz)
-    return render_stereo_ir(physics, envelopes_db, sample_rate_hz)
+        return render_ir(
+            physics, envelopes_db[0], sample_rate_hz, None if c50_db is None else c50_db[0]
+        )
+    return render_stereo_ir(physics, envelopes_db, sample_rate_hz, c50_db)
 
 
 def per_source(physics: RoomPhysics) -> list[RoomPhysics]:
@@ -92,7 +99,15 @@ def _check_rate(sample_rate_hz: float) -> None:
         raise ValueError(f"sample_rate_hz must be 8000-384000, got {sample_rate_hz}")
 
 
-def render_ir(physics: RoomPhysics, envelope_db: np.ndarray, sample_rate_hz: float) -> np.ndarray:
-    """Exact early part plus the late part shaped by ``envelope_db`` (8, N_FRAMES)."""
+def render_ir(
+    physics: RoomPhysics,
+    envelope_db: np.ndarray,
+    sample_rate_hz: float,
+    c50_db: np.ndarray | None = None,
+) -> np.ndarray:
+    """Exact early part plus the late part shaped by ``envelope_db`` (8, N_FRAMES), its low
+    bands equalized (`rtverb.synth.equalize`; ``c50_db``: the room encoder's C50 per band)."""
     fs = float(sample_rate_hz)
-    return add_late(early_ir(physics, fs), envelope_db, fs)
+    room = physics.room
+    onset = onset_sample(room.source_position_m, room.listener_position_m, fs)
+    return add_late(early_ir(physics, fs), envelope_db, fs, onset, c50_db)

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage, signal
 
-from rtverb.synth import features
+from rtverb.synth import equalize, features
 from rtverb.synth.early import DELAY_SAMPLES, band_count, band_split
 from rtverb.synth.physics import MODEL_BANDS_HZ
 
@@ -25,26 +25,31 @@ _NOISE_SEED = 20261121
 FLATTEN_PERIODS = 4.0
 
 
-def add_late(early: np.ndarray, envelope_db: np.ndarray, fs: float) -> np.ndarray:
-    """The early part plus the late part (`late_ir`) delayed by `DELAY_SAMPLES`, float32."""
-    weights, n_bins = _late_weights(envelope_db, fs)
-    bin_samples = _bin_samples(fs)
-    n_late = n_bins * bin_samples
-    length = max(len(early), DELAY_SAMPLES + n_late)
-    # The late segments start half a bin before DELAY_SAMPLES (that half is silent) and run
-    # past the late part's end: render them in place, in a buffer with room for both.
-    half = bin_samples // 2
-    lead = max(0, half - DELAY_SAMPLES)
-    first = lead + DELAY_SAMPLES - half
-    end = first + len(weights) * bin_samples
-    buffer = np.empty(max(lead + length, end), dtype=np.float32)
-    segments = buffer[first:end].reshape(len(weights), 1, bin_samples)
-    np.matmul(weights, _noise_segments(fs, len(weights)), out=segments)
-    buffer[: lead + DELAY_SAMPLES] = 0.0
-    buffer[lead + DELAY_SAMPLES + n_late :] = 0.0
-    out = buffer[lead : lead + length]
-    out[: len(early)] += early
-    return out
+def add_late(
+    early: np.ndarray,
+    envelope_db: np.ndarray,
+    fs: float,
+    onset: int | None = None,
+    c50_db: np.ndarray | None = None,
+) -> np.ndarray:
+    """The early part plus the late part (`late_ir`) delayed by `DELAY_SAMPLES`, float32.
+
+    With the direct sound's sample ``onset``, the late part's bands from 250 Hz to 1 kHz are
+    equalized so that their energy in windows after it is the envelope's
+    (`rtverb.synth.equalize`; ``c50_db``: the room encoder's C50 per band, which the first
+    50 ms move towards).
+    """
+    amplitude, n_bins = _late_amplitude(envelope_db, fs)
+    lead, first = _layout(fs)
+    length = max(len(early), DELAY_SAMPLES + n_bins * _bin_samples(fs))
+    buffer = np.empty(max(lead + length, first + (n_bins + 1) * _bin_samples(fs)), np.float32)
+    table = _noise_segments(fs, n_bins + 1)
+    _render(buffer, amplitude, table, fs)
+    if onset is not None:
+        path = equalize.Path(early, amplitude, onset, _path_energy(fs, 0), c50_db)
+        _equalize([buffer], [path], [table], fs)
+    buffer[lead : lead + len(early)] += early
+    return buffer[lead : lead + length]
 
 
 def add_late_pairs(
@@ -53,6 +58,8 @@ def add_late_pairs(
     fs: float,
     powers: Sequence[float],
     coherence: np.ndarray,
+    onsets: Sequence[Sequence[int]] | None = None,
+    c50_db: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each source's two capsules' early parts plus their late parts, (sources, 2, taps)
     float32: one buffer for all of them (a view of it), shorter sources zero-padded.
@@ -61,32 +68,83 @@ def add_late_pairs(
     envelope scaled by its diffuse-field power (``powers``). Per band b source i's left one is
     noise table 2i, the right one mixes it with table 2i + 1 as ``coherence[b]`` and
     sqrt(1 - coherence[b]^2) (`_mixed_table`): the two are that coherent in band b. Rendered in
-    place as `add_late` does.
+    place as `add_late` does, every path equalized (together) with its direct sound's sample
+    ``onsets[i][capsule]`` and source i's C50 ``c50_db[i]``.
     """
-    plans = [_late_weights(envelope_db, fs) for envelope_db in envelopes_db]
+    plans = [_late_amplitude(envelope_db, fs) for envelope_db in envelopes_db]
     bin_samples = _bin_samples(fs)
-    half = bin_samples // 2
-    lead = max(0, half - DELAY_SAMPLES)
-    first = lead + DELAY_SAMPLES - half
+    lead, first = _layout(fs)
     length = max(
         *(DELAY_SAMPLES + n_bins * bin_samples for _, n_bins in plans),
         *(len(e) for pair in early for e in pair),
     )
-    width = max(lead + length, *(first + len(weights) * bin_samples for weights, _ in plans))
+    width = max(lead + length, *(first + (n_bins + 1) * bin_samples for _, n_bins in plans))
     buffer = np.empty((len(plans), 2, width), dtype=np.float32)
     gains = np.sqrt(np.asarray(powers, dtype=np.float32))
     rho = np.asarray(coherence, np.float32).tobytes()
-    for i, ((weights, n_bins), rows, pair) in enumerate(zip(plans, buffer, early, strict=True)):
-        n, end = len(weights), first + len(weights) * bin_samples
+    rows, paths, tables = [], [], []
+    for i, ((amplitude, n_bins), pair_rows) in enumerate(zip(plans, buffer, strict=True)):
+        n = n_bins + 1
         left = _noise_segments(fs, n, 2 * i)
         right = _mixed_table(fs, 2 * i, rho)[:, :n].transpose(1, 0, 2)  # laid out as `left`
-        for row, gain, table in zip(rows, gains, (left, right), strict=True):
-            np.matmul(weights * gain, table, out=row[first:end].reshape(n, 1, bin_samples))
-        rows[:, : lead + DELAY_SAMPLES] = 0.0
-        rows[:, lead + DELAY_SAMPLES + n_bins * bin_samples :] = 0.0
-        for row, e in zip(rows[:, lead:], pair, strict=True):
-            row[: len(e)] += e
+        for c, (row, gain, table) in enumerate(zip(pair_rows, gains, (left, right), strict=True)):
+            _render(row, amplitude * gain, table, fs)
+            if onsets is not None:  # what the capsule's noise passes the filters on average
+                energy = _path_energy(fs, 2 * i, None if c == 0 else coherence)
+                c50 = None if c50_db is None else c50_db[i]
+                paths.append(
+                    equalize.Path(early[i][c], amplitude * gain, onsets[i][c], energy, c50)
+                )
+                rows.append(row)
+                tables.append(table)
+    if paths:
+        _equalize(rows, paths, tables, fs)
+    for pair_rows, pair in zip(buffer, early, strict=True):
+        for row, e in zip(pair_rows, pair, strict=True):
+            row[lead : lead + len(e)] += e
     return buffer[:, :, lead : lead + length]
+
+
+def _layout(fs: float) -> tuple[int, int]:
+    """Where a late part's buffer puts the IR's sample 0 (``lead``) and its first segment.
+
+    The late segments start half a bin before `DELAY_SAMPLES` (that half is silent) and run
+    past the late part's end: they are rendered in place, in a buffer with room for both.
+    """
+    half = _bin_samples(fs) // 2
+    lead = max(0, half - DELAY_SAMPLES)
+    return lead, lead + DELAY_SAMPLES - half
+
+
+def _render(
+    row: np.ndarray, amplitude: np.ndarray, table: np.ndarray, fs: float, bins: slice = slice(None)
+) -> None:
+    """Render a late part of ``amplitude`` (bands, bins) from ``table`` (its noise segments,
+    `_noise_segments`' layout) into ``row`` (`_layout`), silent outside it; only the segments
+    ``bins`` (segment s spans from bin s - 1's centre to bin s's)."""
+    bin_samples = _bin_samples(fs)
+    lead, first = _layout(fs)
+    weights = _weights(amplitude)[bins]
+    start = range(len(table))[bins].start
+    n = len(weights)
+    at = first + start * bin_samples
+    np.matmul(weights, table[bins], out=row[at : at + n * bin_samples].reshape(n, 1, bin_samples))
+    row[: lead + DELAY_SAMPLES] = 0.0
+    row[lead + DELAY_SAMPLES + amplitude.shape[1] * bin_samples :] = 0.0
+
+
+def _equalize(
+    rows: list[np.ndarray], paths: list[equalize.Path], tables: list[np.ndarray], fs: float
+) -> None:
+    """Equalize the late parts rendered into ``rows`` (`_render`) as
+    `rtverb.synth.equalize.Equalizer` scales them, rendering again what changed."""
+    lead = _layout(fs)[0]
+    eq = equalize.Equalizer(paths, _bin_samples(fs), DELAY_SAMPLES, fs)
+    scaled = eq.scaled([row[lead:] for row in rows])
+    for row, path, amplitude, table in zip(rows, paths, scaled, tables, strict=True):
+        changed = np.nonzero(np.any(amplitude != path.amplitude, axis=0))[0]
+        if len(changed):  # segments s and s + 1 interpolate bin s
+            _render(row, amplitude, table, fs, slice(int(changed[0]), int(changed[-1]) + 2))
 
 
 def _bin_samples(fs: float) -> int:
@@ -133,6 +191,34 @@ def _noise_table(fs: float, table: int = 0) -> np.ndarray:
     seg = bands.reshape(len(bands), n_bins + 1, bin_samples).astype(np.float32)
     w = (np.arange(bin_samples, dtype=np.float32) / bin_samples)[None, None, :]
     return np.concatenate([seg * (1 - w), seg * w])
+
+
+@cache
+def _table_energy(fs: float, first: int, second: int) -> np.ndarray:
+    """`rtverb.synth.equalize.noise_energy` of two noise tables (~50 ms, once per pair)."""
+    return equalize.noise_energy(
+        noise_bands(fs, first), noise_bands(fs, second), fs, _bin_samples(fs)
+    )
+
+
+def _path_energy(fs: float, table: int, coherence: np.ndarray | None = None) -> np.ndarray:
+    """What a path's noise passes each equalized band's filter on average (`equalize.
+    noise_energy`): table ``table``'s own, or with ``coherence`` per band the mix of it with
+    table + 1 that `_mixed_table` makes (its average from the tables' own and cross terms:
+    each draw deviates from the mean energy by a little, 0.1-0.6 dB over 4 s at 125 Hz, and
+    the equalized windows keep the level of the rest of their own tail)."""
+    own = _table_energy(fs, table, table)
+    if coherence is None:
+        return own
+    rho = np.asarray(coherence, np.float64)[: own.shape[1]]
+    other = np.sqrt(np.maximum(1 - rho * rho, 0))
+    cross = _table_energy(fs, table, table + 1)
+    return (
+        np.outer(rho, rho) * own
+        + np.outer(other, other) * _table_energy(fs, table + 1, table + 1)
+        + np.outer(rho, other) * cross
+        + np.outer(other, rho) * cross.transpose(0, 2, 1)
+    )
 
 
 def noise_bands(fs: float, table: int = 0) -> np.ndarray:
@@ -214,23 +300,32 @@ def _late_db(envelope_db: np.ndarray, fs: float) -> np.ndarray:
     return db
 
 
-def _late_weights(envelope_db: np.ndarray, fs: float) -> tuple[np.ndarray, int]:
-    """Weights of `_noise_segments`, (segments, 1, 2 x bands) float32, and the length in bins.
-
-    The late part ends where every band is `TAIL_FLOOR_DB` below the envelope's peak.
-    """
+def _late_amplitude(envelope_db: np.ndarray, fs: float) -> tuple[np.ndarray, int]:
+    """The late part's amplitude per band at each bin centre, (bands, bins) float32, and the
+    length in bins: it ends where every band is `TAIL_FLOOR_DB` below the envelope's peak."""
     db = _late_db(envelope_db, fs)
-    bands = len(db)
     audible = np.nonzero(db.max(axis=0) > db.max() + TAIL_FLOOR_DB)[0]
     n_bins = int(audible[-1]) + 1 if len(audible) else 1
     # amplitude sqrt(10^(dB/10) x bin ratio), with exp: 1.5x as fast as a power of ten
     scale = np.sqrt(_bin_samples(fs) / fs / features.HIST_BIN_S)
-    amp = (np.exp(db[:, :n_bins] * (np.log(10.0) / 20)) * scale).astype(np.float32)
-    ext = np.concatenate([amp[:, :1], amp, amp[:, -1:]], axis=1).T  # (n_bins + 2, bands)
-    weights = np.empty((n_bins + 1, 1, 2 * bands), dtype=np.float32)
+    return (np.exp(db[:, :n_bins] * (np.log(10.0) / 20)) * scale).astype(np.float32), n_bins
+
+
+def _weights(amplitude: np.ndarray) -> np.ndarray:
+    """Weights of `_noise_segments` for an amplitude per band and bin: (bins + 1, 1, 2 x
+    bands) float32; segment s interpolates from bin s - 1's centre to bin s's."""
+    bands = len(amplitude)
+    ext = np.concatenate([amplitude[:, :1], amplitude, amplitude[:, -1:]], axis=1).T
+    weights = np.empty((len(ext) - 1, 1, 2 * bands), dtype=np.float32)
     weights[:, 0, :bands] = ext[:-1]  # T0: A[s]
     weights[:, 0, bands:] = ext[1:]  # T1: A[s + 1]
-    return weights, n_bins
+    return weights
+
+
+def _late_weights(envelope_db: np.ndarray, fs: float) -> tuple[np.ndarray, int]:
+    """`_weights` of the envelope's `_late_amplitude`, and the length in bins."""
+    amplitude, n_bins = _late_amplitude(envelope_db, fs)
+    return _weights(amplitude), n_bins
 
 
 def late_ir(envelope_db: np.ndarray, sample_rate_hz: float) -> np.ndarray:

@@ -141,13 +141,23 @@ class Synthesizer:
         """`envelope_db` of each room, from one run of the model on them as a batch (the
         source positions of a true-stereo room cost less than a run each); several rooms (the
         points of a spread source) share the first one's calibration."""
+        return self.envelopes_and_c50_db(rooms)[0]
+
+    def envelopes_and_c50_db(
+        self, rooms: Sequence[RoomPhysics]
+    ) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """`envelopes_db`, and the room encoder's C50 per room and band (rooms, 8) dB that the
+        renderer blends the first 50 ms with (`rtverb.synth.equalize`), or None for a model
+        not calibrated to its heads."""
         feeds, baselines = self.feeds(*rooms)
         fields, heads = self._outputs(feeds)
         x = feeds[self._input]
         envelopes = [
             self._envelope_db(p, x[i], baselines[i], fields[i]) for i, p in enumerate(rooms)
         ]
-        return envelopes if heads is None else self._calibrated(rooms, envelopes, heads[0])
+        if heads is None:
+            return envelopes, None
+        return self._calibrated(rooms, envelopes, heads[0]), heads[:, 2]
 
     @staticmethod
     def _calibrated(

@@ -22,7 +22,7 @@ from scipy import special
 
 from rtverb.room.mics import Capsule
 from rtverb.room.room import SPEED_OF_SOUND_M_S
-from rtverb.synth.early import band_filters, early_ir
+from rtverb.synth.early import band_filters, early_ir, onset_sample
 from rtverb.synth.late import add_late_pairs
 from rtverb.synth.physics import RoomPhysics
 
@@ -73,11 +73,15 @@ def band_coherence(left: Capsule, right: Capsule, sample_rate_hz: float) -> np.n
 
 
 def render_stereo_ir(
-    physics: RoomPhysics, envelopes_db: list[np.ndarray], sample_rate_hz: float
+    physics: RoomPhysics,
+    envelopes_db: list[np.ndarray],
+    sample_rate_hz: float,
+    c50_db: np.ndarray | None = None,
 ) -> np.ndarray:
     """The room through its pair: (2, taps) from one source, (2, 2, taps) from a spread one.
 
-    ``envelopes_db``: the late envelope (8, N_FRAMES) of each of ``room.sources()``.
+    ``envelopes_db``: the late envelope (8, N_FRAMES) of each of ``room.sources()``;
+    ``c50_db``: the room encoder's C50 per source and band (or None).
     """
     fs = float(sample_rate_hz)
     room = physics.room
@@ -88,7 +92,8 @@ def render_stereo_ir(
     early = [
         [early_ir(physics, fs, source, capsule) for capsule in (left, right)] for source in sources
     ]
-    ir = add_late_pairs(early, envelopes_db, fs, powers, coherence)
+    onsets = [[onset_sample(source, c.position_m, fs) for c in (left, right)] for source in sources]
+    ir = add_late_pairs(early, envelopes_db, fs, powers, coherence, onsets, c50_db)
     if len(sources) > 1:
         ir *= np.float32(1 / np.sqrt(len(sources)))  # the points share the source's power
     if room.width != 1.0:  # mid/side: L' = M + w S, R' = M - w S
