@@ -41,28 +41,34 @@ FIRST_S = 0.05
 WINDOW_S = 0.05
 SPAN_S = 0.15
 #: Share of the way the first window's C50 moves from the envelope's to the encoder's head.
-C50_BLEND = 0.3
+C50_BLEND = 0.5
 #: A window's late part is scaled by at most this much either way (dB).
 MAX_GAIN_DB = 6.0
 #: The blend leaves the first window's late part at least this share of its early energy.
 MIN_LATE_SHARE = 0.01
-#: The segment reaches this many periods of the lowest band beyond the windows on each side:
-#: the octave filter's energy response (forward and backward) has fallen 60 dB by then.
-RING_PERIODS = 8
+#: The segment reaches this many periods of the lowest band past the windows: the octave
+#: filter's energy response (forward and backward) has fallen ~50 dB by then.
+RING_PERIODS = 7
+#: The segment starts this long before the direct sound: the late part starts no earlier
+#: than the envelope frame (8 ms) that holds it, interpolated from half a 4 ms bin before.
+LEAD_S = 0.012
 #: Each band's output is kept up to where its filter's energy response (forward and backward:
 #: the fourth power of one pass) has fallen this far, and sampled at 4x that frequency (its
 #: square, the energy, is band-limited to twice it).
-KEPT_DB = -60.0
+KEPT_DB = -40.0
 
 
 class _Plan(NamedTuple):
     model_bands: list[int]  # the bands equalized
     sos: list[np.ndarray]  # their analysis octave filters
-    ring: int  # samples before the first window
+    ring: int  # samples before the first window (the direct sound)
     length: int  # segment samples
     n_fft: int
     response: np.ndarray  # (bands, kept bins): |H|^2 on the segment's rfft grid
     rate: int  # samples of the decimated outputs per segment FFT length
+    edges: np.ndarray  # the windows' edges from the direct sound, samples
+    kept: slice  # the decimated samples the windows read
+    quadrature: np.ndarray  # (windows, kept samples): each window's integral of them
 
 
 @cache
@@ -73,16 +79,38 @@ def _plan(fs: float) -> _Plan:
         for b, c in enumerate(MODEL_BANDS_HZ)
         if MIN_BAND_HZ <= c <= MAX_BAND_HZ and (sos := octave_band_sos(fs, c)) is not None
     ]
-    ring = int(np.ceil(RING_PERIODS / MODEL_BANDS_HZ[bands[0][0]] * fs))
-    length = 2 * ring + int(np.ceil(SPAN_S * fs))
-    n_fft = _fft_size(length + ring)
+    # the segment runs from `LEAD_S` before the direct sound (nothing is earlier) to the
+    # filters' reach past the last window; as long again of zeros after it keeps the FFT's
+    # wrap-around (the direct sound's reach backwards) off the windows
+    reach = int(np.ceil(RING_PERIODS / MODEL_BANDS_HZ[bands[0][0]] * fs))
+    ring = int(np.ceil(LEAD_S * fs))
+    length = ring + int(np.ceil(SPAN_S * fs)) + reach
+    n_fft = _fft_size(length + reach)
     freqs = np.fft.rfftfreq(n_fft, 1 / fs)
     power = np.array([np.abs(signal.sosfreqz(sos, worN=freqs, fs=fs)[1]) ** 2 for _, sos in bands])
     kept = int(np.nonzero(np.any(power**2 > 10 ** (KEPT_DB / 10), axis=0))[0][-1]) + 1
     rate = min(n_fft, 2 * fft.next_fast_len(2 * kept, real=True))
     response = power[:, :kept].astype(np.float32)  # single precision: ~1e-7 of an energy
+    starts = np.concatenate([[0.0], np.arange(FIRST_S, SPAN_S + 1e-9, WINDOW_S)])
+    edges = np.round(starts * fs).astype(np.int64)
+    # every path's segment starts `ring` before its direct sound: the windows fall alike in all
+    step = n_fft / rate  # full-rate samples per decimated sample
+    at = (edges + ring) / step  # the edges on the decimated grid
+    window = slice(int(np.floor(at[0])) - 1, int(np.ceil(at[-1])) + 2)
+    n = np.arange(window.stop - window.start) + window.start
+    # the integral over each window of the samples interpolated linearly, at the full rate
+    quadrature = (_hat_integral(at[1:, None] - n) - _hat_integral(at[:-1, None] - n)) * step
     return _Plan(
-        [b for b, _ in bands], [sos for _, sos in bands], ring, length, n_fft, response, rate
+        [b for b, _ in bands],
+        [sos for _, sos in bands],
+        ring,
+        length,
+        n_fft,
+        response,
+        rate,
+        edges,
+        window,
+        quadrature.astype(np.float32),
     )
 
 
@@ -118,7 +146,7 @@ def noise_energy(first: np.ndarray, second: np.ndarray, fs: float, bin_samples: 
 class Path(NamedTuple):
     """One source-to-capsule path of an IR, as `Equalizer` needs it."""
 
-    early: np.ndarray  # its early part, samples from 0
+    early: tuple[np.ndarray, ...]  # its early parts (a pair's two: their mean), from sample 0
     amplitude: np.ndarray  # its late part's amplitude per band and bin, as the envelope gives it
     onset: int  # the direct sound's sample
     noise: np.ndarray  # `noise_energy` of the noise its late part is rendered from
@@ -142,22 +170,11 @@ class Equalizer:
         self.plan = plan = _plan(fs)
         self.paths, self.bin_samples, self.late_start = paths, bin_samples, late_start
         self.bands = plan.model_bands
-        starts = np.concatenate([[0.0], np.arange(FIRST_S, SPAN_S + 1e-9, WINDOW_S)])
-        edges = np.round(starts * fs)  # from the direct sound, samples
         #: each path's window edges (paths, windows + 1), samples
-        self.edges = np.array([p.onset for p in paths])[:, None] + edges.astype(np.int64)
-        # every path's segment starts `ring` before its onset: what follows is alike in all
+        self.edges = np.array([p.onset for p in paths])[:, None] + plan.edges
         self._first = self.edges[:, 0] - plan.ring
-        step = plan.n_fft / plan.rate  # full-rate samples per decimated sample
-        at = (edges + plan.ring) / step  # the edges on the decimated grid
-        self._kept = slice(int(np.floor(at[0])) - 1, int(np.ceil(at[-1])) + 2)
-        n = np.arange(self._kept.stop - self._kept.start)
-        # quadrature: the integral over each window of the samples interpolated linearly
-        self._quadrature = (
-            _hat_integral(at[1:, None] - self._kept.start - n)
-            - _hat_integral(at[:-1, None] - self._kept.start - n)
-        ) * step  # (windows, samples), on the full rate's scale
-        self._early = self._filtered([p.early for p in paths])  # (paths, bands, samples)
+        self._quadrature = plan.quadrature
+        self._early = self._filtered([list(p.early) for p in paths])  # (paths, bands, samples)
         self._early_energy = ee = (self._early * self._early) @ self._quadrature.T
         self.want = ee.copy()  # (paths, bands, windows)
         for i, (path, edges_i) in enumerate(zip(paths, self.edges, strict=True)):
@@ -172,10 +189,10 @@ class Equalizer:
                 first = np.maximum(rest * 10 ** (target / 10), ee[i, :, 0] * (1 + MIN_LATE_SHARE))
                 want[:, 0] = np.where(np.isfinite(head), first, want[:, 0])
 
-    def gains(self, lates: list[np.ndarray]) -> np.ndarray:
+    def gains(self, lates: list[list[np.ndarray]]) -> np.ndarray:
         """The amplitude gains (paths, bands, windows) that bring each path with its late part
-        ``lates[i]`` (samples from 0) to `want` in every window: per window, the positive root
-        g of g^2 late + 2 g cross + early = want."""
+        (the mean of ``lates[i]``, samples from 0) to `want` in every window: per window, the
+        positive root g of g^2 late + 2 g cross + early = want."""
         late = self._filtered(lates)
         squares, cross = (np.stack([late, self._early]) * late) @ self._quadrature.T
         offset = self._early_energy - self.want  # < 0: the late part's expected energy
@@ -183,31 +200,35 @@ class Equalizer:
             root = (-cross + np.sqrt(np.maximum(cross * cross - squares * offset, 0.0))) / squares
         return np.clip(np.where(np.isfinite(root) & (root > 0), root, 1.0), *_LIMITS)
 
-    def scaled(self, lates: list[np.ndarray]) -> list[np.ndarray]:
+    def scaled(self, lates: list[list[np.ndarray]]) -> list[tuple[np.ndarray, slice]]:
         """Each path's amplitude (a copy) with each equalized band's bins scaled by the
-        `gains` of the window their centre lies in (before the direct sound: the first's)."""
+        `gains` of the window their centre lies in (before the direct sound: the first's),
+        and the bins that changed."""
         out = []
         for path, gains, edges in zip(self.paths, self.gains(lates), self.edges, strict=True):
             amplitude = path.amplitude.copy()
-            centres = self.late_start + (np.arange(amplitude.shape[1]) + 0.5) * self.bin_samples
+            lo = max(int((edges[0] - self.late_start) // self.bin_samples) - 1, 0)
+            hi = min(int((edges[-1] - self.late_start) // self.bin_samples) + 1, amplitude.shape[1])
+            centres = self.late_start + (np.arange(lo, hi) + 0.5) * self.bin_samples
             window = np.searchsorted(edges, centres, side="right") - 1
-            inside = np.nonzero(window < len(edges) - 1)[0]
-            where = np.ix_(np.asarray(self.bands), inside)
+            inside = window < len(edges) - 1
+            where = np.ix_(np.asarray(self.bands), lo + np.nonzero(inside)[0])
             amplitude[where] *= gains[:, np.maximum(window[inside], 0)]
-            out.append(amplitude)
+            out.append((amplitude, slice(lo, hi)))
         return out
 
-    def _filtered(self, signals: list[np.ndarray]) -> np.ndarray:
-        """Each path's segment of ``signals[i]`` through each band's filter, forward and
-        backward, decimated, where the windows are: (paths, bands, samples)."""
+    def _filtered(self, signals: list[list[np.ndarray]]) -> np.ndarray:
+        """Each path's segment of the mean of ``signals[i]`` through each band's filter,
+        forward and backward, decimated, where the windows are: (paths, bands, samples)."""
         plan = self.plan
         segments = np.zeros((len(signals), plan.length), dtype=np.float32)
-        for row, x, first in zip(segments, signals, self._first, strict=True):
-            lo, hi = max(first, 0), min(first + plan.length, len(x))
-            if hi > lo:
-                row[lo - first : hi - first] = x[lo:hi]
+        for row, xs, first in zip(segments, signals, self._first, strict=True):
+            for x in xs:
+                lo, hi = max(first, 0), min(first + plan.length, len(x))
+                if hi > lo:
+                    row[lo - first : hi - first] += x[lo:hi] / len(xs)
         spectra = fft.rfft(segments, n=plan.n_fft, axis=-1)[:, None, : plan.response.shape[1]]
-        filtered = fft.irfft(spectra * plan.response, n=plan.rate)[..., self._kept]
+        filtered = fft.irfft(spectra * plan.response, n=plan.rate)[..., plan.kept]
         return filtered * (plan.rate / plan.n_fft)
 
 
@@ -227,8 +248,9 @@ def _expected_late(
     """The late energy each equalized band's filter passes on average over noise draws, per
     window and after the last one: (bands, windows + 1). Bin u spans ``late_start + u
     bin_samples`` on; a bin cut by a window edge counts by its share."""
-    n = amplitude.shape[1]
-    starts = late_start + bin_samples * np.arange(n)
+    a = amplitude.astype(np.float64)
+    stop = min(a.shape[1], int(np.ceil((edges[-1] - late_start) / bin_samples)) + 1)
+    starts = late_start + bin_samples * np.arange(stop)
     inside = np.clip(
         (np.minimum(starts + bin_samples, edges[1:, None]) - np.maximum(starts, edges[:-1, None]))
         / bin_samples,
@@ -236,7 +258,8 @@ def _expected_late(
         1.0,
     )  # (windows, bins)
     after = np.clip((starts + bin_samples - edges[-1]) / bin_samples, 0.0, 1.0)
-    share = np.vstack([inside, after])
-    a = amplitude.astype(np.float64)
-    per_bin = np.einsum("iku,ku->iu", noise @ a, a)  # a' N a per bin
-    return per_bin @ share.T
+    head = a[:, :stop]
+    per_bin = np.einsum("iku,ku->iu", noise @ head, head)  # a' N a per bin
+    tail = a[:, stop:]
+    beyond = np.einsum("ikj,kj->i", noise, tail @ tail.T)  # the same summed, past the windows
+    return np.hstack([per_bin @ inside.T, (per_bin @ after + beyond)[:, None]])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache, lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import ndimage, signal
@@ -46,8 +46,8 @@ def add_late(
     table = _noise_segments(fs, n_bins + 1)
     _render(buffer, amplitude, table, fs)
     if onset is not None:
-        path = equalize.Path(early, amplitude, onset, _path_energy(fs, 0), c50_db)
-        _equalize([buffer], [path], [table], fs)
+        path = equalize.Path((early,), amplitude, onset, _mix_energy(fs, 0, 1.0, 0.0), c50_db)
+        _equalize([path], [[(buffer, table, 1.0)]], fs)
     buffer[lead : lead + len(early)] += early
     return buffer[lead : lead + length]
 
@@ -68,8 +68,11 @@ def add_late_pairs(
     envelope scaled by its diffuse-field power (``powers``). Per band b source i's left one is
     noise table 2i, the right one mixes it with table 2i + 1 as ``coherence[b]`` and
     sqrt(1 - coherence[b]^2) (`_mixed_table`): the two are that coherent in band b. Rendered in
-    place as `add_late` does, every path equalized (together) with its direct sound's sample
-    ``onsets[i][capsule]`` and source i's C50 ``c50_db[i]``.
+    place as `add_late` does. With each path's direct sound ``onsets[i][capsule]``, source i's
+    pair is equalized on its mid (the mean of its capsules: what a mono downmix hears; source
+    i's C50 ``c50_db[i]``) and both capsules are scaled alike. Where the capsules are coherent
+    (low bands, close spacing) that equalizes each; where they are not, each keeps half its
+    draw's variance (the mid's correction is the mean of theirs).
     """
     plans = [_late_amplitude(envelope_db, fs) for envelope_db in envelopes_db]
     bin_samples = _bin_samples(fs)
@@ -82,23 +85,27 @@ def add_late_pairs(
     buffer = np.empty((len(plans), 2, width), dtype=np.float32)
     gains = np.sqrt(np.asarray(powers, dtype=np.float32))
     rho = np.asarray(coherence, np.float32).tobytes()
-    rows, paths, tables = [], [], []
+    paths, members = [], []
     for i, ((amplitude, n_bins), pair_rows) in enumerate(zip(plans, buffer, strict=True)):
         n = n_bins + 1
         left = _noise_segments(fs, n, 2 * i)
         right = _mixed_table(fs, 2 * i, rho)[:, :n].transpose(1, 0, 2)  # laid out as `left`
-        for c, (row, gain, table) in enumerate(zip(pair_rows, gains, (left, right), strict=True)):
+        tables = (left, right)
+        for row, gain, table in zip(pair_rows, gains, tables, strict=True):
             _render(row, amplitude * gain, table, fs)
-            if onsets is not None:  # what the capsule's noise passes the filters on average
-                energy = _path_energy(fs, 2 * i, None if c == 0 else coherence)
-                c50 = None if c50_db is None else c50_db[i]
-                paths.append(
-                    equalize.Path(early[i][c], amplitude * gain, onsets[i][c], energy, c50)
-                )
-                rows.append(row)
-                tables.append(table)
+        if onsets is not None:
+            # the pair's mid: its noise is (g_l + g_r rho) / 2 of table 2i, g_r sigma / 2 of 2i + 1
+            rho_b = np.asarray(coherence, np.float64)
+            sigma_b = np.sqrt(np.maximum(1 - rho_b * rho_b, 0.0))
+            mix = ((gains[0] + gains[1] * rho_b) / 2, gains[1] * sigma_b / 2)
+            c50 = None if c50_db is None else c50_db[i]
+            onset = int(round(np.mean(onsets[i])))
+            paths.append(
+                equalize.Path(tuple(early[i]), amplitude, onset, _mix_energy(fs, 2 * i, *mix), c50)
+            )
+            members.append(list(zip(pair_rows, tables, gains, strict=True)))
     if paths:
-        _equalize(rows, paths, tables, fs)
+        _equalize(paths, members, fs)
     for pair_rows, pair in zip(buffer, early, strict=True):
         for row, e in zip(pair_rows, pair, strict=True):
             row[lead : lead + len(e)] += e
@@ -134,17 +141,19 @@ def _render(
 
 
 def _equalize(
-    rows: list[np.ndarray], paths: list[equalize.Path], tables: list[np.ndarray], fs: float
+    paths: list[equalize.Path], members: list[list[tuple[np.ndarray, np.ndarray, float]]], fs: float
 ) -> None:
-    """Equalize the late parts rendered into ``rows`` (`_render`) as
-    `rtverb.synth.equalize.Equalizer` scales them, rendering again what changed."""
+    """Equalize late parts rendered by `_render`: path i is measured on the mean of its
+    members' rows (row, table, gain: rendered from ``table`` with the path's amplitude x
+    ``gain``) and each member is rendered again where `rtverb.synth.equalize.Equalizer`
+    scales the path's amplitude."""
     lead = _layout(fs)[0]
     eq = equalize.Equalizer(paths, _bin_samples(fs), DELAY_SAMPLES, fs)
-    scaled = eq.scaled([row[lead:] for row in rows])
-    for row, path, amplitude, table in zip(rows, paths, scaled, tables, strict=True):
-        changed = np.nonzero(np.any(amplitude != path.amplitude, axis=0))[0]
-        if len(changed):  # segments s and s + 1 interpolate bin s
-            _render(row, amplitude, table, fs, slice(int(changed[0]), int(changed[-1]) + 2))
+    scaled = eq.scaled([[row[lead:] for row, _, _ in group] for group in members])
+    for (amplitude, bins), group in zip(scaled, members, strict=True):
+        if bins.stop > bins.start:  # segments s and s + 1 interpolate bin s
+            for row, table, gain in group:
+                _render(row, amplitude * gain, table, fs, slice(bins.start, bins.stop + 1))
 
 
 def _bin_samples(fs: float) -> int:
@@ -201,24 +210,22 @@ def _table_energy(fs: float, first: int, second: int) -> np.ndarray:
     )
 
 
-def _path_energy(fs: float, table: int, coherence: np.ndarray | None = None) -> np.ndarray:
-    """What a path's noise passes each equalized band's filter on average (`equalize.
-    noise_energy`): table ``table``'s own, or with ``coherence`` per band the mix of it with
-    table + 1 that `_mixed_table` makes (its average from the tables' own and cross terms:
-    each draw deviates from the mean energy by a little, 0.1-0.6 dB over 4 s at 125 Hz, and
-    the equalized windows keep the level of the rest of their own tail)."""
+def _mix_energy(fs: float, table: int, weight: Any, other: Any) -> np.ndarray:
+    """What a late part rendered from ``weight`` x table ``table`` + ``other`` x table
+    ``table + 1`` (each a number, or one per band) passes each equalized band's filter on
+    average (`equalize.noise_energy`): from the tables' own and cross terms. Each table's own
+    average, not the mean over draws: a 4 s draw's level differs from the mean by 0.1-0.6 dB
+    at 125 Hz, and the equalized windows keep the level of the rest of their own tail."""
     own = _table_energy(fs, table, table)
-    if coherence is None:
-        return own
-    rho = np.asarray(coherence, np.float64)[: own.shape[1]]
-    other = np.sqrt(np.maximum(1 - rho * rho, 0))
-    cross = _table_energy(fs, table, table + 1)
-    return (
-        np.outer(rho, rho) * own
-        + np.outer(other, other) * _table_energy(fs, table + 1, table + 1)
-        + np.outer(rho, other) * cross
-        + np.outer(other, rho) * cross.transpose(0, 2, 1)
-    )
+    bands = own.shape[1]
+    a = np.broadcast_to(np.asarray(weight, np.float64), (len(MODEL_BANDS_HZ),))[:bands]
+    b = np.broadcast_to(np.asarray(other, np.float64), (len(MODEL_BANDS_HZ),))[:bands]
+    out = np.outer(a, a) * own
+    if np.any(b):
+        cross = _table_energy(fs, table, table + 1)
+        out = out + np.outer(b, b) * _table_energy(fs, table + 1, table + 1)
+        out = out + np.outer(a, b) * cross + np.outer(b, a) * cross.transpose(0, 2, 1)
+    return out
 
 
 def noise_bands(fs: float, table: int = 0) -> np.ndarray:
