@@ -85,6 +85,10 @@ def add_late_pairs(
     buffer = np.empty((len(plans), 2, width), dtype=np.float32)
     gains = np.sqrt(np.asarray(powers, dtype=np.float32))
     rho = np.asarray(coherence, np.float32).tobytes()
+    # a pair's mid has (g_l + g_r rho) / 2 of its left table's noise, g_r sigma / 2 of the next
+    rho_b = np.asarray(coherence, np.float64)
+    sigma_b = np.sqrt(np.maximum(1 - rho_b * rho_b, 0.0))
+    mix = ((gains[0] + gains[1] * rho_b) / 2, gains[1] * sigma_b / 2)
     paths, members = [], []
     for i, ((amplitude, n_bins), pair_rows) in enumerate(zip(plans, buffer, strict=True)):
         n = n_bins + 1
@@ -94,10 +98,6 @@ def add_late_pairs(
         for row, gain, table in zip(pair_rows, gains, tables, strict=True):
             _render(row, amplitude * gain, table, fs)
         if onsets is not None:
-            # the pair's mid: its noise is (g_l + g_r rho) / 2 of table 2i, g_r sigma / 2 of 2i + 1
-            rho_b = np.asarray(coherence, np.float64)
-            sigma_b = np.sqrt(np.maximum(1 - rho_b * rho_b, 0.0))
-            mix = ((gains[0] + gains[1] * rho_b) / 2, gains[1] * sigma_b / 2)
             c50 = None if c50_db is None else c50_db[i]
             onset = int(round(np.mean(onsets[i])))
             paths.append(
